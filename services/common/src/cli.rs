@@ -1,0 +1,81 @@
+//! The command line every cabin service binary shares: `--bus`, `--config`, `--state-dir`.
+
+use std::path::PathBuf;
+
+use crate::bus::BusChoice;
+
+/// Flatten into a binary's own `clap::Parser` with `#[command(flatten)]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceArgs {
+    /// Bus to serve on: `system`, `session`, or a D-Bus address such as `unix:path=/run/bus`.
+    #[arg(long, default_value = "system", value_name = "system|session|ADDRESS")]
+    pub bus: BusChoice,
+    /// Config file [default: /etc/cabin/<service>.toml, optional].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Directory for persistent state [default: /var/lib/cabin/<service>].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl ServiceArgs {
+    pub fn state_dir(&self, service: &str) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/var/lib/cabin/{service}")))
+    }
+
+    /// Loads this service's config from `--config` or its default path.
+    pub fn load_config<T: serde::de::DeserializeOwned>(
+        &self,
+        service: &str,
+    ) -> Result<T, crate::config::ConfigError> {
+        crate::config::load(service, self.config.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        service: ServiceArgs,
+    }
+
+    #[test]
+    fn defaults_point_at_target_paths() {
+        let cli = Cli::parse_from(["x"]);
+        assert_eq!(cli.service.bus, BusChoice::System);
+        assert_eq!(
+            cli.service.state_dir("feedback"),
+            PathBuf::from("/var/lib/cabin/feedback")
+        );
+    }
+
+    #[test]
+    fn parses_all_three() {
+        let cli = Cli::parse_from([
+            "x",
+            "--bus",
+            "unix:path=/tmp/b",
+            "--config",
+            "/tmp/c.toml",
+            "--state-dir",
+            "/tmp/s",
+        ]);
+        assert_eq!(
+            cli.service.bus,
+            BusChoice::Address("unix:path=/tmp/b".into())
+        );
+        assert_eq!(cli.service.config, Some(PathBuf::from("/tmp/c.toml")));
+        assert_eq!(cli.service.state_dir("x"), PathBuf::from("/tmp/s"));
+    }
+
+    #[test]
+    fn rejects_a_bus_that_is_no_address() {
+        assert!(Cli::try_parse_from(["x", "--bus", "sesion"]).is_err());
+    }
+}
