@@ -11,12 +11,12 @@ use tracing_subscriber::prelude::*;
 pub fn init(service: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
-    if stderr_is_journal(std::env::var("JOURNAL_STREAM").ok().as_deref()) {
-        if let Ok(journald) = tracing_journald::layer() {
-            let journald = journald.with_syslog_identifier(format!("cabin-{service}"));
-            let _ = registry.with(journald).try_init();
-            return;
-        }
+    if stderr_is_journal(std::env::var("JOURNAL_STREAM").ok().as_deref())
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let journald = journald.with_syslog_identifier(format!("cabin-{service}"));
+        let _ = registry.with(journald).try_init();
+        return;
     }
     let _ = registry
         .with(

@@ -33,7 +33,7 @@ impl Notifier {
     ) -> Self {
         let socket = notify_socket.filter(|s| !s.is_empty());
         // WATCHDOG_PID, when set, names the one process that must ping (not our children).
-        let pid_matches = watchdog_pid.map_or(true, |p| p.parse::<u32>() == Ok(own_pid));
+        let pid_matches = watchdog_pid.is_none_or(|p| p.parse::<u32>() == Ok(own_pid));
         let watchdog = watchdog_usec
             .and_then(|u| u.parse::<u64>().ok())
             .filter(|&u| u > 0 && pid_matches && socket.is_some())

@@ -3,7 +3,8 @@
 //! Each [`TestBus`] gets its own temp dir, config and socket, so tests run in parallel
 //! without seeing each other; the daemon is killed and the dir removed on drop.
 //!
-//! Architecture invariant: test support only; never a dependency of a shipped binary.
+//! Architecture invariant: for tests and the desktop simulator only; no service that runs
+//! on a head unit links it (they get their bus from `cabin_common::bus`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -24,10 +24,10 @@ impl DrivingTimer {
 
     /// Records that at `now` the car is `moving` (or not); returns the driving seconds.
     pub fn observe(&mut self, now: DateTime<Utc>, moving: bool) -> u64 {
-        if let Some((last, was_moving)) = self.last {
-            if was_moving && now > last {
-                self.driving += now - last;
-            }
+        if let Some((last, true)) = self.last
+            && now > last
+        {
+            self.driving += now - last;
         }
         if moving {
             self.stopped_since = None;

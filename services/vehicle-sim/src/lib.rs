@@ -123,13 +123,12 @@ async fn tick(vehicle: InterfaceRef<Vehicle>, period: Duration) {
     loop {
         interval.tick().await;
         let mut v = vehicle.get_mut().await;
-        if v.tick() {
-            if let Err(e) = v
+        if v.tick()
+            && let Err(e) = v
                 .announce(vehicle.signal_emitter(), &[prop::DRIVING_TIME])
                 .await
-            {
-                tracing::warn!("cannot announce DrivingTime: {e}");
-            }
+        {
+            tracing::warn!("cannot announce DrivingTime: {e}");
         }
     }
 }

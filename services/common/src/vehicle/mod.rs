@@ -27,7 +27,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::clock::{Clock, ClockSetting, SettingClock, SharedClock, SystemClock};
+use crate::clock::{ClockSetting, SettingClock, SharedClock, SystemClock};
 
 pub const BUS_NAME: &str = "org.cabin.Vehicle1";
 pub const OBJECT_PATH: &str = "/org/cabin/Vehicle1";
@@ -335,12 +335,6 @@ impl VehicleSource for FixedVehicle {
             let rx = self.watch();
             std::sync::Arc::new(SettingClock::new(move || rx.borrow().clock))
         }
-    }
-}
-
-impl Clock for FixedVehicle {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.tx.borrow().clock.at(chrono::Utc::now())
     }
 }
 

@@ -1,0 +1,7 @@
+//! Feedback from every channel: PII redaction, zh/en analysis into recurring problems, a crash-safe outbox of cabin.feedback.v1 batches and their upload (issue 6).
+//!
+//! Architecture invariant: the engine is a library that knows nothing of D-Bus; the bus
+//! surface is a thin layer over it. This crate links `cabin-common` (and `cabin-proto`
+//! where it speaks protobuf) but never another service's crate: services talk over D-Bus.
+//!
+//! Nothing is implemented here yet; the layout and dependency rules are fixed now.
