@@ -1,0 +1,166 @@
+//! `cabin-wallpaper`: the wallpaper engine from a shell.
+//!
+//! `generate` runs prompt → display-size PNG; `manifest` writes a model folder's manifest.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+use cabin_wallpaper::engine::display::{self, Fit};
+use cabin_wallpaper::engine::manifest::{self, Manifest};
+use cabin_wallpaper::engine::model::LoadOptions;
+use cabin_wallpaper::engine::pipeline::Request;
+use cabin_wallpaper::{Engine, default_model_dir};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "cabin's on-device wallpaper generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a wallpaper PNG from a prompt.
+    Generate(GenerateArgs),
+    /// Write manifest.json (sha256 of every file) for a model folder.
+    Manifest {
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        licence: String,
+        /// How the model was made (command, data, training time).
+        #[arg(long)]
+        made_by: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// Model folder in the diffusers ONNX layout [default: the bundled model].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long, default_value = "")]
+    negative: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Denoising steps [default: the model's].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Classifier-free guidance scale; ≤ 1 turns guidance off [default: the model's].
+    #[arg(long)]
+    guidance: Option<f64>,
+    /// ddim, euler, euler-a, dpm++2m, dpm++2m-karras or lcm [default: the model's].
+    #[arg(long)]
+    scheduler: Option<String>,
+    /// Display size of the PNG.
+    #[arg(long, default_value = "1920x720", value_parser = display::parse_size)]
+    size: (u32, u32),
+    /// Generation size before resizing [default: the model's native size].
+    #[arg(long, value_parser = display::parse_size)]
+    gen_size: Option<(u32, u32)>,
+    /// How another aspect ratio fills the display: crop or extend.
+    #[arg(long, default_value = "crop")]
+    fit: Fit,
+    /// img2img: start from this picture.
+    #[arg(long, requires = "strength")]
+    init: Option<PathBuf>,
+    /// img2img: how much to change it, (0, 1].
+    #[arg(long, requires = "init")]
+    strength: Option<f64>,
+    /// Threads for tract's matrix products.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Load a model folder that has no manifest (a fresh export under test).
+    #[arg(long)]
+    allow_unverified: bool,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    cabin_common::logging::init("wallpaper-cli");
+    let result = match Cli::parse().command {
+        Command::Generate(args) => generate(args),
+        Command::Manifest {
+            dir,
+            name,
+            version,
+            licence,
+            made_by,
+        } => Manifest::build(&dir, &name, &version, &licence, &made_by)
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                let path = dir.join(manifest::FILE_NAME);
+                let text = serde_json::to_string_pretty(&m).map_err(|e| e.to_string())? + "\n";
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+                eprintln!("wrote {} ({} files)", path.display(), m.files.len());
+                Ok(())
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cabin-wallpaper: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate(args: GenerateArgs) -> Result<(), String> {
+    if !(1..=64).contains(&args.threads) {
+        return Err(format!("--threads must be 1..=64, got {}", args.threads));
+    }
+    let init = match (&args.init, args.strength) {
+        (Some(path), Some(strength)) => {
+            let image = image::open(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .to_rgb8();
+            Some((image, strength))
+        }
+        _ => None,
+    };
+    let dir = args.model.clone().unwrap_or_else(default_model_dir);
+    let engine = Engine::new(
+        &dir,
+        LoadOptions {
+            require_manifest: !args.allow_unverified,
+            threads: args.threads,
+        },
+    );
+    let request = Request {
+        prompt: args.prompt,
+        negative: args.negative,
+        seed: args.seed,
+        steps: args.steps,
+        guidance: args.guidance,
+        scheduler: args.scheduler,
+        size: args.gen_size.map(|(w, h)| (w as usize, h as usize)),
+        init,
+        previews: false,
+    };
+    let started = std::time::Instant::now();
+    let generated = engine
+        .generate(&request, &AtomicBool::new(false), &mut |p| {
+            eprint!("\rstep {}/{}", p.step, p.total);
+            if p.step == p.total {
+                eprintln!();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let (w, h) = args.size;
+    let png = display::encode_png(&display::to_display(&generated.image, w, h, args.fit));
+    std::fs::write(&args.out, png).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    eprintln!(
+        "wrote {} ({w}x{h}) in {:.2} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

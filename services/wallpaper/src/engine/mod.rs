@@ -1,0 +1,50 @@
+//! The text-to-image engine: a diffusers-layout ONNX model run by tract.
+//!
+//! `model` loads and verifies a model folder, `tokenizer` turns prompts into ids,
+//! `scheduler` holds the samplers, `pipeline` runs prompt → image, `display` fits the image
+//! to a screen. Nothing here knows about D-Bus.
+
+pub mod display;
+pub mod manifest;
+pub mod model;
+pub mod pipeline;
+pub mod rng;
+pub mod scheduler;
+pub mod tokenizer;
+
+use std::path::PathBuf;
+
+/// What can go wrong turning a prompt into a picture.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is bad (prompt, steps, size, ...): the caller can fix it.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The model folder is missing, damaged, unverified or of a kind we cannot run.
+    #[error("model: {0}")]
+    Model(String),
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Inference failed inside tract.
+    #[error("inference in {stage}: {message}")]
+    Inference {
+        stage: &'static str,
+        message: String,
+    },
+    /// The caller cancelled the generation.
+    #[error("cancelled at step {step} of {total}")]
+    Cancelled { step: usize, total: usize },
+}
+
+impl EngineError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
