@@ -8,6 +8,8 @@
 //! `cabin-common` and never another service's crate.
 
 pub mod engine;
+pub mod sun;
+pub mod timeaware;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

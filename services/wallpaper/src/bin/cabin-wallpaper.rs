@@ -24,6 +24,16 @@ struct Cli {
 enum Command {
     /// Generate a wallpaper PNG from a prompt.
     Generate(GenerateArgs),
+    /// Print the sun's apparent elevation, azimuth and day phase as JSON.
+    Sun {
+        #[arg(long, allow_negative_numbers = true)]
+        lat: f64,
+        #[arg(long, allow_negative_numbers = true)]
+        lon: f64,
+        /// RFC 3339 time, e.g. 2026-12-21T08:30:00+08:00 [default: now].
+        #[arg(long)]
+        at: Option<String>,
+    },
     /// Write manifest.json (sha256 of every file) for a model folder.
     Manifest {
         dir: PathBuf,
@@ -88,6 +98,7 @@ fn main() -> ExitCode {
     cabin_common::logging::init("wallpaper-cli");
     let result = match Cli::parse().command {
         Command::Generate(args) => generate(args),
+        Command::Sun { lat, lon, at } => sun(lat, lon, at.as_deref()),
         Command::Manifest {
             dir,
             name,
@@ -111,6 +122,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn sun(lat: f64, lon: f64, at: Option<&str>) -> Result<(), String> {
+    cabin_wallpaper::sun::validate(lat, lon)?;
+    let at = match at {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| format!("--at `{text}` is not an RFC 3339 time: {e}"))?
+            .to_utc(),
+        None => chrono::Utc::now(),
+    };
+    let p = cabin_wallpaper::sun::position(lat, lon, at);
+    let json = serde_json::json!({
+        "elevation_deg": (p.elevation_deg * 1e4).round() / 1e4,
+        "azimuth_deg": (p.azimuth_deg * 1e4).round() / 1e4,
+        "phase": p.phase.as_str(),
+    });
+    println!("{json}");
+    Ok(())
 }
 
 fn generate(args: GenerateArgs) -> Result<(), String> {

@@ -1,0 +1,289 @@
+//! What a time-aware wallpaper shows at a given sun: a blend of the set's two nearest phase
+//! variants, graded for the light, with a luminance cap at night so the centre display
+//! never dazzles a driver whose eyes have adapted to the dark.
+//!
+//! Pure image arithmetic: the service feeds it the sun from `sun` and the variants from the
+//! engine.
+
+use image::{Rgb, Rgb32FImage};
+
+use crate::sun::{Phase, SunPosition};
+
+/// Which phase word a variant was generated with, and the sun elevation it stands for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Anchor {
+    /// The phase word put into the prompt ("night", "dawn", "day", "dusk").
+    pub word: &'static str,
+    pub elevation_deg: f64,
+    /// Dawn and dusk look alike by elevation; the time of day tells them apart.
+    pub morning: Option<bool>,
+}
+
+/// The variants a set is made of, from the darkest sky up.
+pub const ANCHORS: [Anchor; 4] = [
+    Anchor {
+        word: "night",
+        elevation_deg: -18.0,
+        morning: None,
+    },
+    Anchor {
+        word: "dawn",
+        elevation_deg: 0.0,
+        morning: Some(true),
+    },
+    Anchor {
+        word: "dusk",
+        elevation_deg: 0.0,
+        morning: Some(false),
+    },
+    Anchor {
+        word: "day",
+        elevation_deg: 25.0,
+        morning: None,
+    },
+];
+
+/// Tuning of the look.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Look {
+    /// Highest mean luma (0..1, Rec. 709 on display values) allowed at night.
+    pub night_luma_cap: f64,
+    /// Smallest mean luma change (0..1) worth telling the HMI about.
+    pub perceptible_luma: f64,
+}
+
+impl Default for Look {
+    fn default() -> Self {
+        Self {
+            night_luma_cap: 0.25,
+            perceptible_luma: 0.01,
+        }
+    }
+}
+
+/// The two variants to blend for `sun` and the weight of the second (0..=1).
+pub fn pick(sun: &SunPosition) -> (Anchor, Anchor, f64) {
+    let [night, dawn, dusk, day] = ANCHORS;
+    let twilight = if sun.morning { dawn } else { dusk };
+    let e = sun.elevation_deg;
+    if e <= night.elevation_deg {
+        (night, night, 0.0)
+    } else if e < twilight.elevation_deg {
+        (
+            night,
+            twilight,
+            (e - night.elevation_deg) / (twilight.elevation_deg - night.elevation_deg),
+        )
+    } else if e < day.elevation_deg {
+        (
+            twilight,
+            day,
+            (e - twilight.elevation_deg) / (day.elevation_deg - twilight.elevation_deg),
+        )
+    } else {
+        (day, day, 0.0)
+    }
+}
+
+/// `a` and `b` mixed with weight `t` on `b` (same size).
+pub fn blend(a: &Rgb32FImage, b: &Rgb32FImage, t: f64) -> Rgb32FImage {
+    let t = t.clamp(0.0, 1.0) as f32;
+    Rgb32FImage::from_fn(a.width(), a.height(), |x, y| {
+        let (Rgb(p), Rgb(q)) = (a.get_pixel(x, y), b.get_pixel(x, y));
+        Rgb([0, 1, 2].map(|c| p[c] * (1.0 - t) + q[c] * t))
+    })
+}
+
+pub fn mean_luma(image: &Rgb32FImage) -> f64 {
+    let sum: f64 = image
+        .pixels()
+        .map(|Rgb(p)| {
+            0.2126 * f64::from(p[0]) + 0.7152 * f64::from(p[1]) + 0.0722 * f64::from(p[2])
+        })
+        .sum();
+    sum / (f64::from(image.width()) * f64::from(image.height())).max(1.0)
+}
+
+/// Grades for the sun: warmer and dimmer as it sinks, cooler after dark; then caps the
+/// night's brightness.
+pub fn grade(image: &Rgb32FImage, sun: &SunPosition, look: &Look) -> Rgb32FImage {
+    let e = sun.elevation_deg;
+    // Exposure: full above 10°, easing down to 55 % at −12° and below.
+    let exposure = 0.55 + 0.45 * smoothstep(-12.0, 10.0, e);
+    // White balance: warm around sunrise/sunset, cool (bluish) in the dark.
+    let warm = (1.0 - ((e - 2.0) / 8.0).powi(2)).max(0.0) * 0.08;
+    let cool = smoothstep(0.0, -12.0, e) * 0.06;
+    let gains = [1.0 + warm - cool, 1.0, 1.0 - warm + cool].map(|g| (g * exposure) as f32);
+    let mut out = Rgb32FImage::from_fn(image.width(), image.height(), |x, y| {
+        let Rgb(p) = image.get_pixel(x, y);
+        Rgb([0, 1, 2].map(|c| (p[c] * gains[c]).clamp(0.0, 1.0)))
+    });
+    if matches!(
+        sun.phase,
+        Phase::Night | Phase::AstronomicalTwilight | Phase::NauticalTwilight
+    ) {
+        cap_luma(&mut out, look.night_luma_cap);
+    }
+    out
+}
+
+/// Scales the picture down until its mean luma is at most `cap`.
+pub fn cap_luma(image: &mut Rgb32FImage, cap: f64) {
+    let luma = mean_luma(image);
+    if luma > cap && luma > 0.0 {
+        let k = (cap / luma) as f32;
+        for Rgb(p) in image.pixels_mut() {
+            for v in p.iter_mut() {
+                *v *= k;
+            }
+        }
+    }
+}
+
+/// Whether the HMI should be told: the mean luma moved by at least `look.perceptible_luma`
+/// or the pictures differ visibly somewhere (mean absolute difference over 1 %).
+pub fn perceptibly_different(a: &Rgb32FImage, b: &Rgb32FImage, look: &Look) -> bool {
+    if a.dimensions() != b.dimensions() {
+        return true;
+    }
+    if (mean_luma(a) - mean_luma(b)).abs() >= look.perceptible_luma {
+        return true;
+    }
+    let diff: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| f64::from((x - y).abs()))
+        .sum::<f64>()
+        / a.as_raw().len().max(1) as f64;
+    diff >= 0.01
+}
+
+/// What the display shows for `sun`, given the set's variants by anchor word.
+pub fn compose(
+    variant: &dyn Fn(&str) -> Option<Rgb32FImage>,
+    base: &Rgb32FImage,
+    sun: &SunPosition,
+    look: &Look,
+) -> Rgb32FImage {
+    let (a, b, t) = pick(sun);
+    let get = |anchor: Anchor| variant(anchor.word).unwrap_or_else(|| base.clone());
+    let mixed = if t <= 0.0 || a == b {
+        get(a)
+    } else {
+        blend(&get(a), &get(b), t)
+    };
+    grade(&mixed, sun, look)
+}
+
+fn smoothstep(edge0: f64, edge1: f64, x: f64) -> f64 {
+    let t = ((x - edge0) / (edge1 - edge0)).clamp(0.0, 1.0);
+    t * t * (3.0 - 2.0 * t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sun;
+    use chrono::{Duration, TimeZone, Utc};
+
+    fn flat(v: f32) -> Rgb32FImage {
+        Rgb32FImage::from_pixel(32, 12, Rgb([v, v, v]))
+    }
+
+    fn variants(word: &str) -> Option<Rgb32FImage> {
+        Some(match word {
+            "night" => flat(0.6), // a night variant the model made too bright
+            "dawn" | "dusk" => flat(0.5),
+            _ => flat(0.8),
+        })
+    }
+
+    #[test]
+    fn a_day_in_oslo_walks_the_phases_in_order_and_night_stays_dim() {
+        let look = Look::default();
+        let start = Utc.with_ymd_and_hms(2026, 3, 20, 0, 0, 0).unwrap();
+        let mut phases: Vec<Phase> = Vec::new();
+        let mut shown = None;
+        let mut changes = 0;
+        // A simulated day, one sample every 5 simulated minutes.
+        for i in 0..(24 * 12) {
+            let at = start + Duration::minutes(5 * i);
+            let p = sun::position(59.9139, 10.7522, at);
+            if phases.last() != Some(&p.phase) {
+                phases.push(p.phase);
+            }
+            let image = compose(&variants, &flat(0.5), &p, &look);
+            if matches!(
+                p.phase,
+                Phase::Night | Phase::AstronomicalTwilight | Phase::NauticalTwilight
+            ) {
+                assert!(
+                    mean_luma(&image) <= look.night_luma_cap + 1e-6,
+                    "too bright at {at}: {}",
+                    mean_luma(&image)
+                );
+            }
+            if shown
+                .as_ref()
+                .is_none_or(|s| perceptibly_different(s, &image, &look))
+            {
+                changes += 1;
+                shown = Some(image);
+            }
+        }
+        use Phase::*;
+        let expected = [
+            Night,
+            AstronomicalTwilight,
+            NauticalTwilight,
+            CivilTwilight,
+            GoldenHour,
+            Day,
+            GoldenHour,
+            CivilTwilight,
+            NauticalTwilight,
+            AstronomicalTwilight,
+            Night,
+        ];
+        assert_eq!(phases, expected);
+        // Changes are told when the light moves, not every five minutes of a steady night or noon.
+        assert!(changes > 10 && changes < 24 * 12 / 2, "{changes} changes");
+    }
+
+    #[test]
+    fn dawn_and_dusk_are_told_apart_and_blending_is_continuous() {
+        let morning = SunPosition {
+            elevation_deg: -5.0,
+            azimuth_deg: 90.0,
+            phase: Phase::CivilTwilight,
+            morning: true,
+        };
+        let evening = SunPosition {
+            morning: false,
+            azimuth_deg: 270.0,
+            ..morning
+        };
+        assert_eq!(pick(&morning).1.word, "dawn");
+        assert_eq!(pick(&evening).1.word, "dusk");
+        let at = |e: f64| {
+            let sun = SunPosition {
+                elevation_deg: e,
+                phase: sun::Phase::from_elevation(e),
+                ..morning
+            };
+            mean_luma(&compose(&variants, &flat(0.5), &sun, &Look::default()))
+        };
+        // No jump across an anchor.
+        assert!((at(-0.01) - at(0.01)).abs() < 0.01);
+        assert!((at(24.99) - at(25.01)).abs() < 0.01);
+    }
+
+    #[test]
+    fn perceptible_change_ignores_tiny_differences() {
+        let look = Look::default();
+        assert!(!perceptibly_different(&flat(0.5), &flat(0.502), &look));
+        assert!(perceptibly_different(&flat(0.5), &flat(0.55), &look));
+    }
+}
