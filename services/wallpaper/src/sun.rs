@@ -90,19 +90,19 @@ pub fn position(lat: f64, lon: f64, at: DateTime<Utc>) -> SunPosition {
         |d: f64| d.to_radians().tan(),
     );
     let jd = julian_day(at);
-    let jc = (jd - 2_451_545.0) / 36_525.0;
+    let jc = (jd - 2451545.0) / 36525.0;
 
-    let mean_long = (280.46646 + jc * (36_000.76983 + jc * 0.000_303_2)).rem_euclid(360.0);
-    let mean_anom = 357.52911 + jc * (35_999.05029 - 0.000_153_7 * jc);
-    let eccent = 0.016_708_634 - jc * (0.000_042_037 + 0.000_000_126_7 * jc);
-    let center = sin(mean_anom) * (1.914_602 - jc * (0.004_817 + 0.000_014 * jc))
-        + sin(2.0 * mean_anom) * (0.019_993 - 0.000_101 * jc)
-        + sin(3.0 * mean_anom) * 0.000_289;
+    let mean_long = (280.46646 + jc * (36000.76983 + jc * 0.0003032)).rem_euclid(360.0);
+    let mean_anom = 357.52911 + jc * (35999.05029 - 0.0001537 * jc);
+    let eccent = 0.016708634 - jc * (0.000042037 + 0.0000001267 * jc);
+    let center = sin(mean_anom) * (1.914602 - jc * (0.004817 + 0.000014 * jc))
+        + sin(2.0 * mean_anom) * (0.019993 - 0.000101 * jc)
+        + sin(3.0 * mean_anom) * 0.000289;
     let true_long = mean_long + center;
     let omega = 125.04 - 1934.136 * jc;
     let app_long = true_long - 0.00569 - 0.00478 * sin(omega);
     let mean_obliq =
-        23.0 + (26.0 + (21.448 - jc * (46.815 + jc * (0.00059 - jc * 0.001_813))) / 60.0) / 60.0;
+        23.0 + (26.0 + (21.448 - jc * (46.815 + jc * (0.00059 - jc * 0.001813))) / 60.0) / 60.0;
     let obliq = mean_obliq + 0.00256 * cos(omega);
     let declination = (sin(obliq) * sin(app_long)).asin().to_degrees();
 
@@ -154,7 +154,7 @@ fn refraction_deg(e: f64) -> f64 {
     let arcsec = if e > 85.0 {
         0.0
     } else if e > 5.0 {
-        58.1 / t - 0.07 / t.powi(3) + 0.000_086 / t.powi(5)
+        58.1 / t - 0.07 / t.powi(3) + 0.000086 / t.powi(5)
     } else if e > -0.575 {
         1735.0 + e * (-518.2 + e * (103.4 + e * (-12.79 + e * 0.711)))
     } else {
@@ -167,7 +167,7 @@ fn refraction_deg(e: f64) -> f64 {
 /// Days since the Unix epoch plus the epoch's Julian day.
 fn julian_day(at: DateTime<Utc>) -> f64 {
     let secs = at.timestamp() as f64 + f64::from(at.nanosecond()) / 1e9;
-    secs / 86_400.0 + 2_440_587.5
+    secs / 86400.0 + 2440587.5
 }
 
 #[cfg(test)]
