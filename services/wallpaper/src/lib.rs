@@ -7,7 +7,11 @@
 //! Architecture invariant: `engine` never imports zbus or reads the clock; this crate links
 //! `cabin-common` and never another service's crate.
 
+pub mod daemon;
 pub mod engine;
+pub mod presenter;
+pub mod queue;
+pub mod store;
 pub mod sun;
 pub mod timeaware;
 

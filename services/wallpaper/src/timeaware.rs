@@ -177,6 +177,144 @@ pub fn compose(
     grade(&mixed, sun, look)
 }
 
+/// The prompt for a set's `anchor` variant: the user's words with the phase word swapped
+/// for the anchor's (or added), in the prompt's own language, so the variant keeps the
+/// subject and the model sees a phrasing it knows ("黄昏的雪山" → "夜晚的雪山",
+/// "sea sunset" → "sea night", "snowy mountains" → "snowy mountains at night").
+pub fn variant_prompt(prompt: &str, anchor: &Anchor) -> String {
+    let prompt = prompt.trim();
+    if prompt.chars().any(is_cjk) {
+        let word = zh_phase_word(anchor.word);
+        // Longest first, so 日落时 goes before 日落.
+        for old in ZH_PHASE_WORDS {
+            if let Some(at) = prompt.find(old) {
+                return format!("{}{word}{}", &prompt[..at], &prompt[at + old.len()..]);
+            }
+        }
+        return format!("{word}的{prompt}");
+    }
+    let lower = prompt.to_lowercase();
+    for (old, phrase) in EN_PHASE_WORDS {
+        if let Some(at) = find_words(&lower, old) {
+            let new = if *phrase {
+                en_phase_phrase(anchor.word)
+            } else {
+                en_phase_adjective(anchor.word)
+            };
+            // `to_lowercase` can change byte lengths outside ASCII; only splice when it did not.
+            if lower.len() == prompt.len() {
+                return format!("{}{new}{}", &prompt[..at], &prompt[at + old.len()..]);
+            }
+            return format!("{}{new}{}", &lower[..at], &lower[at + old.len()..]);
+        }
+    }
+    format!("{prompt} {}", en_phase_phrase(anchor.word))
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c, '\u{3400}'..='\u{4dbf}' | '\u{4e00}'..='\u{9fff}' | '\u{f900}'..='\u{faff}')
+}
+
+/// Phase words and whether each is a phrase ("at dusk") or an adjective ("sunset beach"),
+/// longest first.
+const EN_PHASE_WORDS: &[(&str, bool)] = &[
+    ("in the early morning", true),
+    ("on a sunny day", true),
+    ("during the day", true),
+    ("in the daytime", true),
+    ("in the evening", true),
+    ("early morning", false),
+    ("in daylight", true),
+    ("at daybreak", true),
+    ("at twilight", true),
+    ("at midnight", true),
+    ("in the night", true),
+    ("at sunrise", true),
+    ("at sunset", true),
+    ("at night", true),
+    ("by night", true),
+    ("at dawn", true),
+    ("at dusk", true),
+    ("at noon", true),
+    ("nighttime", false),
+    ("midnight", false),
+    ("daytime", false),
+    ("sunrise", false),
+    ("evening", false),
+    ("morning", false),
+    ("sunset", false),
+    ("midday", false),
+    ("night", false),
+    ("dawn", false),
+    ("dusk", false),
+];
+
+const ZH_PHASE_WORDS: &[&str] = &[
+    "日出时",
+    "日落时",
+    "夕阳下",
+    "黎明",
+    "清晨",
+    "早晨",
+    "拂晓",
+    "日出",
+    "白天",
+    "中午",
+    "白日",
+    "黄昏",
+    "傍晚",
+    "日落",
+    "夕阳",
+    "夜晚",
+    "晚上",
+    "深夜",
+    "夜里",
+    "夜间",
+];
+
+fn en_phase_phrase(word: &str) -> &'static str {
+    match word {
+        "night" => "at night",
+        "dawn" => "at dawn",
+        "dusk" => "at dusk",
+        _ => "during the day",
+    }
+}
+
+fn en_phase_adjective(word: &str) -> &'static str {
+    match word {
+        "night" => "night",
+        "dawn" => "dawn",
+        "dusk" => "dusk",
+        _ => "daytime",
+    }
+}
+
+fn zh_phase_word(word: &str) -> &'static str {
+    match word {
+        "night" => "夜晚",
+        "dawn" => "黎明",
+        "dusk" => "黄昏",
+        _ => "白天",
+    }
+}
+
+/// Byte offset of `needle` in `haystack` as whole words.
+fn find_words(haystack: &str, needle: &str) -> Option<usize> {
+    let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+    let mut from = 0;
+    while let Some(i) = haystack[from..].find(needle) {
+        let at = from + i;
+        let end = at + needle.len();
+        if boundary(haystack[..at].chars().next_back()) && boundary(haystack[end..].chars().next())
+        {
+            return Some(at);
+        }
+        from = at + needle.len().max(1);
+    }
+    None
+}
+
 fn smoothstep(edge0: f64, edge1: f64, x: f64) -> f64 {
     let t = ((x - edge0) / (edge1 - edge0)).clamp(0.0, 1.0);
     t * t * (3.0 - 2.0 * t)
@@ -285,5 +423,25 @@ mod tests {
         let look = Look::default();
         assert!(!perceptibly_different(&flat(0.5), &flat(0.502), &look));
         assert!(perceptibly_different(&flat(0.5), &flat(0.55), &look));
+    }
+
+    #[test]
+    fn variant_prompts_swap_or_add_the_phase_word() {
+        let [night, dawn, _, day] = ANCHORS;
+        assert_eq!(variant_prompt("黄昏的雪山", &night), "夜晚的雪山");
+        assert_eq!(
+            variant_prompt("换一张极光的壁纸", &dawn),
+            "黎明的换一张极光的壁纸"
+        );
+        assert_eq!(variant_prompt("日落时的沙漠", &day), "白天的沙漠");
+        assert_eq!(
+            variant_prompt("snowy mountains at dusk", &night),
+            "snowy mountains at night"
+        );
+        assert_eq!(variant_prompt("Sunset beach", &dawn), "dawn beach");
+        assert_eq!(variant_prompt("a forest", &day), "a forest during the day");
+        // "knight" holds "night" but is not the word.
+        assert_eq!(variant_prompt("a knight", &dawn), "a knight at dawn");
+        assert_eq!(variant_prompt("City at Night", &day), "City during the day");
     }
 }

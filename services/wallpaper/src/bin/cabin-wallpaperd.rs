@@ -1,0 +1,61 @@
+//! `cabin-wallpaperd`: the time-aware wallpaper service, `org.cabin.Wallpaper1`.
+
+use cabin_common::cli::ServiceArgs;
+use cabin_wallpaper::daemon::{self, Config};
+use clap::Parser;
+
+const SERVICE: &str = "wallpaper";
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Serve time-aware wallpaper generation as org.cabin.Wallpaper1"
+)]
+struct Cli {
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+// Inference runs on the service's own worker thread; the bus needs only this one.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    cabin_common::logging::init(SERVICE);
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cabin-wallpaperd: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let config: Config = cli
+        .service
+        .load_config(SERVICE)
+        .map_err(|e| e.to_string())?;
+    let state_dir = cli.service.state_dir(SERVICE);
+    let _conn = daemon::serve(&cli.service.bus, config, &state_dir).await?;
+    tracing::info!(bus = %cli.service.bus, state = %state_dir.display(), "serving org.cabin.Wallpaper1");
+    // READY=1, and the watchdog pings when systemd asks for them.
+    cabin_common::readiness::Notifier::from_env().ready();
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
