@@ -1,6 +1,7 @@
-//! `cabin-sim`: the bundle on a desktop. Today it starts a private bus and the simulated
-//! vehicle (`org.cabin.Vehicle1`), prints the bus address for `busctl` and the services, and
-//! tears everything down on Ctrl-C. The services and the web cockpit join as they land.
+//! `cabin-sim`: the bundle on a desktop. It starts a private bus, the simulated vehicle
+//! (`org.cabin.Vehicle1`) and the services on it (`org.cabin.Wallpaper1` on the bundled
+//! model), prints the bus address for `busctl` and HMIs, and tears everything down on Ctrl-C
+//! or SIGTERM. The companion, feedback and voice services and the web cockpit join as they land.
 
 use cabin_common::clock::ClockSetting;
 use cabin_common::vehicle::{VehicleState, prop};
@@ -20,6 +21,23 @@ struct Cli {
     /// Simulated seconds per real second (60 plays a day in 24 minutes).
     #[arg(long, default_value_t = 1.0)]
     clock_rate: f64,
+    /// The wallpaper model folder [default: the bundled model].
+    #[arg(long, value_name = "DIR")]
+    model: Option<std::path::PathBuf>,
+    /// Where the services keep their state [default: $XDG_STATE_HOME/cabin-sim or
+    /// ~/.local/state/cabin-sim].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
+}
+
+fn default_state_dir() -> std::path::PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("cabin-sim")
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -68,13 +86,31 @@ async fn run(cli: Cli) -> Result<(), String> {
     let bus_choice = cabin_common::bus::BusChoice::Address(bus.address().to_string());
     let vehicle = Publisher::start(&bus_choice, &config).await?;
     let state = vehicle.state().await;
+    let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
+    let wallpaper_config = cabin_wallpaper::daemon::Config {
+        model_dir: cli.model.clone(),
+        ..cabin_wallpaper::daemon::Config::default()
+    };
+    let model_dir = wallpaper_config.model_dir();
+    let wallpaper =
+        cabin_wallpaper::daemon::serve(&bus_choice, wallpaper_config, &state_dir.join("wallpaper"))
+            .await?;
     println!("cabin-sim: private bus at {}", bus.address());
     println!(
         "cabin-sim: org.cabin.Vehicle1 at ({:.4}, {:.4}), clock x{}",
         state.latitude, state.longitude, state.clock.rate
     );
     println!(
+        "cabin-sim: org.cabin.Wallpaper1 on {}, state in {}",
+        model_dir.display(),
+        state_dir.display()
+    );
+    println!(
         "try: busctl --address={} introspect org.cabin.Vehicle1 /org/cabin/Vehicle1",
+        bus.address()
+    );
+    println!(
+        "     busctl --address={} call org.cabin.Wallpaper1 /org/cabin/Wallpaper1 org.cabin.Wallpaper1 Generate 'sa{{sv}}' 'snowy mountains at dusk' 0",
         bus.address()
     );
     println!(
@@ -83,9 +119,25 @@ async fn run(cli: Cli) -> Result<(), String> {
         prop::SPEED
     );
     println!("Ctrl-C stops everything.");
-    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    shutdown_signal().await;
+    drop(wallpaper);
     drop(vehicle);
     drop(bus);
     println!("cabin-sim: stopped");
     Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

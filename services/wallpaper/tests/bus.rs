@@ -410,7 +410,6 @@ async fn busctl_cancels_running_and_queued_jobs_and_a_full_queue_is_busy() {
     assert!(cancel(&queued).status.success());
     assert!(wait_state(&queued_proxy, "cancelled").await);
     let mut failed = long_proxy.receive_failed().await.unwrap();
-    let asked = Instant::now();
     assert!(cancel(&long).status.success());
     let signal = tokio::time::timeout(WAIT, failed.next())
         .await
@@ -421,7 +420,6 @@ async fn busctl_cancels_running_and_queued_jobs_and_a_full_queue_is_busy() {
         "org.cabin.Error.Cancelled"
     );
     assert!(wait_state(&long_proxy, "cancelled").await);
-    eprintln!("running job cancelled {:?} after Cancel", asked.elapsed());
     assert!(
         eventually(WAIT, || async {
             !service.proxy().await.busy().await.unwrap()
@@ -650,4 +648,33 @@ async fn a_simulated_day_follows_the_sun_and_caps_the_night() {
         // The cap is 0.25 on the composed picture; resizing and dithering move it a hair.
         assert!(luma <= 0.255, "picture in the dark with mean luma {luma}");
     }
+}
+
+/// While the car moves a requested picture still cross-fades (a longer one), and the hint
+/// says the car moves; the times come from the config.
+#[tokio::test]
+async fn while_driving_changes_carry_long_transitions() {
+    let bus = TestBus::start().unwrap();
+    let service = start(
+        &bus,
+        "[vehicle]\nspeed_kmh = 80.0\ngear = \"D\"\n[transitions]\nrequested_moving_ms = 4500",
+    )
+    .await;
+    let wallpaper = service.proxy().await;
+    let mut changes = wallpaper.receive_changed().await.unwrap();
+    wallpaper
+        .generate(
+            "cherry blossoms",
+            options(&[("steps", Variant::from(2u32))]),
+        )
+        .await
+        .unwrap();
+    let changed = tokio::time::timeout(WAIT, changes.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let args = changed.args().unwrap();
+    let hints = args.hints();
+    assert!(bool::try_from(&hints["moving"]).unwrap());
+    assert_eq!(u32::try_from(&hints["transition_ms"]).unwrap(), 4500);
 }

@@ -18,7 +18,6 @@ use zbus::object_server::{InterfaceRef, SignalEmitter};
 use super::service::{Wallpaper, job_path, refresh};
 use super::{Core, Reason};
 use crate::queue::{Event, JobId};
-use crate::store::write_atomic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
@@ -204,7 +203,10 @@ pub async fn handle(
             let file = preview.and_then(|png| {
                 let path = j.preview_file();
                 std::fs::create_dir_all(core.previews_dir()).ok()?;
-                write_atomic(&path, &png).ok()?;
+                // A preview is worthless after a power cut: rename for atomicity, no fsync.
+                let temp = path.with_extension("png.tmp");
+                std::fs::write(&temp, &png).ok()?;
+                std::fs::rename(&temp, &path).ok()?;
                 let file = std::fs::File::open(&path).ok()?;
                 Some((path, file))
             });

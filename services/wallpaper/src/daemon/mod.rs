@@ -373,9 +373,30 @@ async fn pump(
     service: InterfaceRef<Wallpaper>,
     mut events: UnboundedReceiver<Event>,
 ) {
-    while let Some(event) = events.recv().await {
-        if let Err(e) = job::handle(&core, &conn, &service, event).await {
-            tracing::warn!(error = %e, "cannot report a job event");
+    while let Some(first) = events.recv().await {
+        // Take what piled up; a progress report superseded by a later one for the same job
+        // is dropped, so a fast model never makes the HMI lag behind (or a cancel wait).
+        let mut batch = vec![first];
+        while let Ok(more) = events.try_recv() {
+            batch.push(more);
+        }
+        let latest_progress: HashMap<u64, usize> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                Event::Progress { job, .. } => Some((*job, i)),
+                _ => None,
+            })
+            .collect();
+        for (i, event) in batch.into_iter().enumerate() {
+            if let Event::Progress { job, .. } = &event
+                && latest_progress.get(job) != Some(&i)
+            {
+                continue;
+            }
+            if let Err(e) = job::handle(&core, &conn, &service, event).await {
+                tracing::warn!(error = %e, "cannot report a job event");
+            }
         }
     }
 }
@@ -403,5 +424,54 @@ async fn follow(core: Arc<Core>, service: InterfaceRef<Wallpaper>) {
             }
         }
         service::refresh(&core, &service, Reason::Time, false).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_are_longer_while_driving_and_for_the_sun() {
+        let t = Transitions::default();
+        assert!(t.for_change(Reason::Requested, true) > t.for_change(Reason::Requested, false));
+        assert!(t.for_change(Reason::Time, true) > t.for_change(Reason::Time, false));
+        assert!(
+            t.for_change(Reason::Time, true) >= 30_000,
+            "no abrupt change while driving"
+        );
+        assert!(
+            t.for_change(Reason::Requested, true) > 0,
+            "never a hard cut while driving"
+        );
+    }
+
+    #[test]
+    fn config_is_checked_with_a_reason() {
+        let parse = |text: &str| -> Result<Config, String> {
+            let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+            config.validate()?;
+            Ok(config)
+        };
+        assert!(parse("").is_ok());
+        assert!(
+            parse("displays = []")
+                .unwrap_err()
+                .contains("at least one display")
+        );
+        let twice = "[[displays]]\nname='a'\nwidth=10\nheight=10\n[[displays]]\nname='a'\nwidth=10\nheight=10";
+        assert!(parse(twice).unwrap_err().contains("twice"));
+        assert!(parse("threads = 0").unwrap_err().contains("threads"));
+        assert!(
+            parse("[look]\nnight_luma_cap = 2.0")
+                .unwrap_err()
+                .contains("night_luma_cap")
+        );
+        assert!(
+            parse("[queue]\nvariant_strength = 0.0")
+                .unwrap_err()
+                .contains("variant_strength")
+        );
+        assert!(parse("colour = 'red'").unwrap_err().contains("colour"));
     }
 }
