@@ -229,7 +229,7 @@ pub async fn handle(
                 core.queue().forget(id);
             }
             if spec.apply {
-                let now = core.now();
+                let now = chrono::Utc::now(); // record-keeping: wall time
                 let applied = match &spec.display {
                     Some(display) => core.store().set_current_on(display, &entry.id, now),
                     None => core.store().set_current(&entry.id, now),

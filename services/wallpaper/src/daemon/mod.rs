@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cabin_common::vehicle::{FixedVehicle, VehicleSource, VehicleState};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::sync::mpsc::UnboundedReceiver;
 use zbus::object_server::InterfaceRef;
@@ -251,14 +250,10 @@ impl Core {
         lock(&self.vehicle).clone()
     }
 
-    /// Now, on the vehicle's (possibly simulated) clock.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.vehicle().snapshot().clock.at(Utc::now())
-    }
-
     pub fn sun(&self) -> SunPosition {
-        let state = self.vehicle().snapshot();
-        sun::position(state.latitude, state.longitude, state.clock.at(Utc::now()))
+        let vehicle = self.vehicle();
+        let state = vehicle.snapshot();
+        sun::position(state.latitude, state.longitude, vehicle.clock().now())
     }
 
     pub fn store(&self) -> MutexGuard<'_, Store> {

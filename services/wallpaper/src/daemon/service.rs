@@ -304,7 +304,7 @@ impl Wallpaper {
         image_id: String,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<(), CabinError> {
-        let now = self.core.now();
+        let now = chrono::Utc::now(); // record-keeping: wall time
         self.core
             .store()
             .set_current(&image_id, now)
