@@ -1,7 +1,12 @@
-//! Feedback from every channel: PII redaction, zh/en analysis into recurring problems, a crash-safe outbox of cabin.feedback.v1 batches and their upload (issue 6).
+//! Feedback from every channel: PII redaction, zh/en analysis into recurring problems, a
+//! crash-safe outbox of cabin.feedback.v1 batches and their upload (issue 6).
+//!
+//! Built so far: `redact` (personal data to typed placeholders, checksum-validated) and
+//! `outbox` (the crash-safe on-disk queue batches wait in). Analysis, batching, upload and
+//! the bus surface are still to come.
 //!
 //! Architecture invariant: the engine is a library that knows nothing of D-Bus; the bus
 //! surface is a thin layer over it. This crate links `cabin-common` (and `cabin-proto`
 //! where it speaks protobuf) but never another service's crate: services talk over D-Bus.
-//!
-//! Nothing is implemented here yet; the layout and dependency rules are fixed now.
+
+pub mod redact;
