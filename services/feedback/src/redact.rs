@@ -243,7 +243,7 @@ pub fn valid_card(candidate: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn boundary_ok(text: &str, start: usize, end: usize) -> bool {
