@@ -9,4 +9,6 @@
 //! surface is a thin layer over it. This crate links `cabin-common` (and `cabin-proto`
 //! where it speaks protobuf) but never another service's crate: services talk over D-Bus.
 
+pub mod journal;
+pub mod outbox;
 pub mod redact;

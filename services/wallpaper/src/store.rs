@@ -17,7 +17,6 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -435,25 +434,9 @@ impl Store {
     }
 }
 
-/// Replaces `path` with `bytes` so that a power cut leaves the old or the new content.
+/// Replaces `path` atomically (see `cabin_common::fsutil::write_atomic`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let folder = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = folder.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        fs::File::open(folder)?.sync_all()
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        io(path, e)
-    })
+    cabin_common::fsutil::write_atomic(path, bytes).map_err(|e| io(path, e))
 }
 
 #[cfg(test)]
