@@ -119,7 +119,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         prop::SPEED
     );
     println!("Ctrl-C stops everything.");
-    shutdown_signal().await;
+    cabin_common::cli::shutdown_signal().await;
     drop(wallpaper);
     drop(vehicle);
     drop(bus);
@@ -127,17 +127,3 @@ async fn run(cli: Cli) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}

@@ -65,9 +65,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     tokio::select! {
         result = play => {
             result?;
-            shutdown_signal().await
+            cabin_common::cli::shutdown_signal().await
         }
-        () = shutdown_signal() => {}
+        () = cabin_common::cli::shutdown_signal() => {}
     }
     Ok(())
 }
@@ -87,16 +87,8 @@ async fn watch(service: &ServiceArgs) -> Result<(), String> {
         println!("{line}");
         tokio::select! {
             changed = rx.changed() => changed.map_err(|e| e.to_string())?,
-            () = shutdown_signal() => return Ok(()),
+            () = cabin_common::cli::shutdown_signal() => return Ok(()),
         }
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}

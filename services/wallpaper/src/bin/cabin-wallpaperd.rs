@@ -40,22 +40,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     tracing::info!(bus = %cli.service.bus, state = %state_dir.display(), "serving org.cabin.Wallpaper1");
     // READY=1, and the watchdog pings when systemd asks for them.
     cabin_common::readiness::Notifier::from_env().ready();
-    shutdown_signal().await;
+    cabin_common::cli::shutdown_signal().await;
     tracing::info!("stopping");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}

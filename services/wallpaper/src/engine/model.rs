@@ -252,6 +252,18 @@ pub(crate) struct NetInput {
 
 type Plan = Arc<TypedRunnableModel>;
 
+/// tract settings measured to suit SD-family UNets and VAE decoders (see
+/// `onnx/bench/README.md`): tract 0.23's direct spatial convolution, which it picks for 3x3
+/// convolutions with up to 64 input channels, ran our decoder 2.7x and the UNet 1.2x slower
+/// than im2col + its matrix kernel. A deployer's `TRACT_*` environment wins over this.
+fn tuned_knobs() -> Option<tract_onnx::tract_core::knobs::KnobScope> {
+    const KNOB: &str = "TRACT_DISABLE_DIRECT_SPATIAL";
+    if std::env::var_os(KNOB).is_some() {
+        return None;
+    }
+    tract_onnx::tract_core::knobs::KnobScope::new([(KNOB, "true")]).ok()
+}
+
 /// One ONNX network with its plans per input shape.
 pub(crate) struct Net {
     stage: &'static str,
@@ -336,9 +348,12 @@ impl Net {
                 .set_input_fact(ix, fact)
                 .map_err(|e| self.error(format!("{e:#}")))?;
         }
-        let typed = model
-            .into_optimized()
-            .map_err(|e| self.error(format!("{e:#}")))?;
+        let optimise = || model.into_optimized();
+        let typed = match tuned_knobs() {
+            Some(scope) => scope.enter(optimise),
+            None => optimise(),
+        }
+        .map_err(|e| self.error(format!("{e:#}")))?;
         let plan = if self.threads > 1 {
             let options = tract_onnx::tract_core::runtime::RunOptions {
                 executor: Some(tract_linalg::multithread::Executor::multithread(
