@@ -126,4 +126,3 @@ async fn run(cli: Cli) -> Result<(), String> {
     println!("cabin-sim: stopped");
     Ok(())
 }
-

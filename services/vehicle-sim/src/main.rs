@@ -91,4 +91,3 @@ async fn watch(service: &ServiceArgs) -> Result<(), String> {
         }
     }
 }
-

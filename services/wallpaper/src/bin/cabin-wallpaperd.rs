@@ -44,4 +44,3 @@ async fn run(cli: Cli) -> Result<(), String> {
     tracing::info!("stopping");
     Ok(())
 }
-
