@@ -1,14 +1,18 @@
 //! Feedback from every channel: PII redaction, zh/en analysis into recurring problems, a
 //! crash-safe outbox of cabin.feedback.v1 batches and their upload (issue 6).
 //!
-//! Built so far: `redact` (personal data to typed placeholders, checksum-validated) and
-//! `outbox` (the crash-safe on-disk queue batches wait in). Analysis, batching, upload and
-//! the bus surface are still to come.
+//! Built so far: `analysis` (zh/en concepts → recurring problems with labels, keywords,
+//! trend, severity, quotes and improvement points), `intake` (submissions and JSONL/CSV
+//! exports checked and redacted), `redact` (personal data to typed placeholders,
+//! checksum-validated), `journal` and `outbox` (the crash-safe on-disk queue batches wait
+//! in). Upload, the collector and the bus surface are still to come.
 //!
 //! Architecture invariant: the engine is a library that knows nothing of D-Bus; the bus
 //! surface is a thin layer over it. This crate links `cabin-common` (and `cabin-proto`
 //! where it speaks protobuf) but never another service's crate: services talk over D-Bus.
 
+pub mod analysis;
+pub mod intake;
 pub mod journal;
 pub mod outbox;
 pub mod redact;
