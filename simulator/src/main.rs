@@ -61,13 +61,7 @@ impl Place {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cabin_common::logging::init("sim");
-    match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cabin-sim: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cabin_common::cli::exit_code("cabin-sim", run(cli).await)
 }
 
 async fn run(cli: Cli) -> Result<(), String> {

@@ -34,6 +34,17 @@ impl ServiceArgs {
     }
 }
 
+/// A binary's exit: success, or the error on one line prefixed with the program's name.
+pub fn exit_code(program: &str, result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Resolves on SIGTERM (systemd stopping the unit) or Ctrl-C, whichever comes first.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

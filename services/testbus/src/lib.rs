@@ -96,6 +96,14 @@ impl TestBus {
     }
 
     /// A fresh client connection.
+    /// Runs `busctl --address=<this bus> ARGS...`, an independent client, to completion.
+    pub fn busctl(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
+        Command::new("busctl")
+            .arg(format!("--address={}", self.address))
+            .args(args)
+            .output()
+    }
+
     pub async fn connect(&self) -> zbus::Result<zbus::Connection> {
         zbus::connection::Builder::address(self.address.as_str())
             .build()

@@ -35,13 +35,7 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cabin_common::logging::init(SERVICE);
-    match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cabin-vehicle-sim: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cabin_common::cli::exit_code("cabin-vehicle-sim", run(cli).await)
 }
 
 async fn run(cli: Cli) -> Result<(), String> {

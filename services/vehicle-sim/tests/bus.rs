@@ -29,11 +29,7 @@ async fn start(bus: &TestBus, extra: &[&str]) -> (ServiceProcess, zbus::Connecti
 }
 
 fn busctl(bus: &TestBus, args: &[&str]) -> std::process::Output {
-    Command::new("busctl")
-        .arg(format!("--address={}", bus.address()))
-        .args(args)
-        .output()
-        .expect("busctl runs")
+    bus.busctl(args).expect("busctl runs")
 }
 
 #[tokio::test]

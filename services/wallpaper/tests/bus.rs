@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cabin_common::vehicle::VehicleState;
@@ -177,11 +176,7 @@ fn options(pairs: &[(&'static str, Variant<'static>)]) -> HashMap<&'static str, 
 }
 
 fn busctl(bus: &TestBus, args: &[&str]) -> std::process::Output {
-    Command::new("busctl")
-        .arg(format!("--address={}", bus.address()))
-        .args(args)
-        .output()
-        .expect("busctl runs")
+    bus.busctl(args).expect("busctl runs")
 }
 
 fn error_name(e: &zbus::Error) -> String {

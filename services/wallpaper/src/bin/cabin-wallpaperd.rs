@@ -21,13 +21,7 @@ struct Cli {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cabin_common::logging::init(SERVICE);
-    match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cabin-wallpaperd: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    cabin_common::cli::exit_code("cabin-wallpaperd", run(cli).await)
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
