@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod logging;
+pub mod options;
 pub mod readiness;
 pub mod vehicle;
 

@@ -139,7 +139,10 @@ const PARTS: &[Part] = &[
         id: "seat",
         zh: "座椅",
         en: "seats",
-        words: &["座椅", "座位", "腰", "seat", "seats", "lumbar", "back"],
+        words: &[
+            "座椅", "座位", "腰", "座椅加热", "seat", "seats", "lumbar", "back", "seat heater",
+            "seat heating",
+        ],
     },
     Part {
         id: "software_update",
@@ -304,6 +307,16 @@ const SYMPTOMS: &[Symptom] = &[
             "nothing happens",
             "doesn't finish",
             "doesn't work",
+            "does not work",
+            "not working",
+            "stopped working",
+            "dead",
+            "不工作",
+            "不好使",
+            "坏了",
+            "失灵",
+            "不热",
+            "stays cold",
         ],
     },
     Symptom {
@@ -659,9 +672,13 @@ pub fn cluster(readings: &[Reading]) -> Vec<usize> {
         assignment[i] = match best {
             Some((score, g)) if score >= 0.2 => g,
             _ => {
-                // Something new: its own group, keyed by what it names.
-                keys.push((r.part, r.symptom.or(Some("other"))));
-                keys.len() - 1
+                // Something new: a group keyed by what it names, shared with others naming
+                // the same.
+                let key = (r.part, r.symptom.or(Some("other")));
+                keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                    keys.push(key);
+                    keys.len() - 1
+                })
             }
         };
     }

@@ -192,10 +192,23 @@ impl Journal {
 
     /// Appends a record; returns when it is on disk.
     pub fn append(&self, payload: &[u8]) -> Result<(), JournalError> {
-        if payload.len() > MAX_RECORD {
-            return Err(JournalError::TooLarge(payload.len()));
+        self.append_many(std::slice::from_ref(&payload))
+    }
+
+    /// Appends records with one write and one sync; returns when all are on disk. A crash
+    /// may keep a prefix of them (each record stands alone).
+    pub fn append_many<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<(), JournalError> {
+        let mut record = Vec::new();
+        for payload in payloads {
+            let payload = payload.as_ref();
+            if payload.len() > MAX_RECORD {
+                return Err(JournalError::TooLarge(payload.len()));
+            }
+            record.extend(encode(payload));
         }
-        let record = encode(payload);
+        if record.is_empty() {
+            return Ok(());
+        }
         let mut w = self.lock();
         w.file.write_all(&record).map_err(|e| io(&self.path, e))?;
         w.written += record.len() as u64;

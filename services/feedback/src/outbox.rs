@@ -223,11 +223,19 @@ impl Outbox {
 
     /// Accepts an item (already redacted); returns once it is on disk.
     pub fn submit(&mut self, item: RedactedItem) -> Result<(), OutboxError> {
-        let size = item.encoded_len();
-        if size + 256 > self.limits.max_batch_bytes {
-            return Err(OutboxError::ItemTooLarge(size));
+        self.submit_many(vec![item])
+    }
+
+    /// Accepts items together (one write, one sync); returns once all are on disk.
+    pub fn submit_many(&mut self, items: Vec<RedactedItem>) -> Result<(), OutboxError> {
+        let mut need = 0u64;
+        for item in &items {
+            let size = item.encoded_len();
+            if size + 256 > self.limits.max_batch_bytes {
+                return Err(OutboxError::ItemTooLarge(size));
+            }
+            need += size as u64 + 16;
         }
-        let need = size as u64 + 16;
         if self.live_bytes() + need > self.limits.max_bytes {
             match self.limits.when_full {
                 FullPolicy::RefuseNew => {
@@ -263,9 +271,10 @@ impl Outbox {
                 }
             }
         }
-        self.journal.append(&item_record(&item))?;
-        self.counters.accepted_items += 1;
-        self.waiting.push(item);
+        let records: Vec<Vec<u8>> = items.iter().map(item_record).collect();
+        self.journal.append_many(&records)?;
+        self.counters.accepted_items += items.len() as u64;
+        self.waiting.extend(items);
         Ok(())
     }
 
@@ -316,7 +325,8 @@ impl Outbox {
             vehicle_pseudonym: self.vehicle.clone(),
             window: Some(window),
             schema_version: SCHEMA_VERSION,
-            problems: Vec::new(),
+            // The car's own reading of the batch; the items are there to check it against.
+            problems: crate::analysis::summarise(&batch.items, &[], 3),
             items: batch.items.clone(),
             created_unix_ms: batch.record.created_unix_ms,
         };

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use cabin_common::CabinError;
+use cabin_common::options::{boolean, string, unsigned};
 use zbus::object_server::{InterfaceRef, SignalEmitter};
 use zbus::{OwnedVariant, Variant, fdo, interface};
 
@@ -123,49 +124,6 @@ pub fn parse_options(
         }
     }
     Ok(spec)
-}
-
-fn unsigned(key: &str, value: &Variant<'_>) -> Result<u64, CabinError> {
-    let v: Option<i128> = match value {
-        Variant::U8(v) => Some((*v).into()),
-        Variant::U16(v) => Some((*v).into()),
-        Variant::U32(v) => Some((*v).into()),
-        Variant::U64(v) => Some((*v).into()),
-        Variant::I16(v) => Some((*v).into()),
-        Variant::I32(v) => Some((*v).into()),
-        Variant::I64(v) => Some((*v).into()),
-        _ => None,
-    };
-    match v {
-        Some(v) if v >= 0 => Ok(v as u64),
-        Some(v) => Err(CabinError::invalid_argument(format!(
-            "{key} must not be negative, got {v}"
-        ))),
-        None => Err(CabinError::invalid_argument(format!(
-            "{key} must be an unsigned integer (t or u), got type {}",
-            value.value_signature()
-        ))),
-    }
-}
-
-fn string(key: &str, value: &Variant<'_>) -> Result<String, CabinError> {
-    match value {
-        Variant::Str(s) => Ok(s.to_string()),
-        other => Err(CabinError::invalid_argument(format!(
-            "{key} must be a string, got type {}",
-            other.value_signature()
-        ))),
-    }
-}
-
-fn boolean(key: &str, value: &Variant<'_>) -> Result<bool, CabinError> {
-    match value {
-        Variant::Bool(b) => Ok(*b),
-        other => Err(CabinError::invalid_argument(format!(
-            "{key} must be a boolean, got type {}",
-            other.value_signature()
-        ))),
-    }
 }
 
 /// A seed for a caller who gave none: different pictures for the same words.
