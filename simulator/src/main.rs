@@ -1,7 +1,8 @@
 //! `cabin-sim`: the bundle on a desktop. It starts a private bus, the simulated vehicle
-//! (`org.cabin.Vehicle1`) and the services on it (`org.cabin.Wallpaper1` on the bundled
-//! model), prints the bus address for `busctl` and HMIs, and tears everything down on Ctrl-C
-//! or SIGTERM. The companion, feedback and voice services and the web cockpit join as they land.
+//! (`org.cabin.Vehicle1`), the services on it (`org.cabin.Wallpaper1` on the bundled model,
+//! `org.cabin.Feedback1` uploading to the reference collector on 127.0.0.1, with consent on),
+//! prints the addresses for `busctl`, `cabin-feedback` and HMIs, and tears everything down on
+//! Ctrl-C or SIGTERM. The companion and voice services and the web cockpit join as they land.
 
 use cabin_common::clock::ClockSetting;
 use cabin_common::vehicle::{VehicleState, prop};
@@ -28,6 +29,9 @@ struct Cli {
     /// ~/.local/state/cabin-sim].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<std::path::PathBuf>,
+    /// Port of the reference collector on 127.0.0.1 (0: any free one).
+    #[arg(long, default_value_t = 0)]
+    collector_port: u16,
 }
 
 fn default_state_dir() -> std::path::PathBuf {
@@ -89,6 +93,28 @@ async fn run(cli: Cli) -> Result<(), String> {
     let wallpaper =
         cabin_wallpaper::daemon::serve(&bus_choice, wallpaper_config, &state_dir.join("wallpaper"))
             .await?;
+    let collector_db = state_dir.join("collector.db");
+    std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
+    let store = cabin_collector::Store::open(&collector_db)
+        .map_err(|e| format!("{}: {e}", collector_db.display()))?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", cli.collector_port))
+        .await
+        .map_err(|e| format!("cannot listen for the collector: {e}"))?;
+    let collector_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop_collector, collector_stopped) = tokio::sync::oneshot::channel::<()>();
+    let collector = tokio::spawn(cabin_collector::serve(listener, store, async move {
+        let _ = collector_stopped.await;
+    }));
+    let feedback_config = cabin_feedback::daemon::Config {
+        upload_url: Some(format!("http://{collector_addr}/v1/feedback")),
+        // A desktop trial: the tester consents; a car starts with consent off.
+        consent_default: true,
+        batch_delay_ms: 5_000,
+        ..cabin_feedback::daemon::Config::default()
+    };
+    let feedback =
+        cabin_feedback::daemon::serve(&bus_choice, feedback_config, &state_dir.join("feedback"))
+            .await?;
     println!("cabin-sim: private bus at {}", bus.address());
     println!(
         "cabin-sim: org.cabin.Vehicle1 at ({:.4}, {:.4}), clock x{}",
@@ -112,8 +138,18 @@ async fn run(cli: Cli) -> Result<(), String> {
         bus.address(),
         prop::SPEED
     );
+    println!(
+        "cabin-sim: org.cabin.Feedback1 uploading to the reference collector at http://{collector_addr} (fleet view: /v1/fleet)"
+    );
+    println!(
+        "     target/release/cabin-feedback --bus {} submit --channel voice '导航老是卡'",
+        bus.address()
+    );
     println!("Ctrl-C stops everything.");
     cabin_common::cli::shutdown_signal().await;
+    drop(feedback);
+    let _ = stop_collector.send(());
+    let _ = collector.await;
     drop(wallpaper);
     drop(vehicle);
     drop(bus);

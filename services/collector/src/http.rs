@@ -46,7 +46,13 @@ pub async fn serve(
         .await
 }
 
-fn answer(status: StatusCode, batch_id: &str, upload: UploadStatus, message: &str, seq: u64) -> Response {
+fn answer(
+    status: StatusCode,
+    batch_id: &str,
+    upload: UploadStatus,
+    message: &str,
+    seq: u64,
+) -> Response {
     let body = CollectorResponse {
         batch_id: batch_id.to_string(),
         status: upload as i32,
@@ -54,7 +60,12 @@ fn answer(status: StatusCode, batch_id: &str, upload: UploadStatus, message: &st
         acknowledged_sequence: seq,
     }
     .encode_to_vec();
-    (status, [(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        body,
+    )
+        .into_response()
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
@@ -85,7 +96,10 @@ async fn receive(State(store): State<Shared>, headers: HeaderMap, body: Bytes) -
                 .read_to_end(&mut out);
             match read {
                 Ok(_) if out.len() > MAX_DECODED => {
-                    return refuse(StatusCode::PAYLOAD_TOO_LARGE, "batch too large after gunzip");
+                    return refuse(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "batch too large after gunzip",
+                    );
                 }
                 Ok(_) => out,
                 Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("bad gzip: {e}")),
@@ -100,7 +114,12 @@ async fn receive(State(store): State<Shared>, headers: HeaderMap, body: Bytes) -
     };
     let batch = match FeedbackBatch::decode(&bytes[..]) {
         Ok(b) => b,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("not a FeedbackBatch: {e}")),
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &format!("not a FeedbackBatch: {e}"),
+            );
+        }
     };
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     if let Err(reason) = verify(&batch, key) {
@@ -133,11 +152,17 @@ async fn receive(State(store): State<Shared>, headers: HeaderMap, body: Bytes) -
         }
         Ok(Err(e)) => {
             tracing::error!(%e, "cannot store a batch");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later")
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry later",
+            )
         }
         Err(e) => {
             tracing::error!(%e, "store task failed");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later")
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry later",
+            )
         }
     }
 }

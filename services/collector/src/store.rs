@@ -112,8 +112,9 @@ impl Store {
                     item.rating,
                 ])?;
             }
-            let mut insert =
-                tx.prepare("INSERT INTO problems VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?;
+            let mut insert = tx.prepare(
+                "INSERT INTO problems VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
             let window_end = batch
                 .window
                 .as_ref()
@@ -153,7 +154,9 @@ impl Store {
         let mut q = self
             .db
             .prepare("SELECT item_id, COUNT(*) FROM items GROUP BY item_id")?;
-        let rows = q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        let rows = q.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -214,17 +217,25 @@ impl Store {
             a.last_seen = a.last_seen.max(r.get(9)?);
         }
         let mut problems: Vec<(String, Agg)> = by_label.into_iter().collect();
-        problems.sort_by(|a, b| {
-            (b.1.vehicles.len(), b.1.count).cmp(&(a.1.vehicles.len(), a.1.count))
-        });
+        problems
+            .sort_by(|a, b| (b.1.vehicles.len(), b.1.count).cmp(&(a.1.vehicles.len(), a.1.count)));
         let severity = |s: i64| {
             cabin_proto::feedback::v1::Severity::try_from(s as i32)
-                .map(|s| s.as_str_name().trim_start_matches("SEVERITY_").to_ascii_lowercase())
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("SEVERITY_")
+                        .to_ascii_lowercase()
+                })
                 .unwrap_or_else(|_| "unspecified".into())
         };
         let channel = |c: i64| {
             cabin_proto::feedback::v1::Channel::try_from(c as i32)
-                .map(|c| c.as_str_name().trim_start_matches("CHANNEL_").to_ascii_lowercase().replace('_', "-"))
+                .map(|c| {
+                    c.as_str_name()
+                        .trim_start_matches("CHANNEL_")
+                        .to_ascii_lowercase()
+                        .replace('_', "-")
+                })
                 .unwrap_or_else(|_| "unspecified".into())
         };
         let totals: (i64, i64, i64) = self.db.query_row(
@@ -294,11 +305,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
         let mut s = Store::open(&path).unwrap();
-        assert_eq!(s.put(&batch("b1", "v1", 1, "screen lag"), 9).unwrap(), Put::Accepted);
-        assert_eq!(s.put(&batch("b1", "v1", 1, "screen lag"), 9).unwrap(), Put::Duplicate);
+        assert_eq!(
+            s.put(&batch("b1", "v1", 1, "screen lag"), 9).unwrap(),
+            Put::Accepted
+        );
+        assert_eq!(
+            s.put(&batch("b1", "v1", 1, "screen lag"), 9).unwrap(),
+            Put::Duplicate
+        );
         drop(s);
         let mut s = Store::open(&path).unwrap();
-        assert_eq!(s.put(&batch("b1", "v1", 1, "screen lag"), 9).unwrap(), Put::Duplicate);
+        assert_eq!(
+            s.put(&batch("b1", "v1", 1, "screen lag"), 9).unwrap(),
+            Put::Duplicate
+        );
         s.put(&batch("b2", "v2", 1, "screen lag"), 9).unwrap();
         s.put(&batch("b3", "v1", 2, "seat heater"), 9).unwrap();
         assert_eq!(s.acknowledged_sequence("v1").unwrap(), 2);

@@ -17,7 +17,10 @@ fn is_batch_id(id: &str) -> bool {
 /// Checks a decoded batch; `idempotency_key` is the header the upload came with.
 pub fn verify(batch: &FeedbackBatch, idempotency_key: Option<&str>) -> Result<(), String> {
     if !is_batch_id(&batch.batch_id) {
-        return Err(format!("batch_id {:?} is not a UUID", truncate(&batch.batch_id)));
+        return Err(format!(
+            "batch_id {:?} is not a UUID",
+            truncate(&batch.batch_id)
+        ));
     }
     if let Some(key) = idempotency_key
         && key != batch.batch_id
@@ -45,7 +48,10 @@ pub fn verify(batch: &FeedbackBatch, idempotency_key: Option<&str>) -> Result<()
         return Err("a batch carries at least one item".into());
     }
     if batch.items.len() > MAX_ITEMS {
-        return Err(format!("{} items is over the {MAX_ITEMS}-item limit", batch.items.len()));
+        return Err(format!(
+            "{} items is over the {MAX_ITEMS}-item limit",
+            batch.items.len()
+        ));
     }
     for (n, item) in batch.items.iter().enumerate() {
         if item.id.is_empty() || item.id.len() > 64 {
@@ -53,7 +59,9 @@ pub fn verify(batch: &FeedbackBatch, idempotency_key: Option<&str>) -> Result<()
         }
         let chars = item.text.chars().count();
         if chars == 0 || chars > MAX_TEXT_CHARS {
-            return Err(format!("item {n}: text must be 1..{MAX_TEXT_CHARS} characters"));
+            return Err(format!(
+                "item {n}: text must be 1..{MAX_TEXT_CHARS} characters"
+            ));
         }
         if item.rating.is_some_and(|r| !(1..=5).contains(&r)) {
             return Err(format!("item {n}: rating must be 1..5"));
@@ -91,12 +99,18 @@ mod tests {
 
     #[test]
     fn a_good_batch_passes_and_each_flaw_is_named() {
-        assert_eq!(verify(&good(), Some("0f8fad5b-d9cb-469f-a165-70867728950e")), Ok(()));
+        assert_eq!(
+            verify(&good(), Some("0f8fad5b-d9cb-469f-a165-70867728950e")),
+            Ok(())
+        );
         let cases: Vec<(Box<dyn Fn(&mut FeedbackBatch)>, &str)> = vec![
             (Box::new(|b| b.batch_id = "x".into()), "not a UUID"),
             (Box::new(|b| b.schema_version = 9), "schema_version"),
             (Box::new(|b| b.sequence = 0), "sequence"),
-            (Box::new(|b| b.vehicle_pseudonym.clear()), "vehicle_pseudonym"),
+            (
+                Box::new(|b| b.vehicle_pseudonym.clear()),
+                "vehicle_pseudonym",
+            ),
             (Box::new(|b| b.items.clear()), "at least one item"),
             (Box::new(|b| b.items[0].text = "x".repeat(5000)), "text"),
             (Box::new(|b| b.items[0].rating = Some(7)), "rating"),
@@ -107,6 +121,10 @@ mod tests {
             let err = verify(&b, None).unwrap_err();
             assert!(err.contains(expect), "{err} should mention {expect}");
         }
-        assert!(verify(&good(), Some("other")).unwrap_err().contains("Idempotency-Key"));
+        assert!(
+            verify(&good(), Some("other"))
+                .unwrap_err()
+                .contains("Idempotency-Key")
+        );
     }
 }

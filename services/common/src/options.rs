@@ -35,14 +35,16 @@ pub fn integer(key: &str, value: &Variant<'_>) -> Result<i64, CabinError> {
         Variant::U64(v) => i64::try_from(*v)
             .map_err(|_| CabinError::invalid_argument(format!("{key} is out of range: {v}"))),
         Variant::I64(v) => Ok(*v),
-        other => unsigned(key, other).map(|v| v as i64).or_else(|_| match other {
-            Variant::I32(v) => Ok((*v).into()),
-            Variant::I16(v) => Ok((*v).into()),
-            _ => Err(CabinError::invalid_argument(format!(
-                "{key} must be an integer (x or t), got type {}",
-                other.value_signature()
-            ))),
-        }),
+        other => unsigned(key, other)
+            .map(|v| v as i64)
+            .or_else(|_| match other {
+                Variant::I32(v) => Ok((*v).into()),
+                Variant::I16(v) => Ok((*v).into()),
+                _ => Err(CabinError::invalid_argument(format!(
+                    "{key} must be an integer (x or t), got type {}",
+                    other.value_signature()
+                ))),
+            }),
     }
 }
 

@@ -9,7 +9,8 @@
 //! and an improvement point.
 //!
 //! Chinese has no spaces: concepts are found by lexicon lookup in the raw text; other
-//! Chinese words for keywords are character bigrams (good enough for ranking, no dictionary).
+//! Chinese words (for similarity and keywords) come from jieba segmentation (jieba-rs, its
+//! bundled dictionary, loaded once per process), less stop words and single characters.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -140,7 +141,15 @@ const PARTS: &[Part] = &[
         zh: "座椅",
         en: "seats",
         words: &[
-            "座椅", "座位", "腰", "座椅加热", "seat", "seats", "lumbar", "back", "seat heater",
+            "座椅",
+            "座位",
+            "腰",
+            "座椅加热",
+            "seat",
+            "seats",
+            "lumbar",
+            "back",
+            "seat heater",
             "seat heating",
         ],
     },
@@ -522,6 +531,12 @@ const ZH_STOP: &[&str] = &[
     "解决",
 ];
 
+/// jieba's dictionary takes a moment to load: once per process.
+fn segmenter() -> &'static jieba_rs::Jieba {
+    static JIEBA: std::sync::OnceLock<jieba_rs::Jieba> = std::sync::OnceLock::new();
+    JIEBA.get_or_init(jieba_rs::Jieba::new)
+}
+
 /// Reads one text.
 pub fn read(text: &str) -> Reading {
     let t = normalise(text);
@@ -554,11 +569,12 @@ pub fn read(text: &str) -> Reading {
             continue;
         }
         if word.chars().any(is_cjk) {
-            let chars: Vec<char> = word.chars().filter(|c| is_cjk(*c)).collect();
-            for pair in chars.windows(2) {
-                let bigram: String = pair.iter().collect();
-                if !ZH_STOP.iter().any(|s| bigram.contains(s)) {
-                    terms.push(bigram);
+            for token in segmenter().cut(word, true).iter().map(|t| t.word) {
+                let zh: String = token.chars().filter(|c| is_cjk(*c)).collect();
+                if zh.chars().count() >= 2 && !ZH_STOP.contains(&zh.as_str()) {
+                    terms.push(zh);
+                } else if token.is_ascii() && token.len() > 2 && !EN_STOP.contains(&token) {
+                    terms.push(stem(token));
                 }
             }
         } else if word.len() > 2 && !EN_STOP.contains(&word) {

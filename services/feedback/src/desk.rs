@@ -116,7 +116,12 @@ impl Desk {
         };
         let outbox = Outbox::open(dir, limits, &settings.vehicle_pseudonym)?;
         let history = History::open(dir, retention)?;
-        for q in outbox.recovery().quarantined.iter().chain(&history.recovery().quarantined) {
+        for q in outbox
+            .recovery()
+            .quarantined
+            .iter()
+            .chain(&history.recovery().quarantined)
+        {
             tracing::warn!(path = %q.display(), "damaged record quarantined");
         }
         Ok(Self {
@@ -293,7 +298,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = desk(dir.path());
         let id = d
-            .submit(&sub("voice", "导航老是卡，打我电话13812345678", 1_000), 2_000)
+            .submit(
+                &sub("voice", "导航老是卡，打我电话13812345678", 1_000),
+                2_000,
+            )
             .unwrap();
         assert!(!id.is_empty());
         let pseudonym = d.vehicle_pseudonym();

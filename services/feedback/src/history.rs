@@ -122,8 +122,11 @@ mod tests {
             max_age_days: 30,
         };
         let mut h = History::open(dir.path(), retention).unwrap();
-        h.add(&[item("old", now - 40 * day), item("a", now - day)], now - 40 * day)
-            .unwrap();
+        h.add(
+            &[item("old", now - 40 * day), item("a", now - day)],
+            now - 40 * day,
+        )
+        .unwrap();
         h.add(&[item("b", now)], now).unwrap();
         drop(h);
         let h = History::open(dir.path(), retention).unwrap();
@@ -148,6 +151,9 @@ mod tests {
         assert_eq!(kept.last().unwrap().id, "24");
         assert!(kept.iter().all(|i| i.time_unix_ms > 1_004));
         drop(h);
-        assert_eq!(History::open(dir.path(), retention).unwrap().len(), kept.len());
+        assert_eq!(
+            History::open(dir.path(), retention).unwrap().len(),
+            kept.len()
+        );
     }
 }

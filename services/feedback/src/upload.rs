@@ -142,7 +142,10 @@ pub fn check_url(url: &str) -> Result<(), String> {
     let host = if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or("").to_string()
     } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_string()
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(h, _)| h)
+            .to_string()
     };
     if host.is_empty() {
         return Err(format!("upload URL {url:?} has no host"));
@@ -317,7 +320,10 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Mon, 30 Nov 2026 10:00:30 GMT", now),
             Some(Duration::from_secs(30))
@@ -336,12 +342,12 @@ mod tests {
         let waits: Vec<Duration> = (0..8).map(|_| b.next(None)).collect();
         for (n, w) in waits.iter().enumerate() {
             let full = Duration::from_millis(100 * (1u64 << n)).min(Duration::from_secs(2));
-            assert!(*w >= full / 2 && *w <= full, "attempt {n}: {w:?} vs {full:?}");
+            assert!(
+                *w >= full / 2 && *w <= full,
+                "attempt {n}: {w:?} vs {full:?}"
+            );
         }
-        assert_eq!(
-            b.next(Some(Duration::from_secs(9))),
-            Duration::from_secs(9)
-        );
+        assert_eq!(b.next(Some(Duration::from_secs(9))), Duration::from_secs(9));
         b.reset();
         assert!(b.next(None) <= Duration::from_millis(100));
     }

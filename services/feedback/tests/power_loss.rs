@@ -53,7 +53,8 @@ async fn every_accepted_submit_arrives_exactly_once_across_200_kills() {
             let accepted = accepted.clone();
             clients.push(tokio::spawn(async move {
                 for n in 0.. {
-                    let text = format!("cycle {cycle} client {client} item {n}: the screen freezes");
+                    let text =
+                        format!("cycle {cycle} client {client} item {n}: the screen freezes");
                     match fb.submit("hmi", &text, meta(&[])).await {
                         Ok(id) => {
                             accepted.lock().unwrap().insert(id);
@@ -73,7 +74,11 @@ async fn every_accepted_submit_arrives_exactly_once_across_200_kills() {
         }
     }
     let accepted = accepted.lock().unwrap().clone();
-    assert!(accepted.len() > CYCLES, "only {} submits got through", accepted.len());
+    assert!(
+        accepted.len() > CYCLES,
+        "only {} submits got through",
+        accepted.len()
+    );
 
     // One last start, left alone: it delivers what is left.
     daemon.spawn(&bus, &conn).await;
@@ -87,14 +92,22 @@ async fn every_accepted_submit_arrives_exactly_once_across_200_kills() {
         fb.last_error().await
     );
     let counts = collector.item_counts();
-    let missing: Vec<_> = accepted.iter().filter(|id| !counts.contains_key(*id)).collect();
+    let missing: Vec<_> = accepted
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
     eprintln!(
         "{CYCLES} kills ({kills_with_pending} with uploads pending); {} submits accepted, {} items at the collector",
         accepted.len(),
         counts.len()
     );
-    assert!(missing.is_empty(), "{} accepted items never arrived: {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} accepted items never arrived: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     assert!(twice.is_empty(), "items stored more than once: {twice:?}");
     assert_eq!(fb.uploaded().await.unwrap(), counts.len() as u64);
 }

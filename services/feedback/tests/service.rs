@@ -45,7 +45,10 @@ async fn submit_summarise_and_upload_with_consent_only() {
         .submit(
             "voice",
             "导航老是卡顿，回电13912345678，车牌粤B12345",
-            meta(&[("rating", Variant::from(2u32)), ("locale", Variant::from("zh-CN"))]),
+            meta(&[
+                ("rating", Variant::from(2u32)),
+                ("locale", Variant::from("zh-CN")),
+            ]),
         )
         .await
         .unwrap();
@@ -72,7 +75,11 @@ async fn submit_summarise_and_upload_with_consent_only() {
     let f = std::fs::File::open(&jsonl).unwrap();
     assert_eq!(fb.import(zbus::Fd::from(&f), "jsonl").await.unwrap(), 2);
     let csv = dir.path().join("notes.csv");
-    std::fs::write(&csv, "text,channel\n\"seat heating stays cold\",call-center\n").unwrap();
+    std::fs::write(
+        &csv,
+        "text,channel\n\"seat heating stays cold\",call-center\n",
+    )
+    .unwrap();
     let f = std::fs::File::open(&csv).unwrap();
     assert_eq!(fb.import(zbus::Fd::from(&f), "csv").await.unwrap(), 1);
     assert_eq!(fb.pending().await.unwrap(), 6);
@@ -83,7 +90,10 @@ async fn submit_summarise_and_upload_with_consent_only() {
     assert_eq!(json["items"], 6);
     let problems = json["problems"].as_array().unwrap();
     assert!(problems.len() >= 2, "{json}");
-    assert!(problems.iter().all(|p| p["count"].as_u64().unwrap() >= 2), "{json}");
+    assert!(
+        problems.iter().all(|p| p["count"].as_u64().unwrap() >= 2),
+        "{json}"
+    );
     let all = json.to_string();
     assert!(!all.contains("13912345678") && !all.contains("a.b@example.com"));
 
@@ -122,11 +132,25 @@ async fn submit_summarise_and_upload_with_consent_only() {
     // An independent client: busctl.
     let out = bus
         .busctl(&[
-            "call", BUS_NAME, OBJECT_PATH, INTERFACE, "Submit", "ssa{sv}", "dealer",
-            "brake pedal feels soft", "1", "rating", "u", "2",
+            "call",
+            BUS_NAME,
+            OBJECT_PATH,
+            INTERFACE,
+            "Submit",
+            "ssa{sv}",
+            "dealer",
+            "brake pedal feels soft",
+            "1",
+            "rating",
+            "u",
+            "2",
         ])
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("s \""));
     let out = bus
         .busctl(&["get-property", BUS_NAME, OBJECT_PATH, INTERFACE, "Consent"])
@@ -159,15 +183,33 @@ async fn bad_input_gets_named_errors_and_loses_nothing() {
         ("app", "   ", vec![], "empty"),
         ("app", &huge, vec![], "limit"),
         ("app", "t", vec![("rating", Variant::from(9u32))], "rating"),
-        ("app", "t", vec![("rating", Variant::from("five"))], "rating"),
+        (
+            "app",
+            "t",
+            vec![("rating", Variant::from("five"))],
+            "rating",
+        ),
         ("app", "t", vec![("mood", Variant::from(1u32))], "mood"),
-        ("app", "t", vec![("locale", Variant::from("not a locale!"))], "locale"),
-        ("app", "t", vec![("time", Variant::from("yesterday"))], "RFC 3339"),
+        (
+            "app",
+            "t",
+            vec![("locale", Variant::from("not a locale!"))],
+            "locale",
+        ),
+        (
+            "app",
+            "t",
+            vec![("time", Variant::from("yesterday"))],
+            "RFC 3339",
+        ),
     ];
     for (channel, text, m, expect) in cases {
         let err = fb.submit(channel, text, meta(&m)).await.unwrap_err();
         assert_eq!(error_name(&err), invalid, "{channel} {expect}");
-        assert!(err.to_string().contains(expect), "{err} should say {expect}");
+        assert!(
+            err.to_string().contains(expect),
+            "{err} should say {expect}"
+        );
     }
 
     let dir = tempfile::tempdir().unwrap();
@@ -234,7 +276,7 @@ struct FaultProxy {
     seen: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
-fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+fn read_request(stream: &mut impl Read) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -419,10 +461,185 @@ async fn fault_matrix_delivers_good_batches_and_sets_bad_ones_aside() {
     let aside: Vec<_> = std::fs::read_dir(&rejected).unwrap().collect();
     assert_eq!(aside.len(), 2, "batch + reason in {}", rejected.display());
     let mut reasons = Vec::new();
-    while let Ok(Some(s)) = tokio::time::timeout(Duration::from_millis(200), failures.next()).await {
+    while let Ok(Some(s)) = tokio::time::timeout(Duration::from_millis(200), failures.next()).await
+    {
         reasons.push(s.args().unwrap().reason.to_string());
     }
     assert!(reasons.iter().any(|r| r.contains("429")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("503")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("set aside") && r.contains("400")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("set aside") && r.contains("400")),
+        "{reasons:?}"
+    );
+}
+
+/// A development CA and a server certificate for localhost/127.0.0.1, made with openssl.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cabin test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+}
+
+/// TLS in front of the collector (rustls): what a maker's HTTPS endpoint looks like.
+fn start_tls_front(dir: &std::path::Path, upstream: std::net::SocketAddr) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                if let Some(request) = read_request(&mut tls) {
+                    let _ = tls.write_all(&forward(&request, upstream));
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_go_over_https_trusting_only_the_configured_ca() {
+    let collector = Collector::start().await;
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let port = start_tls_front(certs.path(), collector.addr);
+    let url = format!("https://localhost:{port}/v1/feedback");
+    let bus = TestBus::start().unwrap();
+    let conn = bus.connect().await.unwrap();
+
+    // Without the maker's CA the certificate is not trusted: nothing is sent, it says why.
+    let mut untrusting = Daemon::new(&config(&url, true));
+    untrusting.spawn(&bus, &conn).await;
+    let fb = proxy(&conn).await;
+    fb.submit("app", "the app cannot unlock the car", meta(&[]))
+        .await
+        .unwrap();
+    assert!(
+        eventually(WAIT, || async {
+            !fb.last_error().await.unwrap().is_empty()
+        })
+        .await,
+        "no error reported"
+    );
+    let error = fb.last_error().await.unwrap().to_lowercase();
+    assert!(
+        error.contains("certificate") || error.contains("issuer"),
+        "{error}"
+    );
+    assert!(collector.item_counts().is_empty());
+    untrusting.kill();
+
+    // With it: delivered.
+    let mut toml = config(&url, true);
+    toml.push_str(&format!(
+        "ca_file = {:?}\n",
+        certs.path().join("ca.pem").display().to_string()
+    ));
+    let mut trusting = Daemon::new(&toml);
+    trusting.spawn(&bus, &conn).await;
+    let fb = proxy(&conn).await;
+    let id = fb
+        .submit("app", "the app cannot unlock the car", meta(&[]))
+        .await
+        .unwrap();
+    assert!(
+        eventually(WAIT, || async { fb.pending().await.unwrap() == 0 }).await,
+        "not delivered: {:?}",
+        fb.last_error().await
+    );
+    assert_eq!(collector.item_counts().get(&id), Some(&1));
 }

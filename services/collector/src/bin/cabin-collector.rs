@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(version, about = "Receive cabin feedback batches (POST /v1/feedback), serve GET /v1/fleet")]
+#[command(
+    version,
+    about = "Receive cabin feedback batches (POST /v1/feedback), serve GET /v1/fleet"
+)]
 struct Cli {
     /// Address to listen on, e.g. 127.0.0.1:8787.
     #[arg(long, default_value = "127.0.0.1:8787")]
@@ -26,7 +29,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let store = cabin_collector::Store::open(&cli.db).map_err(|e| format!("{}: {e}", cli.db.display()))?;
+    let store =
+        cabin_collector::Store::open(&cli.db).map_err(|e| format!("{}: {e}", cli.db.display()))?;
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;

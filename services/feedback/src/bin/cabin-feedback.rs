@@ -138,7 +138,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             if let Some(t) = &time {
                 meta.insert("time", zbus::Variant::from(t.as_str()));
             }
-            println!("{}", proxy.submit(&channel, &text, meta).await.map_err(describe)?);
+            println!(
+                "{}",
+                proxy
+                    .submit(&channel, &text, meta)
+                    .await
+                    .map_err(describe)?
+            );
         }
         Command::Import { format, file } => {
             let format = format
@@ -148,8 +154,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                         .map(|e| if e == "json" { "jsonl".into() } else { e })
                 })
                 .ok_or("give --format jsonl|csv")?;
-            let f = std::fs::File::open(&file)
-                .map_err(|e| format!("{}: {e}", file.display()))?;
+            let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let n = proxy
                 .import(zbus::Fd::from(&f), &format)
                 .await
@@ -191,10 +196,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?
             );
         }
-        Command::Consent { state } => proxy
-            .set_consent(state == "on")
-            .await
-            .map_err(describe)?,
+        Command::Consent { state } => proxy.set_consent(state == "on").await.map_err(describe)?,
     }
     Ok(())
 }

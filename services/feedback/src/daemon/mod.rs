@@ -119,7 +119,12 @@ impl Core {
             config.history,
             config.consent_default,
         )
-        .map_err(|e| format!("cannot open the feedback state in {}: {e}", state_dir.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot open the feedback state in {}: {e}",
+                state_dir.display()
+            )
+        })?;
         let uploader = match &config.upload_url {
             Some(url) => Some(Arc::new(
                 Uploader::new(
@@ -209,23 +214,22 @@ async fn upload_loop(core: Arc<Core>, service: InterfaceRef<Feedback>) {
         };
         while core.may_upload() {
             let desk_core = core.clone();
-            let batch = match tokio::task::spawn_blocking(move || {
-                desk_core.desk.next_batch(now_unix_ms())
-            })
-            .await
-            {
-                Ok(Ok(Some(batch))) => batch,
-                Ok(Ok(None)) => break,
-                Ok(Err(e)) => {
-                    record_error(&core, &service, format!("outbox: {e}")).await;
-                    tokio::time::sleep(backoff.next(None)).await;
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(%e, "outbox task failed");
-                    break;
-                }
-            };
+            let batch =
+                match tokio::task::spawn_blocking(move || desk_core.desk.next_batch(now_unix_ms()))
+                    .await
+                {
+                    Ok(Ok(Some(batch))) => batch,
+                    Ok(Ok(None)) => break,
+                    Ok(Err(e)) => {
+                        record_error(&core, &service, format!("outbox: {e}")).await;
+                        tokio::time::sleep(backoff.next(None)).await;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(%e, "outbox task failed");
+                        break;
+                    }
+                };
             let sending = uploader.clone();
             let sent = batch.clone();
             let outcome = tokio::task::spawn_blocking(move || sending.send(&sent))

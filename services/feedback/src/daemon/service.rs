@@ -286,8 +286,8 @@ mod tests {
         assert_eq!(sub.time_unix_ms, Some(1_795_996_800_000));
         let err = parse_meta("app", "t", &opts(&[("mood", Variant::from(1u32))])).unwrap_err();
         assert!(format!("{err:?}").contains("mood"));
-        let err = parse_meta("app", "t", &opts(&[("time", Variant::from("yesterday"))]))
-            .unwrap_err();
+        let err =
+            parse_meta("app", "t", &opts(&[("time", Variant::from("yesterday"))])).unwrap_err();
         assert!(format!("{err:?}").contains("RFC 3339"));
         let o = summary_options(&opts(&[("channels", Variant::from(vec!["voice"]))])).unwrap();
         assert_eq!(o.channels, ["voice"]);

@@ -89,7 +89,10 @@ impl Collector {
     }
 
     pub fn fleet(&self) -> serde_json::Value {
-        cabin_collector::Store::open(&self.db).unwrap().fleet().unwrap()
+        cabin_collector::Store::open(&self.db)
+            .unwrap()
+            .fleet()
+            .unwrap()
     }
 
     /// All stored item texts.
@@ -160,7 +163,10 @@ impl Daemon {
             {
                 panic!("cabin-feedbackd exited: {status}");
             }
-            assert!(started.elapsed() < WAIT, "cabin-feedbackd never took its name");
+            assert!(
+                started.elapsed() < WAIT,
+                "cabin-feedbackd never took its name"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
