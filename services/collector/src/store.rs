@@ -217,8 +217,7 @@ impl Store {
             a.last_seen = a.last_seen.max(r.get(9)?);
         }
         let mut problems: Vec<(String, Agg)> = by_label.into_iter().collect();
-        problems
-            .sort_by(|a, b| (b.1.vehicles.len(), b.1.count).cmp(&(a.1.vehicles.len(), a.1.count)));
+        problems.sort_by_key(|p| std::cmp::Reverse((p.1.vehicles.len(), p.1.count)));
         let severity = |s: i64| {
             cabin_proto::feedback::v1::Severity::try_from(s as i32)
                 .map(|s| {

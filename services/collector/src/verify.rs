@@ -79,7 +79,7 @@ mod tests {
     use super::*;
     use cabin_proto::feedback::v1::RedactedItem;
 
-    pub fn good() -> FeedbackBatch {
+    fn good() -> FeedbackBatch {
         FeedbackBatch {
             batch_id: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
             sequence: 1,
@@ -103,7 +103,8 @@ mod tests {
             verify(&good(), Some("0f8fad5b-d9cb-469f-a165-70867728950e")),
             Ok(())
         );
-        let cases: Vec<(Box<dyn Fn(&mut FeedbackBatch)>, &str)> = vec![
+        type Spoil = Box<dyn Fn(&mut FeedbackBatch)>;
+        let cases: Vec<(Spoil, &str)> = vec![
             (Box::new(|b| b.batch_id = "x".into()), "not a UUID"),
             (Box::new(|b| b.schema_version = 9), "schema_version"),
             (Box::new(|b| b.sequence = 0), "sequence"),

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use cabin_feedback::analysis::summarise;
 use cabin_feedback::intake::{Submission, accept};
-use cabin_feedback::outbox::{Limits, Outbox};
+use cabin_feedback::outbox::{Limits, Outbox, new_batch_id};
 use cabin_feedback::upload::gzip;
 use cabin_proto::feedback::v1::{FeedbackBatch, RedactedItem, SCHEMA_VERSION, TimeWindow};
 use prost::Message;
@@ -67,7 +67,9 @@ fn json_of(batch: &FeedbackBatch) -> Vec<u8> {
 
 fn main() {
     let subs = submissions();
-    let id = |i: usize| format!("{i:08x}-0000-4000-8000-000000000000");
+    // Real ids are random UUIDs: they cost the same few bytes in either format.
+    let ids: Vec<String> = (0..subs.len()).map(|_| new_batch_id()).collect();
+    let id = |i: usize| ids[i % ids.len()].clone();
 
     // Redact + analyse.
     let rounds = 5;
@@ -84,7 +86,8 @@ fn main() {
     let per_s = (rounds * subs.len()) as f64 / started.elapsed().as_secs_f64();
 
     // Wire size: batches of 100 items, as the uploader cuts them.
-    let (mut proto_bytes, mut json_bytes, mut raw_proto) = (0usize, 0usize, 0usize);
+    let (mut proto_bytes, mut json_bytes, mut raw_proto, mut raw_json) =
+        (0usize, 0usize, 0usize, 0usize);
     for (n, chunk) in items.chunks(100).enumerate() {
         let batch = FeedbackBatch {
             batch_id: id(n),
@@ -102,7 +105,9 @@ fn main() {
         let bytes = batch.encode_to_vec();
         raw_proto += bytes.len();
         proto_bytes += gzip(&bytes).len();
-        json_bytes += gzip(&json_of(&batch)).len();
+        let json = json_of(&batch);
+        raw_json += json.len();
+        json_bytes += gzip(&json).len();
     }
     let per_item = |b: usize| b as f64 / items.len() as f64;
 
@@ -138,6 +143,7 @@ fn main() {
             "wire_bytes_per_item_protobuf_gzip": per_item(proto_bytes),
             "wire_bytes_per_item_json_gzip": per_item(json_bytes),
             "wire_bytes_per_item_protobuf_raw": per_item(raw_proto),
+            "wire_bytes_per_item_json_raw": per_item(raw_json),
             "protobuf_gzip_vs_json_gzip": proto_bytes as f64 / json_bytes as f64,
             "outbox_fsynced_appends_per_s": single.round(),
             "outbox_items_per_s_ten_per_fsync": grouped.round(),

@@ -178,7 +178,8 @@ async fn bad_input_gets_named_errors_and_loses_nothing() {
 
     let invalid = "org.cabin.Error.InvalidArgument";
     let huge = "慢".repeat(5000);
-    let cases: Vec<(&str, &str, Vec<(&'static str, Variant<'static>)>, &str)> = vec![
+    type Meta = Vec<(&'static str, Variant<'static>)>;
+    let cases: Vec<(&str, &str, Meta, &str)> = vec![
         ("fax", "text", vec![], "unknown channel"),
         ("app", "   ", vec![], "empty"),
         ("app", &huge, vec![], "limit"),
@@ -642,4 +643,115 @@ async fn uploads_go_over_https_trusting_only_the_configured_ca() {
         fb.last_error().await
     );
     assert_eq!(collector.item_counts().get(&id), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_resume_by_themselves_when_the_collector_comes_back() {
+    // A port with nobody behind it yet: the car is "offline".
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bus = TestBus::start().unwrap();
+    let conn = bus.connect().await.unwrap();
+    let mut daemon = Daemon::new(&config(
+        &format!("http://127.0.0.1:{port}/v1/feedback"),
+        true,
+    ));
+    daemon.spawn(&bus, &conn).await;
+    let fb = proxy(&conn).await;
+    let id = fb
+        .submit("voice", "the wipers squeak", meta(&[]))
+        .await
+        .unwrap();
+    assert!(
+        eventually(WAIT, || async {
+            fb.last_error().await.unwrap().contains("cannot reach")
+        })
+        .await
+    );
+    assert_eq!(fb.pending().await.unwrap(), 1);
+
+    // The network is back: no Flush, no restart.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(cabin_collector::serve(
+        listener,
+        cabin_collector::Store::open(&db).unwrap(),
+        std::future::pending(),
+    ));
+    assert!(
+        eventually(WAIT, || async { fb.pending().await.unwrap() == 0 }).await,
+        "never resumed: {:?}",
+        fb.last_error().await
+    );
+    assert_eq!(fb.last_error().await.unwrap(), "");
+    let counts = cabin_collector::Store::open(&db)
+        .unwrap()
+        .item_counts()
+        .unwrap();
+    assert_eq!(counts.get(&id), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_cli_submits_imports_and_summarises() {
+    const CLI: &str = env!("CARGO_BIN_EXE_cabin-feedback");
+    let bus = TestBus::start().unwrap();
+    let conn = bus.connect().await.unwrap();
+    let mut daemon = Daemon::new("consent_default = false\n");
+    daemon.spawn(&bus, &conn).await;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(CLI)
+            .arg("--bus")
+            .arg(bus.address())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, id, err) = run(&[
+        "submit",
+        "--channel",
+        "dealer",
+        "--rating",
+        "2",
+        "车机屏幕经常卡死",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(id.trim().len(), 36);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("service-notes.csv");
+    std::fs::write(&csv, "text,channel,rating\n中控屏卡顿严重,dealer,1\n\"the centre screen freezes, again\",call-center,2\n").unwrap();
+    let (ok, count, err) = run(&["import", csv.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(count.trim(), "2");
+    let (ok, json, err) = run(&["summary", "--quotes", "2"]);
+    assert!(ok, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(summary["items"], 3);
+    assert_eq!(summary["problems"][0]["count"], 3, "{summary}");
+    let (ok, _, err) = run(&["consent", "on"]);
+    assert!(ok, "{err}");
+    let (ok, status, err) = run(&["status"]);
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["consent"], true);
+    assert_eq!(status["pending"], 3);
+    // Errors reach the operator by name, with a non-zero exit.
+    let (ok, _, err) = run(&["submit", "--channel", "fax", "x"]);
+    assert!(!ok);
+    assert!(
+        err.contains("org.cabin.Error.InvalidArgument") && err.contains("fax"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["flush"]);
+    assert!(!ok && err.contains("org.cabin.Error.Unavailable"), "{err}");
 }
