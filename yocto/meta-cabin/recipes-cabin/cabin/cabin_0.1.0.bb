@@ -1,0 +1,68 @@
+SUMMARY = "cabin: on-device AI services for a car's head unit"
+DESCRIPTION = "Time-aware wallpaper generation (ONNX diffusion on tract) and the owners' feedback summariser/uploader, each a D-Bus system service, one package per service."
+HOMEPAGE = "https://example.invalid/cabin"
+BUGTRACKER = "https://example.invalid/cabin/issues"
+CVE_PRODUCT = "cabin"
+SECTION = "multimedia"
+LICENSE = "MIT | Apache-2.0"
+LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=20;endline=20;md5=86b31c7756a1a7962f28b62856ed4f05"
+
+PV .= "+git"
+
+SRC_URI = "git://example.invalid/cabin.git;protocol=https;branch=main \
+           file://cabin-wallpaperd.service \
+           file://cabin-feedbackd.service \
+           file://dbus/org.cabin.Wallpaper1.conf \
+           file://dbus/org.cabin.Wallpaper1.service \
+           file://dbus/org.cabin.Feedback1.conf \
+           file://dbus/org.cabin.Feedback1.service \
+           "
+SRCREV = "0000000000000000000000000000000000000000"
+
+# Every crate of Cargo.lock, pinned with its checksum (regenerate: yocto/meta-cabin/scripts/update-crates.sh).
+require ${BPN}-crates.inc
+
+inherit cargo cargo-update-recipe-crates systemd useradd
+
+CARGO_BUILD_FLAGS += "--bin cabin-wallpaperd --bin cabin-wallpaper --bin cabin-feedbackd --bin cabin-feedback"
+
+PACKAGE_BEFORE_PN = "${PN}-wallpaper ${PN}-feedback"
+
+FILES:${PN}-wallpaper += "\
+    ${bindir}/cabin-wallpaperd \
+    ${bindir}/cabin-wallpaper \
+    ${systemd_system_unitdir}/cabin-wallpaperd.service \
+    ${datadir}/dbus-1/system.d/org.cabin.Wallpaper1.conf \
+    ${datadir}/dbus-1/system-services/org.cabin.Wallpaper1.service \
+    "
+FILES:${PN}-feedback += "\
+    ${bindir}/cabin-feedbackd \
+    ${bindir}/cabin-feedback \
+    ${systemd_system_unitdir}/cabin-feedbackd.service \
+    ${datadir}/dbus-1/system.d/org.cabin.Feedback1.conf \
+    ${datadir}/dbus-1/system-services/org.cabin.Feedback1.service \
+    "
+
+RDEPENDS:${PN}-wallpaper = "cabin-models dbus"
+RDEPENDS:${PN}-feedback = "dbus"
+ALLOW_EMPTY:${PN} = "1"
+
+# One system user per service; the cockpit HMI's processes join the hmi group.
+USERADD_PACKAGES = "${PN}-wallpaper ${PN}-feedback"
+GROUPADD_PARAM:${PN}-wallpaper = "--system hmi"
+USERADD_PARAM:${PN}-wallpaper = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --user-group cabin-wallpaper"
+USERADD_PARAM:${PN}-feedback = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --user-group cabin-feedback"
+
+SYSTEMD_PACKAGES = "${PN}-wallpaper ${PN}-feedback"
+SYSTEMD_SERVICE:${PN}-wallpaper = "cabin-wallpaperd.service"
+SYSTEMD_SERVICE:${PN}-feedback = "cabin-feedbackd.service"
+SYSTEMD_AUTO_ENABLE = "enable"
+
+do_install:append() {
+    install -d ${D}${systemd_system_unitdir} ${D}${datadir}/dbus-1/system.d ${D}${datadir}/dbus-1/system-services
+    install -m 0644 ${UNPACKDIR}/cabin-wallpaperd.service ${UNPACKDIR}/cabin-feedbackd.service ${D}${systemd_system_unitdir}/
+    install -m 0644 ${UNPACKDIR}/dbus/org.cabin.Wallpaper1.conf ${UNPACKDIR}/dbus/org.cabin.Feedback1.conf ${D}${datadir}/dbus-1/system.d/
+    install -m 0644 ${UNPACKDIR}/dbus/org.cabin.Wallpaper1.service ${UNPACKDIR}/dbus/org.cabin.Feedback1.service ${D}${datadir}/dbus-1/system-services/
+}
+
+BBCLASSEXTEND = "native nativesdk"
