@@ -277,24 +277,25 @@ struct FaultProxy {
     seen: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
+/// Where the head ends and how long the body is, once the head is complete.
+fn split_head(buf: &[u8]) -> Option<(usize, usize)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    Some((end + 4, len))
+}
+
 fn read_request(stream: &mut impl Read) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            while buf.len() < end + 4 + len {
-                let n = stream.read(&mut chunk).ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
+        if let Some((body, len)) = split_head(&buf)
+            && buf.len() >= body + len
+        {
             return Some(buf);
         }
         let n = stream.read(&mut chunk).ok()?;
@@ -311,21 +312,15 @@ fn forward(request: &[u8], upstream: std::net::SocketAddr) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                // One request per connection: tell the client so.
-                let status_end = buf.windows(2).position(|w| w == b"\r\n").unwrap();
-                let mut out = buf[..status_end + 2].to_vec();
-                out.extend_from_slice(b"connection: close\r\n");
-                out.extend_from_slice(&buf[status_end + 2..end + 4 + len]);
-                return out;
-            }
+        if let Some((body, len)) = split_head(&buf)
+            && buf.len() >= body + len
+        {
+            // One request per connection: tell the client so.
+            let status_end = buf.windows(2).position(|w| w == b"\r\n").unwrap();
+            let mut out = buf[..status_end + 2].to_vec();
+            out.extend_from_slice(b"connection: close\r\n");
+            out.extend_from_slice(&buf[status_end + 2..body + len]);
+            return out;
         }
         let n = up.read(&mut chunk).unwrap();
         assert!(n > 0, "collector closed early");

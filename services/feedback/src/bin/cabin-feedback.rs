@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use cabin_common::bus::BusChoice;
+use cabin_feedback::client::Feedback1Proxy;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -60,40 +61,6 @@ enum Command {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Feedback1",
-    default_service = "org.cabin.Feedback1",
-    default_path = "/org/cabin/Feedback1"
-)]
-trait Feedback1 {
-    fn submit(
-        &self,
-        channel: &str,
-        text: &str,
-        meta: HashMap<&str, zbus::Variant<'_>>,
-    ) -> zbus::Result<String>;
-    fn import(&self, fd: zbus::Fd<'_>, format: &str) -> zbus::Result<u32>;
-    fn summary(
-        &self,
-        since: i64,
-        until: i64,
-        options: HashMap<&str, zbus::Variant<'_>>,
-    ) -> zbus::Result<String>;
-    fn flush(&self) -> zbus::Result<()>;
-    #[zbus(property)]
-    fn pending(&self) -> zbus::Result<u32>;
-    #[zbus(property)]
-    fn uploaded(&self) -> zbus::Result<u64>;
-    #[zbus(property)]
-    fn last_upload(&self) -> zbus::Result<i64>;
-    #[zbus(property)]
-    fn last_error(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn consent(&self) -> zbus::Result<bool>;
-    #[zbus(property)]
-    fn set_consent(&self, on: bool) -> zbus::Result<()>;
 }
 
 #[tokio::main(flavor = "current_thread")]
