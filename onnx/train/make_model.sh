@@ -5,11 +5,19 @@
 #
 #   onnx/train/make_model.sh [MINUTES] [THREADS]      # e.g. 95 2; CUDA is used when present
 #
+# On a GPU box without this venv, train there and export here (how 0.2.0 was made, 7 min on
+# one H200; the checkpoint travels in 15 MiB parts):
+#   gpu$  python3 onnx/train/train.py --minutes 7 --images 20000 --train-only --ae-frac 0.35 \
+#             --ae-crop 320 --ae-batch 32 --batch 256 --lr 5e-4 --ema 0.9995 --ckpt OUT/ck.pt
+#   here$ onnx/.venv/bin/python onnx/train/train.py --minutes 7 --export-only --ckpt OUT/ck.pt
+#   then the manifest and evaluation steps below (VERSION=... picks the manifest version).
+#
 # Needs the venv of onnx/requirements-fixtures.txt at onnx/.venv. Do not run cargo builds
 # beside it on a 2-core machine (torch slows ~50x next to rustc).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 minutes=${1:-95}
+version=${VERSION:-0.2.0}
 threads=${2:-2}
 py=onnx/.venv/bin/python
 out=onnx/wallpaper-tiny
@@ -27,6 +35,6 @@ print("trained in-house by {} (data seed {}, seed {}, {} rendered scenes, {:.0f}
     i["command"], i["data_seed"], i["seed"], i["images"], i["train_seconds"] / 60, i["device"], i["threads"]))
 PY
 )
-target/release/cabin-wallpaper manifest "$out" --name cabin-wallpaper-tiny --version 0.1.0 \
+target/release/cabin-wallpaper manifest "$out" --name cabin-wallpaper-tiny --version "$version" \
     --licence "MIT OR Apache-2.0" --made-by "$made_by"
 "$py" onnx/train/evaluate.py --model "$out" --out docs/wallpaper-eval.json
