@@ -597,6 +597,34 @@ pub fn read(text: &str) -> Reading {
     }
 }
 
+/// For each English stem, the word it was most often cut from (ties: the shorter word).
+fn surface_forms<'a>(texts: impl Iterator<Item = &'a str>) -> HashMap<String, String> {
+    let mut counts: HashMap<String, HashMap<String, usize>> = HashMap::new();
+    for text in texts {
+        let t = normalise(text);
+        for word in t.split(|c: char| !c.is_alphanumeric() && c != '\'') {
+            if word.len() > 2 && word.is_ascii() && !EN_STOP.contains(&word) {
+                *counts
+                    .entry(stem(word))
+                    .or_default()
+                    .entry(word.to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .filter_map(|(stem, words)| {
+            let best = words.into_iter().max_by(|a, b| {
+                a.1.cmp(&b.1)
+                    .then(b.0.len().cmp(&a.0.len()))
+                    .then(b.0.cmp(&a.0))
+            })?;
+            Some((stem, best.0))
+        })
+        .collect()
+}
+
 fn stem(word: &str) -> String {
     for suffix in ["ing", "ed", "es", "s"] {
         if let Some(base) = word.strip_suffix(suffix)
@@ -720,6 +748,7 @@ pub fn summarise(
     let groups = cluster(&readings);
     let n_groups = groups.iter().max().map_or(0, |m| m + 1);
     let previous_readings: Vec<Reading> = previous.iter().map(|i| read(&i.text)).collect();
+    let surface = surface_forms(items.iter().map(|i| i.text.as_str()));
 
     // c-TF-IDF: term frequency within the group, against how many groups use the term.
     let mut group_terms: Vec<HashMap<&str, f32>> = vec![HashMap::new(); n_groups];
@@ -768,7 +797,11 @@ pub fn summarise(
         let label = label(part, symptom, zh);
         let keywords: Vec<String> = scored
             .iter()
-            .map(|(t, _)| display_term(t, zh))
+            .map(|(t, _)| match surface.get(*t) {
+                // A stem reads as the word people wrote most ("freez" → "freezes").
+                Some(word) => word.clone(),
+                None => display_term(t, zh),
+            })
             .filter(|k| !k.is_empty())
             .fold(Vec::new(), |mut acc, k| {
                 if !acc.contains(&k) {
@@ -1025,6 +1058,39 @@ mod tests {
         assert_eq!((c.part, c.symptom), (a.part, a.symptom));
         let d = read("the AC smells bad");
         assert_eq!((d.part, d.symptom), (Some("climate"), Some("smell")));
+    }
+
+    #[test]
+    fn keywords_read_as_words_people_wrote() {
+        let items: Vec<RedactedItem> = [
+            "the wipers squeak in the rain",
+            "wipers squeaking loudly",
+            "雨刮器异响，雨刮器很吵",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| RedactedItem {
+            id: i.to_string(),
+            channel: 2,
+            time_unix_ms: 0,
+            text: t.to_string(),
+            locale: if t.is_ascii() { "en" } else { "zh" }.into(),
+            rating: None,
+        })
+        .collect();
+        let keywords: Vec<String> = summarise(&items, &[], 2)
+            .into_iter()
+            .flat_map(|p| p.keywords)
+            .collect();
+        assert!(keywords.iter().any(|k| k == "wipers"), "{keywords:?}");
+        assert!(
+            !keywords.iter().any(|k| k == "wiper"),
+            "a stem leaked: {keywords:?}"
+        );
+        assert!(
+            keywords.iter().any(|k| k == "雨刮器"),
+            "jieba keeps the word whole: {keywords:?}"
+        );
     }
 
     #[test]
