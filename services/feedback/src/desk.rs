@@ -165,9 +165,10 @@ impl Desk {
     }
 
     fn store(&self, items: Vec<RedactedItem>, now_unix_ms: i64) -> Result<(), DeskError> {
-        // History first: an item the outbox had to drop is still summarised on the car.
+        // Outbox first: a submission it refuses (full, refuse_new) leaves no trace anywhere.
+        // Older items it drops to make room stay in the history, still summarised on the car.
+        lock(&self.outbox).submit_many(items.clone())?;
         lock(&self.history).add(&items, now_unix_ms)?;
-        lock(&self.outbox).submit_many(items)?;
         Ok(())
     }
 
@@ -330,6 +331,28 @@ mod tests {
             d.import(b"a,b\n", "xml", "app", 5),
             Err(DeskError::Intake(IntakeError::UnknownFormat(_)))
         ));
+    }
+
+    #[test]
+    fn a_refused_submission_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_bytes: 400,
+            when_full: crate::outbox::FullPolicy::RefuseNew,
+            ..Limits::default()
+        };
+        let d = Desk::open(dir.path(), limits, Retention::default(), false).unwrap();
+        let mut refused = 0;
+        for k in 0..20 {
+            match d.submit(&sub("app", &format!("the screen lags, case {k}"), k), 100) {
+                Ok(_) => {}
+                Err(DeskError::Full(_)) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(refused > 0);
+        let kept = d.summary(0, i64::MAX, &SummaryOptions::default()).unwrap()["items"].clone();
+        assert_eq!(kept, d.pending());
     }
 
     #[test]
