@@ -1,0 +1,444 @@
+//! The cloud backend: any OpenAI-compatible `/v1/chat/completions` server (DashScope's
+//! compatible mode, DeepSeek, a local llama.cpp server ...), streamed over SSE, with tool
+//! calls. Every failure has a name: refused credentials, rate limits (with `Retry-After`),
+//! server errors, a stream that breaks or stops midway, and no answer by the deadline.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::backend::{Backend, BackendError, Draft, Request};
+use crate::tools::ToolCall;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudConfig {
+    /// e.g. `https://dashscope.aliyuncs.com/compatible-mode/v1` or `https://api.deepseek.com/v1`;
+    /// `/chat/completions` is appended. Plain `http` only to a loopback address.
+    pub base_url: String,
+    pub model: String,
+    /// File holding the API key (first line); wins over `api_key_env`.
+    pub api_key_file: Option<PathBuf>,
+    /// Environment variable holding the API key.
+    pub api_key_env: String,
+    pub temperature: f64,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            model: "qwen-plus".into(),
+            api_key_file: None,
+            api_key_env: "CABIN_COMPANION_API_KEY".into(),
+            temperature: 0.8,
+        }
+    }
+}
+
+impl CloudConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let url = self.base_url.trim();
+        let rest = if let Some(rest) = url.strip_prefix("https://") {
+            rest
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            let host = rest.split(['/', '?']).next().unwrap_or("");
+            let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+                if port.chars().all(|c| c.is_ascii_digit()) {
+                    h
+                } else {
+                    host
+                }
+            });
+            if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+                return Err(format!(
+                    "cloud.base_url {url:?}: plain http is only allowed to a loopback address; use https"
+                ));
+            }
+            rest
+        } else {
+            return Err(format!("cloud.base_url {url:?} must start with https://"));
+        };
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(format!("cloud.base_url {url:?} has no host"));
+        }
+        if self.model.trim().is_empty() {
+            return Err("cloud.model is empty".into());
+        }
+        Ok(())
+    }
+}
+
+pub struct CloudBackend {
+    config: CloudConfig,
+    url: String,
+    agent: ureq::Agent,
+}
+
+impl CloudBackend {
+    pub fn new(config: CloudConfig) -> Result<Self, String> {
+        config.validate()?;
+        let url = format!(
+            "{}/chat/completions",
+            config.base_url.trim().trim_end_matches('/')
+        );
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Ok(Self { config, url, agent })
+    }
+
+    fn api_key(&self) -> Result<String, BackendError> {
+        let key = match &self.config.api_key_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    BackendError::Unavailable(format!(
+                        "cannot read the API key file {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            None => std::env::var(&self.config.api_key_env)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        };
+        if key.is_empty() {
+            return Err(BackendError::Unavailable(
+                "no API key configured for the cloud backend".into(),
+            ));
+        }
+        Ok(key)
+    }
+
+    /// The conversation as chat messages: the persona (never its creator notes), what is
+    /// remembered, the context and the policy, the recent turns, the new message.
+    fn messages(req: &Request<'_>) -> Vec<Value> {
+        let zh = req.lang == "zh";
+        let mut system = req.card.system_text(&req.user);
+        let facts = &req.memory.facts;
+        let mut notes = Vec::new();
+        if let Some(name) = &facts.name {
+            notes.push(format!("The user's name is {name}."));
+        }
+        if !facts.likes.is_empty() {
+            notes.push(format!("The user likes: {}.", facts.likes.join(", ")));
+        }
+        if !facts.dislikes.is_empty() {
+            notes.push(format!("The user dislikes: {}.", facts.dislikes.join(", ")));
+        }
+        if !facts.plans.is_empty() {
+            notes.push(format!("The user's plans: {}.", facts.plans.join("; ")));
+        }
+        if !facts.places.is_empty() {
+            notes.push(format!(
+                "Places the user mentioned: {}.",
+                facts.places.join(", ")
+            ));
+        }
+        if !req.memory.summary.is_empty() {
+            let summary: Vec<&str> = req.memory.summary.iter().map(String::as_str).collect();
+            notes.push(format!("Earlier the user said: {}", summary.join(" / ")));
+        }
+        for lore in &req.lore {
+            notes.push(lore.content.clone());
+        }
+        notes.push(format!("The user's mood seems {}.", req.mood.mood.as_str()));
+        if req.care.long_drive {
+            notes.push(format!(
+                "The user has driven {} minutes without a break: gently suggest a rest.",
+                req.care.driving_mins
+            ));
+        }
+        if req.care.late_night {
+            notes.push("It is late at night: be calm and quiet.".into());
+        }
+        notes.push(if req.care.moving {
+            format!("The car is moving. Answer in at most {} characters, as plain spoken sentences: no lists, markdown, emoji or links.", req.max_chars)
+        } else {
+            format!("The car is parked. Answer in plain sentences, at most {} characters, no markdown.", req.max_chars)
+        });
+        notes.push(if zh {
+            "Answer in Simplified Chinese.".into()
+        } else {
+            "Answer in English.".into()
+        });
+        system.push_str("\n\n");
+        system.push_str(&notes.join("\n"));
+        let mut messages = vec![json!({"role": "system", "content": system})];
+        for m in &req.memory.window {
+            messages.push(
+                json!({"role": if m.from_user { "user" } else { "assistant" }, "content": m.text}),
+            );
+        }
+        messages.push(json!({"role": "user", "content": req.text}));
+        let post = req.card.data.post_history_instructions.trim();
+        if !post.is_empty() {
+            messages.push(json!({"role": "system", "content": crate::persona::substitute(post, &req.card.data.name, &req.user)}));
+        }
+        messages
+    }
+
+    fn stream(
+        &self,
+        key: &str,
+        body: &Value,
+        deadline: Instant,
+        on_token: &mut dyn FnMut(&str),
+        cancel: &AtomicBool,
+    ) -> Result<Streamed, BackendError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(BackendError::Timeout(Duration::ZERO));
+        }
+        let response = self
+            .agent
+            .post(&self.url)
+            .config()
+            .timeout_global(Some(remaining))
+            .build()
+            .header("Authorization", &format!("Bearer {key}"))
+            .header("Content-Type", "application/json")
+            .header("Accept", "text/event-stream")
+            .send(body.to_string().as_bytes());
+        let mut response = match response {
+            Ok(r) => r,
+            Err(ureq::Error::Timeout(_)) => return Err(BackendError::Timeout(remaining)),
+            Err(e) => {
+                return Err(BackendError::Unavailable(format!(
+                    "cannot reach the cloud service: {e}"
+                )));
+            }
+        };
+        let status = response.status().as_u16();
+        if status != 200 {
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(16 * 1024)
+                .read_to_string()
+                .unwrap_or_default();
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            return Err(match status {
+                401 | 403 => BackendError::Unauthorized(format!("HTTP {status}: {message}")),
+                429 => BackendError::RateLimited { retry_after },
+                500..=599 => BackendError::Server(format!("HTTP {status}: {message}")),
+                _ => BackendError::Protocol(format!("HTTP {status}: {message}")),
+            });
+        }
+        let reader = BufReader::new(response.into_body().into_reader());
+        let mut out = Streamed::default();
+        let mut finished = false;
+        for line in reader.lines() {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(BackendError::Cancelled);
+            }
+            let line = match line {
+                Ok(line) => line,
+                Err(e)
+                    if Instant::now() >= deadline || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return Err(BackendError::Timeout(remaining));
+                }
+                Err(e) => return Err(BackendError::Protocol(format!("the stream broke off: {e}"))),
+            };
+            let Some(data) = line.strip_prefix("data:") else {
+                continue; // event names, ids, comments and blank separators
+            };
+            let data = data.trim();
+            if data == "[DONE]" {
+                finished = true;
+                break;
+            }
+            let chunk: Value = serde_json::from_str(data)
+                .map_err(|e| BackendError::Protocol(format!("a stream event is not JSON: {e}")))?;
+            if let Some(error) = chunk.get("error") {
+                let message = error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown error");
+                return Err(BackendError::Server(format!(
+                    "error in the stream: {message}"
+                )));
+            }
+            let Some(choice) = chunk.pointer("/choices/0") else {
+                continue;
+            };
+            if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str)
+                && !text.is_empty()
+            {
+                out.text.push_str(text);
+                on_token(text);
+            }
+            if let Some(calls) = choice
+                .pointer("/delta/tool_calls")
+                .and_then(Value::as_array)
+            {
+                for call in calls {
+                    let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                    if index >= 8 {
+                        continue;
+                    }
+                    while out.calls.len() <= index {
+                        out.calls.push(PartialCall::default());
+                    }
+                    let slot = &mut out.calls[index];
+                    if let Some(id) = call.get("id").and_then(Value::as_str) {
+                        slot.id = id.to_string();
+                    }
+                    if let Some(name) = call.pointer("/function/name").and_then(Value::as_str) {
+                        slot.name.push_str(name);
+                    }
+                    if let Some(args) = call.pointer("/function/arguments").and_then(Value::as_str)
+                    {
+                        slot.arguments.push_str(args);
+                    }
+                }
+            }
+            if choice
+                .get("finish_reason")
+                .and_then(Value::as_str)
+                .is_some()
+            {
+                finished = true;
+            }
+        }
+        if !finished {
+            return Err(BackendError::Protocol(
+                "the stream ended before the answer was complete".into(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Default)]
+struct Streamed {
+    text: String,
+    calls: Vec<PartialCall>,
+}
+
+#[derive(Default)]
+struct PartialCall {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+impl Backend for CloudBackend {
+    fn name(&self) -> &str {
+        "cloud"
+    }
+
+    fn respond(
+        &self,
+        req: &Request<'_>,
+        deadline: Instant,
+        on_token: &mut dyn FnMut(&str),
+        cancel: &AtomicBool,
+    ) -> Result<Draft, BackendError> {
+        let key = self.api_key()?;
+        let mut messages = Self::messages(req);
+        let schemas = req.tools.schemas();
+        let mut body = json!({
+            "model": self.config.model,
+            "messages": messages,
+            "stream": true,
+            "temperature": self.config.temperature,
+            "max_tokens": (req.max_chars * 2).clamp(64, 2048),
+        });
+        if !schemas.is_empty() {
+            body["tools"] = Value::Array(schemas);
+        }
+        let first = self.stream(&key, &body, deadline, on_token, cancel)?;
+        if first.calls.is_empty() {
+            return Ok(Draft {
+                text: first.text,
+                lines: Vec::new(),
+            });
+        }
+        // One round of tools, then the answer that uses their results.
+        let mut assistant_calls = Vec::new();
+        let mut results = Vec::new();
+        for (i, call) in first.calls.iter().enumerate() {
+            let id = if call.id.is_empty() {
+                format!("call_{i}")
+            } else {
+                call.id.clone()
+            };
+            let arguments: Value = serde_json::from_str(if call.arguments.trim().is_empty() {
+                "{}"
+            } else {
+                &call.arguments
+            })
+            .unwrap_or(json!({}));
+            let action = req.tools.run(&ToolCall {
+                name: call.name.clone(),
+                arguments,
+            });
+            assistant_calls.push(json!({"id": id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}));
+            results
+                .push(json!({"role": "tool", "tool_call_id": id, "content": action.result_json()}));
+        }
+        messages.push(
+            json!({"role": "assistant", "content": first.text, "tool_calls": assistant_calls}),
+        );
+        messages.extend(results);
+        body["messages"] = Value::Array(messages);
+        if let Some(map) = body.as_object_mut() {
+            map.remove("tools");
+        }
+        let second = self.stream(&key, &body, deadline, on_token, cancel)?;
+        Ok(Draft {
+            text: format!("{}{}", first.text, second.text),
+            lines: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        let ok = |u: &str| {
+            CloudConfig {
+                base_url: u.into(),
+                ..CloudConfig::default()
+            }
+            .validate()
+        };
+        assert!(ok("https://dashscope.aliyuncs.com/compatible-mode/v1").is_ok());
+        assert!(ok("http://127.0.0.1:8080/v1").is_ok());
+        assert!(
+            ok("http://api.deepseek.com/v1")
+                .unwrap_err()
+                .contains("loopback")
+        );
+        assert!(ok("ftp://x").unwrap_err().contains("https://"));
+        assert!(ok("https://").unwrap_err().contains("no host"));
+    }
+}

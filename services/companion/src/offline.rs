@@ -1,0 +1,1052 @@
+//! The offline engine: always there, no network, no model. It composes a reply in the
+//! persona's voice from parts — an action's acknowledgement, care from the vehicle context,
+//! empathy for the mood, a body for what was said (lorebook, memory, or a line retrieved
+//! from the response corpus by intent and keywords), a callback to something the user told
+//! before, and a follow-up question — as many as the length budget allows.
+//!
+//! Deterministic: the same seed, memory and input give the same reply. Lines used lately
+//! are avoided so a long drive does not hear the same sentence twice.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::backend::{Backend, BackendError, Draft, Request};
+use crate::mood::{Mood, is_cjk, tokens};
+use crate::tools::{self, ToolCall};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Line {
+    pub id: String,
+    pub lang: String,
+    pub part: String,
+    pub tags: Vec<String>,
+    pub style: Vec<String>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+    pub text: String,
+}
+
+/// The response corpus (`corpus/lines.jsonl`).
+pub struct Corpus {
+    lines: Vec<Line>,
+}
+
+pub const SHIPPED_CORPUS: &str = include_str!("../corpus/lines.jsonl");
+
+impl Corpus {
+    pub fn parse(jsonl: &str) -> Result<Self, String> {
+        let mut lines = Vec::new();
+        let mut ids = HashSet::new();
+        for (n, raw) in jsonl.lines().enumerate() {
+            if raw.trim().is_empty() {
+                continue;
+            }
+            let line: Line =
+                serde_json::from_str(raw).map_err(|e| format!("corpus line {}: {e}", n + 1))?;
+            if !ids.insert(line.id.clone()) {
+                return Err(format!("corpus line {}: duplicate id {:?}", n + 1, line.id));
+            }
+            lines.push(line);
+        }
+        if lines.is_empty() {
+            return Err("the corpus is empty".into());
+        }
+        Ok(Self { lines })
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// The best line of `part` with tag `tag` for this text: must match language and
+    /// style (or `any`), must have its slots filled; scored by keyword hits and style;
+    /// recently used lines only when nothing else is left; ties broken by the seed.
+    fn pick(&self, want: &Want<'_>, rng: &mut Rng) -> Option<&Line> {
+        let candidates: Vec<(&Line, f32)> = self
+            .lines
+            .iter()
+            .filter(|l| {
+                l.part == want.part && l.lang == want.lang && l.tags.iter().any(|t| t == want.tag)
+            })
+            .filter(|l| l.style.iter().any(|s| s == "any" || s == want.style))
+            .filter(|l| slots_fillable(&l.text, want.slots))
+            .map(|l| {
+                let hits = l.keys.iter().filter(|k| key_in(want.text, k)).count();
+                let style = if l.style.iter().any(|s| s == want.style) {
+                    0.5
+                } else {
+                    0.0
+                };
+                let recent = if want.recent.contains(&l.id) {
+                    -10.0
+                } else {
+                    0.0
+                };
+                (l, 1.0 + 2.0 * hits as f32 + style + recent)
+            })
+            .collect();
+        let best = candidates.iter().map(|c| c.1).fold(f32::MIN, f32::max);
+        let top: Vec<&Line> = candidates
+            .iter()
+            .filter(|c| c.1 >= best - 0.51)
+            .map(|c| c.0)
+            .collect();
+        if top.is_empty() {
+            return None;
+        }
+        Some(top[rng.below(top.len())])
+    }
+}
+
+/// A Chinese key anywhere; a latin key as whole words ("hi" is not in "this").
+fn key_in(lower: &str, key: &str) -> bool {
+    let key = key.trim().to_lowercase();
+    if key.is_empty() {
+        return false;
+    }
+    if key.chars().any(is_cjk) {
+        return lower.contains(&key);
+    }
+    lower.match_indices(&key).any(|(at, _)| {
+        let before = lower[..at].chars().next_back();
+        let after = lower[at + key.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
+struct Want<'a> {
+    part: &'a str,
+    tag: &'a str,
+    lang: &'a str,
+    style: &'a str,
+    text: &'a str,
+    recent: &'a HashSet<String>,
+    slots: &'a Slots,
+}
+
+#[derive(Default)]
+struct Slots {
+    user: String,
+    char_name: String,
+    like: Option<String>,
+    plan: Option<String>,
+    place: Option<String>,
+    hours: Option<u64>,
+    minutes: Option<u64>,
+}
+
+fn slots_fillable(text: &str, slots: &Slots) -> bool {
+    (!text.contains("{like}") || slots.like.is_some())
+        && (!text.contains("{plan}") || slots.plan.is_some())
+        && (!text.contains("{place}") || slots.place.is_some())
+        && (!text.contains("{hours}") || slots.hours.is_some())
+        && (!text.contains("{minutes}") || slots.minutes.is_some())
+}
+
+fn fill(text: &str, slots: &Slots) -> String {
+    let mut out = text
+        .replace("{user}", &slots.user)
+        .replace("{char}", &slots.char_name);
+    for (key, value) in [
+        ("{like}", &slots.like),
+        ("{plan}", &slots.plan),
+        ("{place}", &slots.place),
+    ] {
+        if let Some(v) = value {
+            out = out.replace(key, v);
+        }
+    }
+    for (key, value) in [("{hours}", slots.hours), ("{minutes}", slots.minutes)] {
+        if let Some(v) = value {
+            out = out.replace(key, &v.to_string());
+        }
+    }
+    if slots.hours == Some(1) {
+        out = out.replace("1 hours", "1 hour");
+    }
+    out
+}
+
+/// The documented generator: SplitMix64.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next_u64() % n as u64) as usize
+        }
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+/// What the user is doing with their message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Recall,
+    Joke,
+    AskSelf,
+    Thanks,
+    Bye,
+    Greet,
+    Food,
+    Music,
+    Weather,
+    Plans,
+    Traffic,
+    Work,
+    Family,
+    Sleep,
+    Compliment,
+    Yes,
+    No,
+    Question,
+    Smalltalk,
+}
+
+impl Intent {
+    fn tag(self) -> &'static str {
+        match self {
+            Intent::Recall | Intent::Smalltalk => "smalltalk",
+            Intent::Joke => "joke",
+            Intent::AskSelf => "ask_self",
+            Intent::Thanks => "thanks",
+            Intent::Bye => "bye",
+            Intent::Greet => "greet",
+            Intent::Food => "food",
+            Intent::Music => "music",
+            Intent::Weather => "weather",
+            Intent::Plans => "plans",
+            Intent::Traffic => "traffic",
+            Intent::Work => "work",
+            Intent::Family => "family",
+            Intent::Sleep => "sleep",
+            Intent::Compliment => "compliment",
+            Intent::Yes => "yes",
+            Intent::No => "no",
+            Intent::Question => "unknown_question",
+        }
+    }
+
+    /// The follow-up topic that fits.
+    fn follow_topic(self) -> &'static str {
+        match self {
+            Intent::Food => "food",
+            Intent::Music => "music",
+            Intent::Plans => "plans",
+            Intent::Work => "work",
+            Intent::Family => "family",
+            Intent::Traffic | Intent::Weather => "trip",
+            _ => "general",
+        }
+    }
+}
+
+const INTENT_CUES: &[(Intent, &[&str])] = &[
+    (
+        Intent::Recall,
+        &[
+            "what's my name",
+            "what is my name",
+            "do you remember",
+            "remember me",
+            "我叫什么",
+            "记得我",
+            "你还记得",
+            "我是谁",
+        ],
+    ),
+    (
+        Intent::Joke,
+        &[
+            "joke",
+            "make me laugh",
+            "something funny",
+            "笑话",
+            "段子",
+            "逗我",
+            "搞笑",
+            "讲个笑",
+        ],
+    ),
+    (
+        Intent::AskSelf,
+        &[
+            "who are you",
+            "your name",
+            "about yourself",
+            "你是谁",
+            "你叫什么",
+            "介绍一下你",
+            "介绍下你",
+        ],
+    ),
+    (Intent::Thanks, &["thank", "thanks", "谢谢", "多谢", "感谢"]),
+    (
+        Intent::Bye,
+        &[
+            "bye",
+            "goodbye",
+            "see you",
+            "good night",
+            "再见",
+            "拜拜",
+            "回头聊",
+            "晚安",
+            "下次聊",
+        ],
+    ),
+    (
+        Intent::Greet,
+        &[
+            "hello",
+            "hi",
+            "hey",
+            "good morning",
+            "good evening",
+            "你好",
+            "嗨",
+            "早上好",
+            "晚上好",
+            "在吗",
+            "哈喽",
+        ],
+    ),
+    (
+        Intent::Food,
+        &[
+            "eat",
+            "hungry",
+            "lunch",
+            "dinner",
+            "breakfast",
+            "food",
+            "coffee",
+            "snack",
+            "吃",
+            "饿",
+            "饭",
+            "咖啡",
+            "零食",
+            "火锅",
+            "面",
+        ],
+    ),
+    (
+        Intent::Music,
+        &["music", "song", "sing", "playlist", "音乐", "歌", "唱"],
+    ),
+    (
+        Intent::Weather,
+        &[
+            "weather", "rain", "raining", "snow", "sunny", "天气", "下雨", "下雪", "晴",
+        ],
+    ),
+    (
+        Intent::Plans,
+        &[
+            "weekend", "plan", "holiday", "vacation", "trip", "周末", "计划", "假期", "旅行",
+            "打算",
+        ],
+    ),
+    (
+        Intent::Traffic,
+        &[
+            "traffic",
+            "jam",
+            "stuck",
+            "red light",
+            "cut me off",
+            "堵",
+            "红绿灯",
+            "加塞",
+            "排队",
+            "路况",
+        ],
+    ),
+    (
+        Intent::Work,
+        &[
+            "work",
+            "boss",
+            "meeting",
+            "office",
+            "job",
+            "colleague",
+            "工作",
+            "上班",
+            "老板",
+            "开会",
+            "加班",
+            "同事",
+        ],
+    ),
+    (
+        Intent::Family,
+        &[
+            "family", "kids", "kid", "son", "daughter", "wife", "husband", "mom", "dad", "家人",
+            "孩子", "老婆", "老公", "妈", "爸", "女儿", "儿子",
+        ],
+    ),
+    (Intent::Sleep, &["sleep", "slept", "insomnia", "睡", "失眠"]),
+    (
+        Intent::Compliment,
+        &[
+            "you're great",
+            "you are great",
+            "you're the best",
+            "love you",
+            "you're funny",
+            "你真好",
+            "你真棒",
+            "你好可爱",
+            "喜欢你",
+            "你真有趣",
+        ],
+    ),
+];
+
+fn has_cue(lower: &str, words: &[String], cue: &str) -> bool {
+    if cue.chars().any(is_cjk) || cue.contains(' ') || cue.contains('\'') {
+        lower.contains(cue)
+    } else {
+        words
+            .iter()
+            .any(|w| w == cue || (cue.len() > 4 && w.starts_with(cue)))
+    }
+}
+
+pub fn detect_intent(text: &str) -> Intent {
+    let lower = text.to_lowercase();
+    let words = tokens(&lower);
+    for (intent, cues) in INTENT_CUES {
+        if cues.iter().any(|c| has_cue(&lower, &words, c)) {
+            // A greeting word inside a long message is not a greeting.
+            if *intent == Intent::Greet
+                && (words.len() > 6 || lower.chars().filter(|c| is_cjk(*c)).count() > 8)
+            {
+                continue;
+            }
+            return *intent;
+        }
+    }
+    let trimmed = lower.trim_end_matches(|c: char| c.is_whitespace());
+    let short = words.len() <= 3 && lower.chars().filter(|c| is_cjk(*c)).count() <= 4;
+    if short
+        && (["yes", "yeah", "sure", "ok", "okay", "yep"]
+            .iter()
+            .any(|y| words.first().is_some_and(|w| w == y))
+            || ["好的", "好啊", "是的", "对", "嗯嗯", "可以"]
+                .iter()
+                .any(|y| lower.starts_with(y)))
+    {
+        return Intent::Yes;
+    }
+    if short
+        && (["no", "nope", "nah"]
+            .iter()
+            .any(|y| words.first().is_some_and(|w| w == y))
+            || ["不用", "不要", "算了", "没有"]
+                .iter()
+                .any(|y| lower.starts_with(y)))
+    {
+        return Intent::No;
+    }
+    if trimmed.ends_with(['?', '？'])
+        || ["吗", "什么", "怎么", "为什么", "哪", "几"]
+            .iter()
+            .any(|q| lower.contains(q))
+        || words.first().is_some_and(|w| {
+            [
+                "what", "why", "how", "when", "where", "which", "who", "is", "are", "can", "do",
+                "does",
+            ]
+            .contains(&w.as_str())
+        })
+    {
+        return Intent::Question;
+    }
+    Intent::Smalltalk
+}
+
+/// A request the offline engine turns into a tool call itself.
+pub fn tool_intent(text: &str) -> Option<ToolCall> {
+    let lower = text.to_lowercase();
+    let drive = [
+        "开了多久",
+        "开多久",
+        "开了几个小时",
+        "开了多长时间",
+        "开车多久",
+        "how long have i been driving",
+        "how long i've been driving",
+        "driving time",
+        "drive time",
+        "how fast am i",
+        "我的车速",
+        "现在车速",
+        "开多快",
+    ];
+    if drive.iter().any(|c| lower.contains(c)) {
+        return Some(ToolCall {
+            name: tools::DRIVE_STATUS.into(),
+            arguments: json!({}),
+        });
+    }
+    let wallpaper = ["壁纸", "桌面背景", "wallpaper", "background"];
+    if !wallpaper.iter().any(|c| lower.contains(c)) {
+        return None;
+    }
+    // "壁纸跟随时间变化" is the wallpaper service's own setting, not a new picture; and a
+    // question about the wallpaper asks for nothing to change.
+    if [
+        "跟随",
+        "跟着时间",
+        "time wallpaper",
+        "follow the time",
+        "time-aware",
+        "what's my",
+        "what is my",
+        "什么壁纸",
+        "哪张",
+    ]
+    .iter()
+    .any(|c| lower.contains(c))
+    {
+        return None;
+    }
+    let scene = wallpaper_scene(&lower);
+    if scene.is_empty() {
+        return None;
+    }
+    Some(ToolCall {
+        name: tools::SET_WALLPAPER.into(),
+        arguments: json!({"prompt": scene}),
+    })
+}
+
+/// The scene of a wallpaper request: the utterance without the request's own words.
+pub fn wallpaper_scene(lower: &str) -> String {
+    if lower.chars().any(is_cjk) {
+        let mut s = lower.to_string();
+        for filler in [
+            "请",
+            "帮我",
+            "给我",
+            "麻烦",
+            "能不能",
+            "可以",
+            "嗯",
+            "那个",
+            "就是",
+            "换一张",
+            "换一个",
+            "换个",
+            "换成",
+            "换",
+            "来一张",
+            "来一个",
+            "来个",
+            "来张",
+            "设置成",
+            "设置",
+            "设成",
+            "弄一张",
+            "弄个",
+            "生成",
+            "画一张",
+            "画",
+            "一张",
+            "一个",
+            "壁纸",
+            "桌面背景",
+            "吧",
+            "呀",
+            "啊",
+            "呢",
+            "把",
+            "改成",
+            "我想要",
+            "我要",
+            "想要",
+            "新的",
+        ] {
+            s = s.replace(filler, "");
+        }
+        let s = s.trim_matches(|c: char| c.is_whitespace() || "，。！？,.!?的".contains(c));
+        return s.to_string();
+    }
+    const DROP: &[&str] = &[
+        "make",
+        "set",
+        "change",
+        "the",
+        "my",
+        "wallpaper",
+        "background",
+        "to",
+        "as",
+        "please",
+        "can",
+        "could",
+        "would",
+        "you",
+        "me",
+        "give",
+        "show",
+        "generate",
+        "into",
+        "be",
+        "create",
+        "new",
+        "for",
+        "i",
+        "want",
+        "like",
+        "a",
+        "an",
+        "some",
+        "of",
+        "uh",
+        "um",
+        "with",
+        "paint",
+        "draw",
+        "put",
+        "up",
+        "screen",
+    ];
+    tokens(lower)
+        .into_iter()
+        .filter(|w| !DROP.contains(&w.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub struct OfflineEngine {
+    corpus: Corpus,
+}
+
+impl OfflineEngine {
+    pub fn new(corpus: Corpus) -> Self {
+        Self { corpus }
+    }
+
+    pub fn shipped() -> Result<Self, String> {
+        Ok(Self::new(Corpus::parse(SHIPPED_CORPUS)?))
+    }
+
+    /// Composes the reply (not streamed).
+    pub fn compose(&self, req: &Request<'_>) -> Draft {
+        let lang = req.lang;
+        let zh = lang == "zh";
+        let mut rng = Rng::new(req.seed);
+        let lower = req.text.to_lowercase();
+        let recent: HashSet<String> = req
+            .memory
+            .recent_lines
+            .iter()
+            .map(|id| {
+                id.split_once(':')
+                    .map_or(id.as_str(), |(_, i)| i)
+                    .to_string()
+            })
+            .collect();
+        let facts = &req.memory.facts;
+        // A name given just now is used at once.
+        let new_name = crate::memory::extract_facts(req.text)
+            .into_iter()
+            .find_map(|f| match f {
+                crate::memory::Fact::Name(n) => Some(n),
+                _ => None,
+            });
+        let slots = Slots {
+            user: new_name.clone().unwrap_or_else(|| req.user.clone()),
+            char_name: req.card.display_name(lang),
+            like: facts
+                .likes
+                .iter()
+                .rev()
+                .find(|l| l.chars().any(is_cjk) == zh)
+                .cloned(),
+            plan: facts
+                .plans
+                .iter()
+                .rev()
+                .find(|l| l.chars().any(is_cjk) == zh)
+                .cloned(),
+            place: facts
+                .places
+                .iter()
+                .rev()
+                .find(|l| l.chars().any(is_cjk) == zh)
+                .cloned(),
+            hours: Some(req.care.driving_mins / 60),
+            minutes: Some(req.care.driving_mins),
+        };
+        let style = req.card.style();
+        let intent = detect_intent(req.text);
+        let mut used: Vec<String> = Vec::new();
+        let mut parts: Vec<String> = Vec::new();
+        let pick =
+            |part: &str, tag: &str, rng: &mut Rng, used: &mut Vec<String>| -> Option<String> {
+                let want = Want {
+                    part,
+                    tag,
+                    lang,
+                    style: &style,
+                    text: &lower,
+                    recent: &recent,
+                    slots: &slots,
+                };
+                let line = self.corpus.pick(&want, rng)?;
+                used.push(format!("{part}:{}", line.id));
+                Some(fill(&line.text, &slots))
+            };
+
+        // An action first: it is what the user asked for.
+        if let Some(call) = tool_intent(req.text) {
+            let action = req.tools.run(&call);
+            parts.push(acknowledge(&action, zh));
+        }
+
+        if new_name.is_some()
+            && let Some(text) = pick("memory", "name", &mut rng, &mut used)
+        {
+            parts.push(text);
+        }
+
+        // Care the context calls for, not every turn.
+        let care_said_lately = req
+            .memory
+            .recent_lines
+            .iter()
+            .rev()
+            .take(8)
+            .any(|id| id.starts_with("care:"));
+        let care_tag = if req.care.long_drive && (!care_said_lately || req.mood.mood == Mood::Tired)
+        {
+            Some("long_drive")
+        } else if req.care.high_speed && !care_said_lately {
+            Some("high_speed")
+        } else if req.care.late_night && !care_said_lately {
+            Some("late_night")
+        } else {
+            None
+        };
+        if let Some(tag) = care_tag
+            && let Some(text) = pick("care", tag, &mut rng, &mut used)
+        {
+            parts.push(text);
+        }
+
+        if req.mood.mood != Mood::Neutral
+            && let Some(text) = pick("empathy", req.mood.mood.as_str(), &mut rng, &mut used)
+        {
+            parts.push(text);
+        }
+
+        // The body: what was asked, or what the persona knows, or the corpus.
+        let spoken_lore: Vec<&str> = req
+            .lore
+            .iter()
+            .filter(|l| !l.constant && l.content.chars().any(is_cjk) == zh)
+            .map(|l| l.content.as_str())
+            .collect();
+        let body =
+            match intent {
+                Intent::Recall => Some(recall(facts, &slots, zh)),
+                Intent::Greet => greeting(req, lang, &mut rng)
+                    .or_else(|| pick("body", "greet", &mut rng, &mut used)),
+                Intent::Bye => farewell(req, lang, &mut rng)
+                    .or_else(|| pick("body", "bye", &mut rng, &mut used)),
+                _ if !spoken_lore.is_empty() && intent != Intent::Joke => {
+                    Some(spoken_lore[rng.below(spoken_lore.len())].to_string())
+                }
+                _ if intent == Intent::Smalltalk
+                    && req.mood.mood != Mood::Neutral
+                    && !parts.is_empty() =>
+                {
+                    None
+                }
+                _ => pick("body", intent.tag(), &mut rng, &mut used)
+                    .or_else(|| pick("body", "smalltalk", &mut rng, &mut used)),
+            };
+        if let Some(body) = body {
+            parts.push(body);
+        }
+
+        // Something the user told before, now and then.
+        if matches!(
+            intent,
+            Intent::Smalltalk | Intent::Greet | Intent::Plans | Intent::Food | Intent::Music
+        ) && rng.chance(0.35)
+        {
+            let kind = if slots.plan.is_some() && rng.chance(0.5) {
+                "plan"
+            } else if slots.like.is_some() {
+                "like"
+            } else if slots.place.is_some() {
+                "place"
+            } else {
+                ""
+            };
+            if !kind.is_empty()
+                && let Some(text) = pick("memory", kind, &mut rng, &mut used)
+            {
+                parts.push(text);
+            }
+        }
+
+        if !matches!(intent, Intent::Bye | Intent::Thanks)
+            && !req.care.high_speed
+            && let Some(text) = pick("follow", intent.follow_topic(), &mut rng, &mut used)
+        {
+            parts.push(text);
+        }
+
+        // As many parts as fit, in order; at least the first.
+        let mut text = String::new();
+        for part in parts {
+            let sep = if text.is_empty() || zh { "" } else { " " };
+            if !text.is_empty()
+                && text.chars().count() + sep.len() + part.chars().count() > req.max_chars
+            {
+                break;
+            }
+            text.push_str(sep);
+            text.push_str(&part);
+        }
+        Draft { text, lines: used }
+    }
+}
+
+fn greeting(req: &Request<'_>, lang: &str, rng: &mut Rng) -> Option<String> {
+    let list = req
+        .card
+        .cabin()
+        .greetings
+        .get(lang)
+        .cloned()
+        .unwrap_or_default();
+    (!list.is_empty()).then(|| {
+        crate::persona::substitute(
+            &list[rng.below(list.len())],
+            &req.card.display_name(lang),
+            &req.user,
+        )
+    })
+}
+
+fn farewell(req: &Request<'_>, lang: &str, rng: &mut Rng) -> Option<String> {
+    let list = req
+        .card
+        .cabin()
+        .farewells
+        .get(lang)
+        .cloned()
+        .unwrap_or_default();
+    (!list.is_empty()).then(|| {
+        crate::persona::substitute(
+            &list[rng.below(list.len())],
+            &req.card.display_name(lang),
+            &req.user,
+        )
+    })
+}
+
+fn recall(facts: &crate::memory::Facts, slots: &Slots, zh: bool) -> String {
+    let mut said = Vec::new();
+    match (&facts.name, zh) {
+        (Some(n), true) => said.push(format!("你叫{n}，我当然记得。")),
+        (Some(n), false) => said.push(format!("You're {n}, of course I remember.")),
+        (None, true) => said.push("你还没告诉我你的名字呢，我该怎么称呼你？".to_string()),
+        (None, false) => {
+            said.push("You haven't told me your name yet. What should I call you?".to_string())
+        }
+    }
+    if let Some(like) = &slots.like {
+        said.push(if zh {
+            format!("我还记得你喜欢{like}。")
+        } else {
+            format!("And I remember you like {like}.")
+        });
+    }
+    if let Some(plan) = &slots.plan {
+        said.push(if zh {
+            format!("你说过{plan}。")
+        } else {
+            format!("You told me you're going to {plan}.")
+        });
+    }
+    said.join(if zh { "" } else { " " })
+}
+
+fn acknowledge(action: &tools::Action, zh: bool) -> String {
+    let d = &action.details;
+    match (action.name.as_str(), action.ok, zh) {
+        (tools::SET_WALLPAPER, true, true) => format!(
+            "好的，正在为你生成「{}」的壁纸，马上就好。",
+            d.get("prompt").map_or("", String::as_str)
+        ),
+        (tools::SET_WALLPAPER, true, false) => format!(
+            "Sure, I'm painting a {} wallpaper for you now.",
+            d.get("prompt").map_or("", String::as_str)
+        ),
+        (tools::DRIVE_STATUS, true, zh) => {
+            let mins: u64 = d
+                .get("driving_minutes")
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
+            let speed = d.get("speed_kmh").map_or("0", String::as_str);
+            let moving = d.get("moving").is_some_and(|m| m == "true");
+            match (zh, moving) {
+                (true, true) => format!(
+                    "你已经连续开了{}小时{}分钟，现在时速{speed}公里。",
+                    mins / 60,
+                    mins % 60
+                ),
+                (true, false) => format!(
+                    "这一程你连续开了{}小时{}分钟，现在车停着。",
+                    mins / 60,
+                    mins % 60
+                ),
+                (false, true) => format!(
+                    "You've been driving for {} h {} min without a break, now at {speed} km/h.",
+                    mins / 60,
+                    mins % 60
+                ),
+                (false, false) => format!(
+                    "You drove {} h {} min in this stretch, and the car is standing now.",
+                    mins / 60,
+                    mins % 60
+                ),
+            }
+        }
+        (_, false, true)
+            if d.get("error_name")
+                .is_some_and(|n| n.ends_with("Unavailable")) =>
+        {
+            "抱歉，壁纸服务现在不可用，我稍后再试。".into()
+        }
+        (_, false, false)
+            if d.get("error_name")
+                .is_some_and(|n| n.ends_with("Unavailable")) =>
+        {
+            "Sorry, the wallpaper service isn't available right now.".into()
+        }
+        (_, false, true) => "抱歉，这件事我现在做不了。".into(),
+        (_, false, false) => "Sorry, I couldn't do that just now.".into(),
+        (_, true, true) => "好的，已经办好了。".into(),
+        (_, true, false) => "Done.".into(),
+    }
+}
+
+impl Backend for OfflineEngine {
+    fn name(&self) -> &str {
+        "offline"
+    }
+
+    fn respond(
+        &self,
+        req: &Request<'_>,
+        _deadline: Instant,
+        on_token: &mut dyn FnMut(&str),
+        cancel: &AtomicBool,
+    ) -> Result<Draft, BackendError> {
+        let draft = self.compose(req);
+        // Streamed clause by clause, as a TTS engine would take it.
+        let mut piece = String::new();
+        for c in draft.text.chars() {
+            piece.push(c);
+            if matches!(c, '，' | '。' | '！' | '？' | ',' | '.' | '!' | '?') {
+                if cancel.load(Ordering::SeqCst) {
+                    return Err(BackendError::Cancelled);
+                }
+                on_token(&piece);
+                piece.clear();
+            }
+        }
+        if !piece.is_empty() {
+            on_token(&piece);
+        }
+        Ok(draft)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intents_in_both_languages() {
+        let cases = [
+            ("讲个笑话吧", Intent::Joke),
+            ("tell me a joke", Intent::Joke),
+            ("你是谁呀", Intent::AskSelf),
+            ("hi there", Intent::Greet),
+            ("谢谢你", Intent::Thanks),
+            ("what's my name?", Intent::Recall),
+            ("这路堵得要命", Intent::Traffic),
+            ("I'm starving, what should I eat", Intent::Food),
+            ("how far is the moon?", Intent::Question),
+            ("the sea looked nice today", Intent::Smalltalk),
+            ("好的", Intent::Yes),
+        ];
+        for (text, intent) in cases {
+            assert_eq!(detect_intent(text), intent, "{text}");
+        }
+    }
+
+    #[test]
+    fn tool_requests_and_scenes() {
+        let scene = |t: &str| {
+            tool_intent(t).map(|c| c.arguments["prompt"].as_str().unwrap_or("").to_string())
+        };
+        assert_eq!(scene("换一张雪山的壁纸"), Some("雪山".into()));
+        assert_eq!(scene("嗯 来个星空壁纸吧"), Some("星空".into()));
+        assert_eq!(
+            scene("make the wallpaper a starry night"),
+            Some("starry night".into())
+        );
+        assert_eq!(
+            scene("can you set a beach sunset as my background please"),
+            Some("beach sunset".into())
+        );
+        assert_eq!(scene("壁纸跟随时间变化"), None);
+        assert_eq!(scene("what's my wallpaper"), None);
+        assert_eq!(scene("换个壁纸"), None, "no scene: nothing to paint");
+        assert_eq!(
+            tool_intent("我开了多久了").map(|c| c.name),
+            Some(tools::DRIVE_STATUS.into())
+        );
+    }
+
+    #[test]
+    fn the_shipped_corpus_parses() {
+        let corpus = Corpus::parse(SHIPPED_CORPUS).unwrap();
+        assert!(corpus.len() >= 300, "{}", corpus.len());
+        assert!(Corpus::parse("{\"id\":1}").is_err());
+    }
+}
