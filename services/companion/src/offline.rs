@@ -707,23 +707,28 @@ impl OfflineEngine {
         };
         let style = req.card.style();
         let intent = detect_intent(req.text);
-        let mut used: Vec<String> = Vec::new();
+        // (line id, the text it became): only lines that make it into the reply count as used.
+        let mut used: Vec<(String, String)> = Vec::new();
         let mut parts: Vec<String> = Vec::new();
-        let pick =
-            |part: &str, tag: &str, rng: &mut Rng, used: &mut Vec<String>| -> Option<String> {
-                let want = Want {
-                    part,
-                    tag,
-                    lang,
-                    style: &style,
-                    text: &lower,
-                    recent: &recent,
-                    slots: &slots,
-                };
-                let line = self.corpus.pick(&want, rng)?;
-                used.push(format!("{part}:{}", line.id));
-                Some(fill(&line.text, &slots))
+        let pick = |part: &str,
+                    tag: &str,
+                    rng: &mut Rng,
+                    used: &mut Vec<(String, String)>|
+         -> Option<String> {
+            let want = Want {
+                part,
+                tag,
+                lang,
+                style: &style,
+                text: &lower,
+                recent: &recent,
+                slots: &slots,
             };
+            let line = self.corpus.pick(&want, rng)?;
+            let text = fill(&line.text, &slots);
+            used.push((format!("{part}:{}", line.id), text.clone()));
+            Some(text)
+        };
 
         // An action first: it is what the user asked for.
         if let Some(call) = tool_intent(req.text) {
@@ -828,6 +833,7 @@ impl OfflineEngine {
 
         // As many parts as fit, in order; at least the first.
         let mut text = String::new();
+        let mut spoken: Vec<String> = Vec::new();
         for part in parts {
             let sep = if text.is_empty() || zh { "" } else { " " };
             if !text.is_empty()
@@ -837,8 +843,14 @@ impl OfflineEngine {
             }
             text.push_str(sep);
             text.push_str(&part);
+            spoken.push(part);
         }
-        Draft { text, lines: used }
+        let lines = used
+            .into_iter()
+            .filter(|(_, t)| spoken.contains(t))
+            .map(|(id, _)| id)
+            .collect();
+        Draft { text, lines }
     }
 }
 
@@ -933,7 +945,7 @@ fn acknowledge(action: &tools::Action, zh: bool) -> String {
                     mins % 60
                 ),
                 (false, true) => format!(
-                    "You've been driving for {} h {} min without a break, now at {speed} km/h.",
+                    "You've driven {} h {} min without a break, now {speed} km/h.",
                     mins / 60,
                     mins % 60
                 ),

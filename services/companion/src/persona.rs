@@ -33,6 +33,9 @@ pub struct Card {
     pub data: CardData,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+    /// The JSON as it came: an export gives it back byte for byte.
+    #[serde(skip)]
+    raw: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -129,9 +132,10 @@ impl Card {
             Some(other) => return Err(CardError::Spec(other.to_string())),
             None => return Err(CardError::Spec(String::new())),
         }
-        let card: Card =
+        let mut card: Card =
             serde_json::from_value(value).map_err(|e| CardError::Json(e.to_string()))?;
         card.validate()?;
+        card.raw = json.to_string();
         Ok(card)
     }
 
@@ -155,8 +159,13 @@ impl Card {
         Ok(())
     }
 
+    /// The card as imported; a card built in code is serialised.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+        if self.raw.is_empty() {
+            serde_json::to_string_pretty(self).unwrap_or_default()
+        } else {
+            self.raw.clone()
+        }
     }
 
     pub fn cabin(&self) -> CabinExtension {
@@ -348,7 +357,10 @@ mod tests {
 
     #[test]
     fn import_export_round_trips_unknown_fields() {
-        let card = Card::parse(FOREIGN).unwrap();
+        let mut card = Card::parse(FOREIGN).unwrap();
+        assert_eq!(card.to_json(), FOREIGN);
+        // Serialised from the typed fields, the unknown ones are still all there.
+        card.raw.clear();
         let back: Value = serde_json::from_str(&card.to_json()).unwrap();
         let original: Value = serde_json::from_str(FOREIGN).unwrap();
         assert_eq!(back, original);

@@ -1,0 +1,454 @@
+//! The bus contract of `cabin-companiond`, run as its own process on a private
+//! `dbus-daemon`, with the vehicle simulator and (for actions) the real wallpaper service.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cabin_common::bus::BusChoice;
+use cabin_companion::daemon::{
+    BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH, SESSION_INTERFACE,
+};
+use cabin_testbus::{
+    ServiceProcess, TestBus, eventually, interface_members, introspect, wait_for_name,
+};
+use futures_util::StreamExt;
+use zbus::{OwnedObjectPath, OwnedVariant, Variant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cabin-companiond");
+
+#[zbus::proxy(
+    interface = "org.cabin.Companion1",
+    default_service = "org.cabin.Companion1",
+    default_path = "/org/cabin/Companion1"
+)]
+trait Companion1 {
+    fn list_personas(&self) -> zbus::Result<Vec<(String, String, HashMap<String, OwnedVariant>)>>;
+    fn import_persona(&self, card_json: &str) -> zbus::Result<String>;
+    fn export_persona(&self, id: &str) -> zbus::Result<String>;
+    fn start_session(
+        &self,
+        persona_id: &str,
+        options: HashMap<&str, Variant<'_>>,
+    ) -> zbus::Result<OwnedObjectPath>;
+    fn forget(&self, persona_id: &str) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn backends(&self) -> zbus::Result<Vec<String>>;
+}
+
+#[zbus::proxy(
+    interface = "org.cabin.Companion1.Session",
+    default_service = "org.cabin.Companion1"
+)]
+trait Session {
+    fn say(&self, text: &str, options: HashMap<&str, Variant<'_>>) -> zbus::Result<u32>;
+    fn reset(&self) -> zbus::Result<()>;
+    fn end(&self) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn token(&self, turn: u32, text: String) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn reply(
+        &self,
+        turn: u32,
+        text: String,
+        emotion: String,
+        actions: Vec<(String, HashMap<String, OwnedVariant>)>,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn failed(&self, turn: u32, error_name: String, message: String) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn persona(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn backend(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn turns(&self) -> zbus::Result<u32>;
+}
+
+#[zbus::proxy(
+    interface = "org.cabin.Wallpaper1",
+    default_service = "org.cabin.Wallpaper1",
+    default_path = "/org/cabin/Wallpaper1"
+)]
+trait Wallpaper1 {
+    #[zbus(property)]
+    fn current(&self) -> zbus::Result<String>;
+}
+
+struct Stage {
+    bus: TestBus,
+    conn: zbus::Connection,
+    state: tempfile::TempDir,
+    service: Option<ServiceProcess>,
+    vehicle: cabin_vehicle_sim::Publisher,
+}
+
+impl Stage {
+    async fn new() -> Self {
+        let bus = TestBus::start().unwrap();
+        let choice = BusChoice::Address(bus.address().to_string());
+        let vehicle =
+            cabin_vehicle_sim::Publisher::start(&choice, &cabin_vehicle_sim::Config::default())
+                .await
+                .unwrap();
+        let conn = bus.connect().await.unwrap();
+        let mut stage = Self {
+            bus,
+            conn,
+            state: tempfile::tempdir().unwrap(),
+            service: None,
+            vehicle,
+        };
+        stage.start_service().await;
+        stage
+    }
+
+    async fn start_service(&mut self) {
+        let state = self.state.path().to_str().unwrap().to_string();
+        self.service = Some(
+            ServiceProcess::spawn(BIN, &["--bus", self.bus.address(), "--state-dir", &state])
+                .unwrap(),
+        );
+        assert!(
+            wait_for_name(&self.conn, BUS_NAME, Duration::from_secs(20)).await,
+            "cabin-companiond owns its name"
+        );
+    }
+
+    async fn stop_service(&mut self) {
+        self.service = None;
+        let dbus = zbus::fdo::DBusProxy::new(&self.conn).await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                let dbus = dbus.clone();
+                async move {
+                    !dbus
+                        .name_has_owner(BUS_NAME.try_into().unwrap())
+                        .await
+                        .unwrap_or(true)
+                }
+            })
+            .await
+        );
+    }
+
+    async fn companion(&self) -> Companion1Proxy<'static> {
+        Companion1Proxy::new(&self.conn).await.unwrap()
+    }
+
+    async fn session(&self, persona: &str, locale: &str) -> SessionProxy<'static> {
+        let mut options = HashMap::new();
+        if !locale.is_empty() {
+            options.insert("locale", Variant::from(locale));
+        }
+        let path = self
+            .companion()
+            .await
+            .start_session(persona, options)
+            .await
+            .unwrap();
+        SessionProxy::builder(&self.conn)
+            .path(path)
+            .build()
+            .await
+            .unwrap()
+    }
+}
+
+/// A reply as a client sees it: the streamed text and the final signal.
+#[derive(Debug)]
+struct Heard {
+    streamed: String,
+    text: String,
+    emotion: String,
+    actions: Vec<(String, HashMap<String, OwnedVariant>)>,
+}
+
+async fn talk(session: &SessionProxy<'_>, text: &str) -> Heard {
+    let mut tokens = session.receive_token().await.unwrap();
+    let mut replies = session.receive_reply().await.unwrap();
+    let mut failures = session.receive_failed().await.unwrap();
+    let turn = session.say(text, HashMap::new()).await.unwrap();
+    let mut streamed = String::new();
+    let deadline = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            Some(t) = tokens.next() => {
+                let args = t.args().unwrap();
+                if args.turn == turn {
+                    if args.text.is_empty() { streamed.clear() } else { streamed.push_str(&args.text) }
+                }
+            }
+            Some(r) = replies.next() => {
+                let args = r.args().unwrap();
+                if args.turn == turn {
+                    // Tokens are sent before the reply; give stragglers on the stream a moment.
+                    while let Ok(Some(t)) = tokio::time::timeout(Duration::from_millis(50), tokens.next()).await {
+                        let a = t.args().unwrap();
+                        if a.turn == turn { streamed.push_str(&a.text) }
+                    }
+                    return Heard { streamed, text: args.text.clone(), emotion: args.emotion.clone(), actions: args.actions.clone() };
+                }
+            }
+            Some(f) = failures.next() => {
+                let args = f.args().unwrap();
+                panic!("turn {turn} failed: {} {}", args.error_name, args.message);
+            }
+            _ = &mut deadline => panic!("no reply to {text:?}"),
+        }
+    }
+}
+
+fn error_name(err: zbus::Error) -> String {
+    match err {
+        zbus::Error::MethodError(name, _, _) => name.to_string(),
+        other => format!("{other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_conversation_personas_and_errors() {
+    let stage = Stage::new().await;
+    let companion = stage.companion().await;
+
+    // The live export is the committed contract.
+    let xml = introspect(&stage.conn, BUS_NAME, OBJECT_PATH)
+        .await
+        .unwrap();
+    assert_eq!(
+        interface_members(&xml, INTERFACE),
+        interface_members(INTROSPECTION_XML, INTERFACE)
+    );
+    let session = stage.session("", "zh-CN").await;
+    let xml = introspect(&stage.conn, BUS_NAME, session.inner().path().as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        interface_members(&xml, SESSION_INTERFACE),
+        interface_members(INTROSPECTION_XML, SESSION_INTERFACE)
+    );
+    assert!(!interface_members(INTROSPECTION_XML, SESSION_INTERFACE).is_empty());
+
+    // A conversation: each turn streams, then replies, in Chinese as asked.
+    assert_eq!(session.persona().await.unwrap(), "warm-companion");
+    let mut replies = Vec::new();
+    for text in ["你好", "我叫小周，今天好累", "讲个笑话吧"] {
+        let heard = talk(&session, text).await;
+        assert_eq!(heard.streamed, heard.text, "{text}");
+        assert!(
+            heard.text.chars().any(cabin_companion::mood::is_cjk),
+            "{text} → {}",
+            heard.text
+        );
+        replies.push(heard);
+    }
+    assert_eq!(replies[1].emotion, "caring");
+    assert!(replies[1].text.contains("小周"), "{}", replies[1].text);
+    assert_eq!(session.turns().await.unwrap(), 3);
+    assert_eq!(session.backend().await.unwrap(), "offline");
+    assert_eq!(companion.backends().await.unwrap(), ["offline"]);
+
+    // Personas.
+    let personas = companion.list_personas().await.unwrap();
+    let ids: Vec<&str> = personas.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["cheerful-copilot", "night-drive-friend", "warm-companion"]
+    );
+    let card = r#"{"spec":"chara_card_v2","spec_version":"2.0","data":{"name":"Ming","description":"A friend.","first_mes":"Hi","extensions":{"vendor":{"x":[1,2]}}},"extra":true}"#;
+    let id = companion.import_persona(card).await.unwrap();
+    let back: serde_json::Value =
+        serde_json::from_str(&companion.export_persona(&id).await.unwrap()).unwrap();
+    assert_eq!(
+        back,
+        serde_json::from_str::<serde_json::Value>(card).unwrap()
+    );
+    let english = stage.session(&id, "").await;
+    let heard = talk(&english, "hello, how are you?").await;
+    assert!(
+        !heard.text.chars().any(cabin_companion::mood::is_cjk) && !heard.text.is_empty(),
+        "{}",
+        heard.text
+    );
+
+    // Errors by name.
+    let e = |r: zbus::Result<u32>| error_name(r.unwrap_err());
+    assert_eq!(
+        e(session.say("  ", HashMap::new()).await),
+        "org.cabin.Error.InvalidArgument"
+    );
+    assert_eq!(
+        e(session.say(&"x".repeat(2001), HashMap::new()).await),
+        "org.cabin.Error.InvalidArgument"
+    );
+    assert_eq!(
+        e(session
+            .say("hi", HashMap::from([("volume", Variant::from(3u32))]))
+            .await),
+        "org.cabin.Error.InvalidArgument"
+    );
+    assert_eq!(
+        e(session
+            .say("hi", HashMap::from([("locale", Variant::from("fr-FR"))]))
+            .await),
+        "org.cabin.Error.InvalidArgument"
+    );
+    assert_eq!(
+        error_name(
+            companion
+                .start_session("ghost", HashMap::new())
+                .await
+                .unwrap_err()
+        ),
+        "org.cabin.Error.NotFound"
+    );
+    assert_eq!(
+        error_name(companion.import_persona("{}").await.unwrap_err()),
+        "org.cabin.Error.InvalidArgument"
+    );
+    let shipped = include_str!("../personas/warm-companion.json");
+    assert_eq!(
+        error_name(companion.import_persona(shipped).await.unwrap_err()),
+        "org.cabin.Error.PermissionDenied"
+    );
+    assert_eq!(
+        error_name(companion.export_persona("ghost").await.unwrap_err()),
+        "org.cabin.Error.NotFound"
+    );
+    assert_eq!(
+        error_name(companion.forget("ghost").await.unwrap_err()),
+        "org.cabin.Error.NotFound"
+    );
+
+    // End: the session leaves the bus.
+    session.end().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let s = session.clone();
+            async move { s.say("hi", HashMap::new()).await.is_err() }
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_survives_a_restart_and_forget_erases_it() {
+    let mut stage = Stage::new().await;
+    let session = stage.session("night-drive-friend", "").await;
+    talk(&session, "my name is Jordan and I love old jazz records").await;
+    stage.stop_service().await;
+    stage.start_service().await;
+    let session = stage.session("night-drive-friend", "").await;
+    let heard = talk(&session, "do you remember my name?").await;
+    assert!(heard.text.contains("Jordan"), "{}", heard.text);
+    stage
+        .companion()
+        .await
+        .forget("night-drive-friend")
+        .await
+        .unwrap();
+    let session = stage.session("night-drive-friend", "").await;
+    let heard = talk(&session, "do you remember my name?").await;
+    assert!(!heard.text.contains("Jordan"), "{}", heard.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_follow_the_vehicle_and_actions_reach_the_wallpaper_service() {
+    let stage = Stage::new().await;
+    let session = stage.session("warm-companion", "en-US").await;
+    let parked = talk(&session, "I just had lunch with my family, and the kids told me all about their school trip to the mountains. What do you think?").await;
+
+    // Moving for 2.5 h at 110 km/h: short, and a break is suggested.
+    let speed = Variant::from(110.0);
+    let gear = Variant::from("D");
+    let driven = Variant::from(9000u64);
+    stage
+        .vehicle
+        .apply(&[("Speed", &speed), ("Gear", &gear), ("DrivingTime", &driven)])
+        .await
+        .unwrap();
+    let limit = cabin_companion::Config::default()
+        .speech
+        .high_speed_max_chars;
+    // The companion follows Vehicle1's signals; its drive_status tool shows when it has.
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = talk(&session, "how fast am I going?").await.text;
+        if seen.contains("110 km/h") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.contains("2 h 30 min") && seen.contains("110 km/h"),
+        "{seen}"
+    );
+    let heard = talk(&session, "I just had lunch with my family, and the kids told me all about their school trip. What do you think?").await;
+    assert!(
+        heard.text.chars().count() <= limit,
+        "at speed: {} ({} chars)",
+        heard.text,
+        heard.text.chars().count()
+    );
+    assert!(parked.text.chars().count() > heard.text.chars().count());
+    let lower = heard.text.to_lowercase();
+    assert!(
+        lower.contains("break")
+            || lower.contains("rest")
+            || lower.contains("service area")
+            || lower.contains("stop")
+            || lower.contains("hours"),
+        "{}",
+        heard.text
+    );
+
+    // No wallpaper service on the bus: the action fails by name, the reply says so.
+    let heard = talk(&session, "make the wallpaper a starry night").await;
+    let (name, details) = &heard.actions[0];
+    assert_eq!(name, "set_wallpaper");
+    assert_eq!(details["ok"], OwnedVariant::from(false));
+    assert_eq!(
+        String::try_from(details["error_name"].clone()).unwrap(),
+        "org.cabin.Error.Unavailable"
+    );
+    assert!(heard.text.contains("isn't available"), "{}", heard.text);
+
+    // With the wallpaper service: the picture really changes.
+    let model =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../onnx/fixtures/tiny-sd");
+    let wallpaper_state = tempfile::tempdir().unwrap();
+    let config = cabin_wallpaper::daemon::Config {
+        model_dir: Some(model),
+        time_aware: false,
+        ..Default::default()
+    };
+    let _wallpaper = cabin_wallpaper::daemon::serve(
+        &BusChoice::Address(stage.bus.address().to_string()),
+        config,
+        wallpaper_state.path(),
+    )
+    .await
+    .unwrap();
+    let wallpaper = Wallpaper1Proxy::new(&stage.conn).await.unwrap();
+    let before = wallpaper.current().await.unwrap();
+    let heard = talk(&session, "make the wallpaper a snowy mountain").await;
+    let (_, details) = &heard.actions[0];
+    assert_eq!(details["ok"], OwnedVariant::from(true), "{details:?}");
+    assert_eq!(
+        String::try_from(details["prompt"].clone()).unwrap(),
+        "snowy mountain"
+    );
+    assert!(
+        String::try_from(details["job"].clone())
+            .unwrap()
+            .starts_with("/org/cabin/Wallpaper1/jobs/")
+    );
+    assert!(
+        eventually(Duration::from_secs(120), || {
+            let w = wallpaper.clone();
+            let b = before.clone();
+            async move { w.current().await.is_ok_and(|c| !c.is_empty() && c != b) }
+        })
+        .await,
+        "the wallpaper changed"
+    );
+}
