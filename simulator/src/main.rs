@@ -1,8 +1,8 @@
 //! `cabin-sim`: the bundle on a desktop. It starts a private bus, the simulated vehicle
 //! (`org.cabin.Vehicle1`), the services on it (`org.cabin.Wallpaper1` on the bundled model,
-//! `org.cabin.Feedback1` uploading to the reference collector on 127.0.0.1, with consent on),
-//! prints the addresses for `busctl`, `cabin-feedback` and HMIs, and tears everything down on
-//! Ctrl-C or SIGTERM. The companion and voice services and the web cockpit join as they land.
+//! `org.cabin.Companion1` on its offline engine, `org.cabin.Feedback1` uploading to the
+//! reference collector on 127.0.0.1, with consent on), prints the addresses for `busctl`,
+//! `cabin-feedback` and HMIs, and tears everything down on Ctrl-C or SIGTERM.
 
 use cabin_common::clock::ClockSetting;
 use cabin_common::vehicle::{VehicleState, prop};
@@ -115,6 +115,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     let feedback =
         cabin_feedback::daemon::serve(&bus_choice, feedback_config, &state_dir.join("feedback"))
             .await?;
+    let companion = cabin_companion::daemon::serve(
+        &bus_choice,
+        cabin_companion::Config::default(),
+        &state_dir.join("companion"),
+    )
+    .await?;
     println!("cabin-sim: private bus at {}", bus.address());
     println!(
         "cabin-sim: org.cabin.Vehicle1 at ({:.4}, {:.4}), clock x{}",
@@ -145,8 +151,16 @@ async fn run(cli: Cli) -> Result<(), String> {
         "     target/release/cabin-feedback --bus {} submit --channel voice '导航老是卡'",
         bus.address()
     );
+    println!(
+        "cabin-sim: org.cabin.Companion1 (offline engine; personas warm-companion, cheerful-copilot, night-drive-friend)"
+    );
+    println!(
+        "     busctl --address={} call org.cabin.Companion1 /org/cabin/Companion1 org.cabin.Companion1 StartSession 'sa{{sv}}' '' 0",
+        bus.address()
+    );
     println!("Ctrl-C stops everything.");
     cabin_common::cli::shutdown_signal().await;
+    drop(companion);
     drop(feedback);
     let _ = stop_collector.send(());
     let _ = collector.await;

@@ -3,17 +3,19 @@
 # user owns its name; the hmi group and the voice user may call it (the voice user only
 # Submit on Feedback1); every other uid gets org.freedesktop.DBus.Error.AccessDenied.
 #
-#   yocto/meta-cabin/tests/dbus-policy.sh [FEEDBACKD_BINARY]     (as root: it adds test users)
+#   yocto/meta-cabin/tests/dbus-policy.sh [FEEDBACKD_BINARY [COMPANIOND_BINARY]]   (as root: it adds test users)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 policy="$here/../recipes-cabin/cabin/files/dbus"
 feedbackd=${1:-$root/target/debug/cabin-feedbackd}
+companiond=${2:-$(dirname "$feedbackd")/cabin-companiond}
 [[ $(id -u) == 0 ]] || { echo "dbus-policy: needs root (test users, setpriv)"; exit 1; }
 [[ -x $feedbackd ]] || { echo "dbus-policy: build cabin-feedbackd first ($feedbackd)"; exit 1; }
+[[ -x $companiond ]] || { echo "dbus-policy: build cabin-companiond first ($companiond)"; exit 1; }
 
 getent group hmi >/dev/null || groupadd --system hmi
-for u in cabin-wallpaper cabin-feedback cabin-voice cabin-test-cockpit cabin-test-stranger; do
+for u in cabin-wallpaper cabin-feedback cabin-companion cabin-voice cabin-test-cockpit cabin-test-stranger; do
     id "$u" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$u"
 done
 usermod -a -G hmi cabin-test-cockpit
@@ -22,8 +24,10 @@ work=$(mktemp -d)
 chmod 755 "$work"
 daemon_pid=""
 service_pid=""
+companion_pid=""
 cleanup() {
     [[ -n $service_pid ]] && kill "$service_pid" 2>/dev/null || true
+    [[ -n $companion_pid ]] && kill "$companion_pid" 2>/dev/null || true
     [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null || true
     rm -rf "$work"
 }
@@ -98,6 +102,30 @@ expect deny  "feedback user owns org.cabin.Wallpaper1" -- as cabin-feedback \
     busctl --address="$address" call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus RequestName su org.cabin.Wallpaper1 4
 expect allow "wallpaper user owns org.cabin.Wallpaper1" -- as cabin-wallpaper \
     busctl --address="$address" call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus RequestName su org.cabin.Wallpaper1 4
+
+# The companion: hmi everything, the voice user only sessions, nobody else anything.
+mkdir -p "$work/companion" "$work/companion-stranger"
+chown cabin-companion "$work/companion"
+chown cabin-test-stranger "$work/companion-stranger"
+expect deny "stranger owns org.cabin.Companion1" -- \
+    as cabin-test-stranger timeout 10 "$companiond" --bus "$address" --state-dir "$work/companion-stranger"
+setpriv --reuid cabin-companion --regid cabin-companion --init-groups -- \
+    "$companiond" --bus "$address" --state-dir "$work/companion" >"$work/companiond.log" 2>&1 &
+companion_pid=$!
+for _ in $(seq 200); do
+    busctl --address="$address" status org.cabin.Companion1 >/dev/null 2>&1 && break
+    sleep 0.05
+done
+companion=(busctl --address="$address" call org.cabin.Companion1 /org/cabin/Companion1 org.cabin.Companion1)
+expect allow "hmi group: StartSession"  -- as cabin-test-cockpit "${companion[@]}" StartSession 'sa{sv}' "" 0
+expect allow "voice user: StartSession" -- as cabin-voice "${companion[@]}" StartSession 'sa{sv}' "" 0
+expect allow "voice user: Say" -- as cabin-voice busctl --address="$address" call org.cabin.Companion1 \
+    /org/cabin/Companion1/sessions/2 org.cabin.Companion1.Session Say 'sa{sv}' "讲个笑话" 0
+expect deny  "voice user: Forget" -- as cabin-voice "${companion[@]}" Forget s warm-companion
+expect allow "hmi group: Forget"  -- as cabin-test-cockpit "${companion[@]}" Forget s warm-companion
+expect deny  "stranger: StartSession" -- as cabin-test-stranger "${companion[@]}" StartSession 'sa{sv}' "" 0
+expect deny  "stranger: Say" -- as cabin-test-stranger busctl --address="$address" call org.cabin.Companion1 \
+    /org/cabin/Companion1/sessions/1 org.cabin.Companion1.Session Say 'sa{sv}' "hi" 0
 
 if ((fails)); then echo "dbus-policy: $fails check(s) failed"; exit 1; fi
 echo "dbus-policy: all checks passed"

@@ -8,6 +8,7 @@ LICENSE = "MIT"
 inherit packagegroup
 
 RDEPENDS:${PN} = "\
+    cabin-companion \
     cabin-feedback \
     cabin-models \
     cabin-wallpaper \
