@@ -1,7 +1,12 @@
-//! Routes a spoken utterance (zh/en) to an intent and calls the service that handles it over D-Bus (issue 7).
+//! The voice command hook: an utterance (zh/en, as a recogniser writes it) → an intent with
+//! slots → a call to the service that owns it over D-Bus → a short reply to speak.
 //!
-//! Architecture invariant: the engine is a library that knows nothing of D-Bus; the bus
-//! surface is a thin layer over it. This crate links `cabin-common` (and `cabin-proto`
-//! where it speaks protobuf) but never another service's crate: services talk over D-Bus.
-//!
-//! Nothing is implemented here yet; the layout and dependency rules are fixed now.
+//! Architecture invariant: `normalize`, `intent` and `router` never import zbus; the bus
+//! layer (`daemon/`, `bus`) implements [`router::Services`] with calls to the other
+//! services. This crate links `cabin-common` but never another service's crate.
+
+pub mod bus;
+pub mod daemon;
+pub mod intent;
+pub mod normalize;
+pub mod router;

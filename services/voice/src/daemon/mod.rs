@@ -1,0 +1,60 @@
+//! cabin-voiced on the bus: `org.cabin.Voice1` ([`service`]) over the router, with
+//! [`BusServices`](crate::bus::BusServices) making the calls.
+
+pub mod service;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+pub use service::Voice;
+
+pub const BUS_NAME: &str = "org.cabin.Voice1";
+pub const OBJECT_PATH: &str = "/org/cabin/Voice1";
+pub const INTERFACE: &str = "org.cabin.Voice1";
+/// The contract, committed beside this crate.
+pub const INTROSPECTION_XML: &str = include_str!("../../dbus/org.cabin.Voice1.xml");
+
+/// `/etc/cabin/voice.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The companion persona chat goes to ("": the companion's default).
+    pub persona: String,
+    /// Below this recogniser confidence (context `confidence`) nothing is done.
+    pub min_confidence: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            persona: String::new(),
+            min_confidence: 0.35,
+        }
+    }
+}
+
+pub async fn serve(
+    bus: &cabin_common::bus::BusChoice,
+    config: Config,
+) -> Result<zbus::Connection, String> {
+    if !(0.0..=1.0).contains(&config.min_confidence) {
+        return Err(format!(
+            "min_confidence {} is outside 0..=1",
+            config.min_confidence
+        ));
+    }
+    // The calls go out on a connection of their own, so a slow service never holds up the
+    // connection that receives Handle.
+    let calls = bus
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to the {bus} bus: {e}"))?;
+    let services = Arc::new(crate::bus::BusServices::new(calls, config.persona.clone()));
+    let builder = bus
+        .builder()
+        .serve_at(OBJECT_PATH, Voice::new(services, config));
+    cabin_common::bus::serve(builder, BUS_NAME)
+        .await
+        .map_err(|e| format!("cannot serve {BUS_NAME} on the {bus} bus: {e}"))
+}

@@ -1,0 +1,120 @@
+//! `org.cabin.Voice1` at `/org/cabin/Voice1`: the exec hook of the voice assistant.
+//!
+//! `Handle(s utterance, s locale, a{sv} context) → (b handled, s reply, s intent)`:
+//! `locale` "" reads the language from the utterance, else `zh-*`/`en-*`; context keys
+//! `persona` (s: the companion persona to talk to), `confidence` (d: the recogniser's; below
+//! `min_confidence` nothing is done), `hour` (u: local hour). Unknown or unsupported
+//! requests are `handled = false` with the reason in `reply`; malformed arguments are
+//! `org.cabin.Error.InvalidArgument`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cabin_common::CabinError;
+use cabin_common::options::{string, unsigned};
+use chrono::Timelike;
+use zbus::{OwnedVariant, interface};
+
+use super::Config;
+use crate::bus::BusServices;
+use crate::intent::parse;
+use crate::router::{Context, route};
+
+/// The longest utterance accepted, in characters.
+pub const MAX_UTTERANCE_CHARS: usize = 1000;
+
+pub struct Voice {
+    services: Arc<BusServices>,
+    config: Config,
+}
+
+impl Voice {
+    pub fn new(services: Arc<BusServices>, config: Config) -> Self {
+        Self { services, config }
+    }
+}
+
+pub fn locale_lang(locale: &str) -> Result<Option<&'static str>, CabinError> {
+    if locale.is_empty() {
+        return Ok(None);
+    }
+    let primary = locale
+        .split(['-', '_'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match primary.as_str() {
+        "zh" => Ok(Some("zh")),
+        "en" => Ok(Some("en")),
+        _ => Err(CabinError::invalid_argument(format!(
+            "locale {locale:?} is not supported; use \"\", zh-* or en-*"
+        ))),
+    }
+}
+
+fn number(key: &str, value: &zbus::Variant<'_>) -> Result<f64, CabinError> {
+    match value {
+        zbus::Variant::F64(v) if v.is_finite() => Ok(*v),
+        other => Err(CabinError::invalid_argument(format!(
+            "{key} must be a finite double (d), got type {}",
+            other.value_signature()
+        ))),
+    }
+}
+
+#[interface(name = "org.cabin.Voice1")]
+impl Voice {
+    /// Understands an utterance and has the owning service act on it.
+    #[zbus(out_args("handled", "reply", "intent"))]
+    async fn handle(
+        &self,
+        utterance: String,
+        locale: String,
+        context: HashMap<String, OwnedVariant>,
+    ) -> Result<(bool, String, String), CabinError> {
+        let count = utterance.chars().count();
+        if count > MAX_UTTERANCE_CHARS {
+            return Err(CabinError::invalid_argument(format!(
+                "the utterance has {count} characters; at most {MAX_UTTERANCE_CHARS} are accepted"
+            )));
+        }
+        let lang = locale_lang(&locale)?;
+        let mut ctx = Context {
+            persona: None,
+            hour: chrono::Local::now().hour(),
+        };
+        let mut confidence = 1.0;
+        for (key, value) in &context {
+            match key.as_str() {
+                "persona" => ctx.persona = Some(string(key, value)?).filter(|p| !p.is_empty()),
+                "confidence" => confidence = number(key, value)?,
+                "hour" => {
+                    let hour = unsigned(key, value)?;
+                    if hour > 23 {
+                        return Err(CabinError::invalid_argument(format!(
+                            "hour {hour} is outside 0..=23"
+                        )));
+                    }
+                    ctx.hour = hour as u32;
+                }
+                other => {
+                    return Err(CabinError::invalid_argument(format!(
+                        "unknown context key {other:?}; known: persona, confidence, hour"
+                    )));
+                }
+            }
+        }
+        let parsed = parse(&utterance, lang);
+        if confidence < self.config.min_confidence {
+            let reply = if parsed.lang == "zh" {
+                "抱歉，我没听清，请再说一遍。"
+            } else {
+                "Sorry, I didn't catch that. Could you say it again?"
+            };
+            return Ok((false, reply.to_string(), "unknown".into()));
+        }
+        let handled = route(self.services.as_ref(), &parsed, &ctx).await;
+        tracing::info!(intent = %handled.intent, handled = handled.handled, "utterance handled");
+        Ok((handled.handled, handled.reply, handled.intent))
+    }
+}

@@ -1,0 +1,702 @@
+//! Utterance → intent and slots. Rules over the normalised text, in order of how specific
+//! they are: feedback (its text may mention anything), the time-wallpaper switch, questions
+//! about state, a new wallpaper, then talk for the companion. Anything else is not ours.
+
+use serde::Serialize;
+
+use crate::normalize::{is_cjk, language_of, normalize};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "intent", content = "slots")]
+pub enum Intent {
+    /// A new wallpaper of `scene` (empty: the user asked for "a new one", no scene).
+    #[serde(rename = "wallpaper.generate")]
+    WallpaperGenerate { scene: String },
+    /// The time wallpaper (follows the sun) on or off.
+    #[serde(rename = "wallpaper.time_aware")]
+    TimeAware { enabled: bool },
+    #[serde(rename = "status.wallpaper")]
+    WallpaperStatus {},
+    #[serde(rename = "status.drive_time")]
+    DriveTime {},
+    /// Something for the companion to answer; `text` is what to say to it.
+    #[serde(rename = "companion.chat")]
+    Chat { text: String },
+    /// Feedback about the car; `text` is the feedback itself (empty: none given yet).
+    #[serde(rename = "feedback.submit")]
+    Feedback { text: String },
+    #[serde(rename = "unknown")]
+    Unknown { reason: String },
+}
+
+impl Intent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Intent::WallpaperGenerate { .. } => "wallpaper.generate",
+            Intent::TimeAware { .. } => "wallpaper.time_aware",
+            Intent::WallpaperStatus {} => "status.wallpaper",
+            Intent::DriveTime {} => "status.drive_time",
+            Intent::Chat { .. } => "companion.chat",
+            Intent::Feedback { .. } => "feedback.submit",
+            Intent::Unknown { .. } => "unknown",
+        }
+    }
+}
+
+/// The parse of one utterance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Parsed {
+    #[serde(flatten)]
+    pub intent: Intent,
+    /// `zh` or `en`: the language to answer in.
+    pub lang: &'static str,
+    pub normalized: String,
+}
+
+fn any(text: &str, cues: &[&str]) -> bool {
+    cues.iter().any(|c| contains_cue(text, c))
+}
+
+/// A Chinese cue anywhere; a latin cue on word boundaries.
+fn contains_cue(text: &str, cue: &str) -> bool {
+    if cue.chars().any(is_cjk) {
+        return text.contains(cue);
+    }
+    text.match_indices(cue).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + cue.len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric()) && !after.is_some_and(|c| c.is_alphanumeric())
+    })
+}
+
+/// The text after the first cue that matches, trimmed of joining words.
+fn after_cue<'a>(text: &'a str, cues: &[&str]) -> Option<&'a str> {
+    cues.iter()
+        .filter_map(|c| text.find(c).map(|at| (at, c.len())))
+        .min_by_key(|(at, _)| *at)
+        .map(|(at, len)| &text[at + len..])
+}
+
+const WALLPAPER: &[&str] = &[
+    "壁纸",
+    "桌面背景",
+    "背景图",
+    "屏保",
+    "wallpaper",
+    "wallpapers",
+    "background",
+    "backdrop",
+    "lock screen",
+];
+const FEEDBACK: &[&str] = &[
+    "反馈一下",
+    "我要反馈",
+    "反馈个问题",
+    "反馈问题",
+    "反馈",
+    "投诉一下",
+    "投诉",
+    "吐槽一下",
+    "提个意见",
+    "提意见",
+    "报个问题",
+    "报告问题",
+    "报告一个问题",
+    "report a problem",
+    "report an issue",
+    "report a bug",
+    "report problem",
+    "file a complaint",
+    "file a bug",
+    "send feedback",
+    "give feedback",
+    "leave feedback",
+    "i want to complain",
+    "complaint",
+    "feedback",
+    "i want to report",
+    "i'd like to report",
+    "report it",
+    "report this",
+    "report that",
+    "报修",
+];
+const TIME_WALLPAPER: &[&str] = &[
+    "跟随时间",
+    "随时间",
+    "跟着时间",
+    "时间壁纸",
+    "随时间变化",
+    "跟随日出日落",
+    "昼夜变化",
+    "日夜变化",
+    "动态壁纸",
+    "time wallpaper",
+    "time-aware",
+    "time aware",
+    "follow the time",
+    "follows the time",
+    "follow the sun",
+    "follows the sun",
+    "change with the time",
+    "changes with the time",
+    "changing with the time",
+    "with the time",
+    "随着时间",
+    "time of day",
+    "dynamic wallpaper",
+];
+const OFF: &[&str] = &[
+    "关闭",
+    "关掉",
+    "关了",
+    "关一下",
+    "关上",
+    "别",
+    "取消",
+    "不要",
+    "停止",
+    "别再",
+    "不用",
+    "停用",
+    "禁用",
+    "turn off",
+    "switch off",
+    "disable",
+    "stop",
+    "don't",
+    "do not",
+    "no more",
+    "deactivate",
+];
+const WALLPAPER_QUESTION: &[&str] = &[
+    "什么壁纸",
+    "哪张壁纸",
+    "壁纸是什么",
+    "壁纸是啥",
+    "啥壁纸",
+    "当前壁纸",
+    "现在的壁纸",
+    "这张壁纸是",
+    "what's my wallpaper",
+    "what is my wallpaper",
+    "what's the wallpaper",
+    "what is the wallpaper",
+    "which wallpaper",
+    "what wallpaper",
+    "current wallpaper",
+    "what's on my screen",
+    "what is on the screen",
+];
+const DRIVE_TIME: &[&str] = &[
+    "开了多久",
+    "开多久了",
+    "开了多长时间",
+    "开了几个小时",
+    "开了几小时",
+    "开车多久",
+    "开了多少时间",
+    "驾驶时间",
+    "连续驾驶",
+    "开了有多久",
+    "how long have i been driving",
+    "how long i've been driving",
+    "how long have i driven",
+    "how long was i driving",
+    "driving time",
+    "drive time",
+    "time behind the wheel",
+    "how long on the road",
+    "how long was i on the road",
+    "how long have i been on the road",
+    "how many hours have i been driving",
+];
+const GENERATE_VERBS: &[&str] = &[
+    "换",
+    "来",
+    "设置",
+    "设成",
+    "改成",
+    "变成",
+    "生成",
+    "画",
+    "弄",
+    "要",
+    "给我",
+    "想要",
+    "用",
+    "make",
+    "set",
+    "change",
+    "switch",
+    "generate",
+    "create",
+    "give me",
+    "show me",
+    "draw",
+    "paint",
+    "put",
+    "want",
+    "new",
+    "use",
+    "i'd like",
+    "can i have",
+    "could i have",
+];
+const CHAT: &[&str] = &[
+    "陪我聊",
+    "聊聊天",
+    "聊天",
+    "聊会",
+    "聊一会",
+    "说说话",
+    "陪陪我",
+    "讲个笑话",
+    "讲笑话",
+    "段子",
+    "讲个故事",
+    "讲故事",
+    "说个笑话",
+    "来个笑话",
+    "笑话",
+    "逗我",
+    "讲个故事",
+    "我好累",
+    "我累了",
+    "好累",
+    "累死",
+    "好困",
+    "我困了",
+    "困了",
+    "有点困",
+    "犯困",
+    "想睡觉",
+    "累了",
+    "心情不好",
+    "不开心",
+    "难过",
+    "无聊",
+    "孤单",
+    "寂寞",
+    "烦死",
+    "好烦",
+    "压力好大",
+    "你好",
+    "早上好",
+    "晚上好",
+    "晚安",
+    "谢谢",
+    "chat with me",
+    "talk to me",
+    "let's talk",
+    "let's chat",
+    "keep me company",
+    "i'm tired",
+    "i am tired",
+    "so tired",
+    "i'm sleepy",
+    "i'm bored",
+    "i am bored",
+    "bored",
+    "tired",
+    "sleepy",
+    "exhausted",
+    "sad",
+    "upset",
+    "anxious",
+    "nervous",
+    "angry",
+    "i feel",
+    "i'm feeling",
+    "tell me a joke",
+    "a joke",
+    "joke",
+    "tell me a story",
+    "cheer me up",
+    "i'm sad",
+    "i am sad",
+    "lonely",
+    "stressed",
+    "i'm stressed",
+    "good morning",
+    "good night",
+    "hello",
+    "hi",
+    "how are you",
+    "thank you",
+    "thanks",
+];
+
+/// Parses one utterance.
+pub fn parse(utterance: &str, locale: Option<&'static str>) -> Parsed {
+    let text = normalize(utterance);
+    let lang = locale.unwrap_or_else(|| language_of(&text));
+    let intent = classify(&text);
+    Parsed {
+        intent,
+        lang,
+        normalized: text,
+    }
+}
+
+fn classify(text: &str) -> Intent {
+    if text.is_empty() {
+        return Intent::Unknown {
+            reason: "nothing was said".into(),
+        };
+    }
+    if any(text, FEEDBACK) {
+        let rest = trim_joiners(after_cue(text, FEEDBACK).unwrap_or(""));
+        let rest = if ["it", "this", "that", "一下"].contains(&rest) {
+            ""
+        } else {
+            rest
+        };
+        // "the seat heater is broken, I want to report it": the feedback came first.
+        let text = if rest.is_empty() {
+            before_cue(text, FEEDBACK)
+        } else {
+            rest
+        };
+        return Intent::Feedback {
+            text: text.to_string(),
+        };
+    }
+    let mentions_wallpaper = any(text, WALLPAPER)
+        || (any(text, &["picture", "image", "photo", "图片", "照片"])
+            && any(text, &["screen", "display", "屏幕", "中控"]));
+    if any(text, TIME_WALLPAPER)
+        && (mentions_wallpaper
+            || any(
+                text,
+                &[
+                    "时间壁纸",
+                    "time wallpaper",
+                    "dynamic wallpaper",
+                    "动态壁纸",
+                ],
+            )
+            || any(text, OFF)
+            || any(text, &["打开", "开启", "turn on", "enable", "switch on"]))
+    {
+        return Intent::TimeAware {
+            enabled: !any(text, OFF),
+        };
+    }
+    if any(text, WALLPAPER_QUESTION)
+        || (mentions_wallpaper
+            && any(text, &["what", "which", "什么", "哪"])
+            && !any(text, GENERATE_VERBS))
+    {
+        return Intent::WallpaperStatus {};
+    }
+    if any(text, DRIVE_TIME) {
+        return Intent::DriveTime {};
+    }
+    if mentions_wallpaper
+        || (any(text, &["画一张", "画一幅", "画个", "draw me", "paint me"]) && !any(text, CHAT))
+    {
+        return Intent::WallpaperGenerate {
+            scene: scene_of(text),
+        };
+    }
+    if any(text, CHAT) {
+        return Intent::Chat {
+            text: text.to_string(),
+        };
+    }
+    Intent::Unknown {
+        reason: format!("no cabin service handles {text:?}"),
+    }
+}
+
+/// The text before the first cue, without the "I want to" that led into it.
+fn before_cue<'a>(text: &'a str, cues: &[&str]) -> &'a str {
+    let at = cues
+        .iter()
+        .filter_map(|c| text.find(c))
+        .min()
+        .unwrap_or(text.len());
+    let mut head = text[..at].trim();
+    for lead in [
+        "i want to",
+        "i'd like to",
+        "i would like to",
+        "so",
+        "and",
+        "我想",
+        "我要",
+        "想",
+    ] {
+        if let Some(h) = head.strip_suffix(lead) {
+            head = h.trim();
+        }
+    }
+    head
+}
+
+fn trim_joiners(s: &str) -> &str {
+    let mut s = s.trim();
+    loop {
+        let before = s;
+        for j in [
+            "一下",
+            "下",
+            "个",
+            "一个",
+            "问题",
+            "说",
+            "就是",
+            "是",
+            "的是",
+            "about",
+            "that",
+            "regarding",
+        ] {
+            if let Some(rest) = s.strip_prefix(j) {
+                let boundary = j.chars().any(is_cjk) || rest.is_empty() || rest.starts_with(' ');
+                if boundary {
+                    s = rest.trim_start();
+                }
+            }
+        }
+        if s == before {
+            return s.trim();
+        }
+    }
+}
+
+/// The scene of a wallpaper request: what is left when the request's own words go.
+pub fn scene_of(text: &str) -> String {
+    const ZH_DROP: &[&str] = &[
+        "壁纸换成",
+        "壁纸设置为",
+        "壁纸设为",
+        "壁纸为",
+        "壁纸是",
+        "壁纸用",
+        "请",
+        "帮我",
+        "给我",
+        "麻烦你",
+        "麻烦",
+        "能不能",
+        "可不可以",
+        "可以",
+        "我想要",
+        "我想",
+        "想要",
+        "我要",
+        "要",
+        "把",
+        "将",
+        "换一张",
+        "换一个",
+        "换张",
+        "换个",
+        "换成",
+        "换",
+        "来一张",
+        "来一个",
+        "来张",
+        "来个",
+        "来",
+        "设置成",
+        "设置为",
+        "设置",
+        "设成",
+        "改成",
+        "变成",
+        "弄一张",
+        "弄个",
+        "生成一张",
+        "生成",
+        "画一张",
+        "画一幅",
+        "画个",
+        "画",
+        "用",
+        "一张",
+        "一个",
+        "一幅",
+        "新的",
+        "张",
+        "壁纸",
+        "桌面背景",
+        "背景图",
+        "屏保",
+        "的",
+        "吧",
+        "呀",
+        "啊",
+        "呢",
+        "哦",
+        "好吗",
+        "好不好",
+        "行吗",
+        "谢谢",
+    ];
+    const EN_DROP: &[&str] = &[
+        "please",
+        "could",
+        "can",
+        "would",
+        "will",
+        "you",
+        "i",
+        "i'd",
+        "id",
+        "like",
+        "want",
+        "me",
+        "my",
+        "the",
+        "a",
+        "an",
+        "some",
+        "to",
+        "as",
+        "into",
+        "be",
+        "of",
+        "for",
+        "it",
+        "make",
+        "set",
+        "change",
+        "switch",
+        "generate",
+        "create",
+        "give",
+        "show",
+        "draw",
+        "paint",
+        "put",
+        "use",
+        "get",
+        "have",
+        "new",
+        "another",
+        "different",
+        "picture",
+        "image",
+        "photo",
+        "wallpaper",
+        "wallpapers",
+        "background",
+        "backdrop",
+        "lock",
+        "screen",
+        "up",
+        "on",
+        "now",
+        "thanks",
+        "thank",
+        "just",
+        "something",
+        "let's",
+        "lets",
+        "one",
+        "us",
+    ];
+    let mut zh_part = String::new();
+    let mut en_words = Vec::new();
+    for word in text.split_whitespace() {
+        if word.chars().any(is_cjk) {
+            let mut w = word.to_string();
+            // Longest first, so 换一张 goes before 换.
+            for d in ZH_DROP {
+                w = w.replace(d, " ");
+            }
+            let kept = w.split_whitespace().collect::<Vec<_>>().join("");
+            if !kept.is_empty() {
+                if !zh_part.is_empty() || !en_words.is_empty() {
+                    en_words.push(kept);
+                } else {
+                    zh_part = kept;
+                }
+            }
+        } else if !EN_DROP.contains(&word) {
+            en_words.push(word.to_string());
+        }
+    }
+    let mut parts = Vec::new();
+    if !zh_part.is_empty() {
+        parts.push(zh_part);
+    }
+    parts.extend(en_words);
+    parts.join(" ").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issue_examples() {
+        let cases: &[(&str, Intent)] = &[
+            (
+                "换一张雪山的壁纸",
+                Intent::WallpaperGenerate {
+                    scene: "雪山".into(),
+                },
+            ),
+            (
+                "来个星空壁纸",
+                Intent::WallpaperGenerate {
+                    scene: "星空".into(),
+                },
+            ),
+            (
+                "make the wallpaper a starry night",
+                Intent::WallpaperGenerate {
+                    scene: "starry night".into(),
+                },
+            ),
+            ("壁纸跟随时间变化", Intent::TimeAware { enabled: true }),
+            (
+                "turn off time wallpaper",
+                Intent::TimeAware { enabled: false },
+            ),
+            (
+                "陪我聊聊天",
+                Intent::Chat {
+                    text: "陪我聊聊天".into(),
+                },
+            ),
+            (
+                "I'm tired",
+                Intent::Chat {
+                    text: "i'm tired".into(),
+                },
+            ),
+            (
+                "讲个笑话",
+                Intent::Chat {
+                    text: "讲个笑话".into(),
+                },
+            ),
+            (
+                "反馈一下，导航老是卡",
+                Intent::Feedback {
+                    text: "导航老是卡".into(),
+                },
+            ),
+            (
+                "report a problem: the seat heater doesn't work",
+                Intent::Feedback {
+                    text: "the seat heater doesn't work".into(),
+                },
+            ),
+            ("我开了多久了", Intent::DriveTime {}),
+            ("what's my wallpaper", Intent::WallpaperStatus {}),
+        ];
+        for (utterance, want) in cases {
+            assert_eq!(&parse(utterance, None).intent, want, "{utterance}");
+        }
+        assert!(matches!(
+            parse("打开车窗", None).intent,
+            Intent::Unknown { .. }
+        ));
+    }
+}

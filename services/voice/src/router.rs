@@ -1,0 +1,203 @@
+//! From a parsed utterance to a call on the service that owns it, and a short spoken reply.
+//! The services are behind [`Services`], so routing is tested without a bus.
+
+use crate::intent::{Intent, Parsed};
+
+/// What the voice hook may ask of the other services.
+#[allow(async_fn_in_trait)]
+pub trait Services {
+    /// Starts a wallpaper of `scene`; the job's path.
+    async fn generate_wallpaper(&self, scene: &str) -> Result<String, Failure>;
+    async fn set_time_aware(&self, enabled: bool) -> Result<(), Failure>;
+    /// The prompt of the wallpaper on show, if any.
+    async fn current_wallpaper(&self) -> Result<Option<String>, Failure>;
+    /// Continuous driving time in seconds.
+    async fn driving_secs(&self) -> Result<u64, Failure>;
+    /// The companion's reply to `text` (`persona`: none for the configured one).
+    async fn chat(&self, text: &str, persona: Option<&str>, lang: &str) -> Result<String, Failure>;
+    /// Files feedback; its id.
+    async fn submit_feedback(&self, text: &str, lang: &str) -> Result<String, Failure>;
+}
+
+/// A service call that did not work: the D-Bus error name and message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub name: String,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            name: cabin_common::error::names::UNAVAILABLE.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The outcome of `Voice1.Handle`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handled {
+    pub handled: bool,
+    pub reply: String,
+    pub intent: String,
+}
+
+/// Scenes for "a new wallpaper" with nothing said about it: rotated by the hour.
+const ANY_SCENE: &[(&str, &str)] = &[
+    ("海边日落", "sea sunset"),
+    ("雪山", "snowy mountains"),
+    ("星空", "starry night"),
+    ("森林", "forest"),
+    ("湖泊倒影", "lake with reflections"),
+    ("樱花", "cherry blossoms"),
+];
+
+/// What the caller told about the situation (`Handle`'s context).
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The companion persona to talk to.
+    pub persona: Option<String>,
+    /// The local hour, for the scene of "a new wallpaper" with none named.
+    pub hour: u32,
+}
+
+pub async fn route(services: &impl Services, parsed: &Parsed, context: &Context) -> Handled {
+    let hour = context.hour;
+    let zh = parsed.lang == "zh";
+    let name = parsed.intent.name().to_string();
+    let say = |handled: bool, zh_text: String, en_text: String| Handled {
+        handled,
+        reply: if zh { zh_text } else { en_text },
+        intent: name.clone(),
+    };
+    let sorry = |f: &Failure, what_zh: &str, what_en: &str| {
+        if f.name.ends_with("Unavailable")
+            || f.name.contains("ServiceUnknown")
+            || f.name.contains("NameHasNoOwner")
+        {
+            say(
+                false,
+                format!("抱歉，{what_zh}现在不可用。"),
+                format!("Sorry, {what_en} isn't available right now."),
+            )
+        } else {
+            say(
+                false,
+                format!("抱歉，{what_zh}没能完成：{}", f.message),
+                format!("Sorry, {what_en} couldn't do that: {}", f.message),
+            )
+        }
+    };
+    match &parsed.intent {
+        Intent::WallpaperGenerate { scene } => {
+            let scene = if scene.is_empty() {
+                let (zh_scene, en_scene) = ANY_SCENE[hour as usize % ANY_SCENE.len()];
+                if zh {
+                    zh_scene.to_string()
+                } else {
+                    en_scene.to_string()
+                }
+            } else {
+                scene.clone()
+            };
+            match services.generate_wallpaper(&scene).await {
+                Ok(_) => say(
+                    true,
+                    format!("好的，正在生成「{scene}」壁纸，稍等片刻。"),
+                    format!("Sure, painting a {scene} wallpaper for you now."),
+                ),
+                Err(f) => sorry(&f, "壁纸服务", "the wallpaper service"),
+            }
+        }
+        Intent::TimeAware { enabled } => match services.set_time_aware(*enabled).await {
+            Ok(()) if *enabled => say(
+                true,
+                "好的，壁纸会跟随时间变化，从日出到夜晚。".into(),
+                "Done, the wallpaper now follows the time of day.".into(),
+            ),
+            Ok(()) => say(
+                true,
+                "好的，已关闭时间壁纸，壁纸保持不变。".into(),
+                "Done, the time wallpaper is off; the picture stays as it is.".into(),
+            ),
+            Err(f) => sorry(&f, "壁纸服务", "the wallpaper service"),
+        },
+        Intent::WallpaperStatus {} => match services.current_wallpaper().await {
+            Ok(Some(prompt)) => say(
+                true,
+                format!("现在的壁纸是「{prompt}」。"),
+                format!("Your wallpaper is \"{prompt}\"."),
+            ),
+            Ok(None) => say(
+                true,
+                "现在还没有生成过壁纸。要来一张吗？".into(),
+                "There's no generated wallpaper yet. Want one?".into(),
+            ),
+            Err(f) => sorry(&f, "壁纸服务", "the wallpaper service"),
+        },
+        Intent::DriveTime {} => match services.driving_secs().await {
+            Ok(secs) => {
+                let (h, m) = (secs / 3600, secs % 3600 / 60);
+                let rest_zh = if secs >= 2 * 3600 {
+                    "该休息一下了，下个服务区停一停吧。"
+                } else {
+                    ""
+                };
+                let rest_en = if secs >= 2 * 3600 {
+                    " Time for a break at the next service area."
+                } else {
+                    ""
+                };
+                match (h, zh) {
+                    (0, true) => say(
+                        true,
+                        format!("你已经连续开了{m}分钟。{rest_zh}"),
+                        String::new(),
+                    ),
+                    (_, true) => say(
+                        true,
+                        format!("你已经连续开了{h}小时{m}分钟。{rest_zh}"),
+                        String::new(),
+                    ),
+                    (0, false) => say(
+                        true,
+                        String::new(),
+                        format!("You've been driving for {m} minutes.{rest_en}"),
+                    ),
+                    (_, false) => say(
+                        true,
+                        String::new(),
+                        format!("You've been driving for {h} h {m} min.{rest_en}"),
+                    ),
+                }
+            }
+            Err(f) => sorry(&f, "车辆信息", "the vehicle data"),
+        },
+        Intent::Chat { text } => match services
+            .chat(text, context.persona.as_deref(), parsed.lang)
+            .await
+        {
+            Ok(reply) => say(true, reply.clone(), reply),
+            Err(f) => sorry(&f, "聊天伙伴", "the companion"),
+        },
+        Intent::Feedback { text } if text.trim().is_empty() => say(
+            true,
+            "好的，请说说具体是什么问题？".into(),
+            "Sure, what's the problem?".into(),
+        ),
+        Intent::Feedback { text } => match services.submit_feedback(text, parsed.lang).await {
+            Ok(_) => say(
+                true,
+                "已经记下你的反馈，谢谢！".into(),
+                "Thanks, your feedback is recorded.".into(),
+            ),
+            Err(f) => sorry(&f, "反馈服务", "the feedback service"),
+        },
+        Intent::Unknown { reason } => say(
+            false,
+            format!("抱歉，这个我还帮不上忙。（{reason}）"),
+            format!("Sorry, I can't help with that yet ({reason})."),
+        ),
+    }
+}
