@@ -1,6 +1,6 @@
 //! `cabin-sim`: the bundle on a desktop. It starts a private bus, the simulated vehicle
 //! (`org.cabin.Vehicle1`), the services on it (`org.cabin.Wallpaper1` on the bundled model,
-//! `org.cabin.Companion1` on its offline engine, `org.cabin.Feedback1` uploading to the
+//! `org.cabin.Companion1` on its offline engine, `org.cabin.Voice1`, `org.cabin.Feedback1` uploading to the
 //! reference collector on 127.0.0.1, with consent on), prints the addresses for `busctl`,
 //! `cabin-feedback` and HMIs, and tears everything down on Ctrl-C or SIGTERM.
 
@@ -121,6 +121,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         &state_dir.join("companion"),
     )
     .await?;
+    let voice =
+        cabin_voice::daemon::serve(&bus_choice, cabin_voice::daemon::Config::default()).await?;
     println!("cabin-sim: private bus at {}", bus.address());
     println!(
         "cabin-sim: org.cabin.Vehicle1 at ({:.4}, {:.4}), clock x{}",
@@ -158,8 +160,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         "     busctl --address={} call org.cabin.Companion1 /org/cabin/Companion1 org.cabin.Companion1 StartSession 'sa{{sv}}' '' 0",
         bus.address()
     );
+    println!(
+        "cabin-sim: org.cabin.Voice1 — target/release/cabinctl --bus {} voice '换一张雪山的壁纸'",
+        bus.address()
+    );
     println!("Ctrl-C stops everything.");
     cabin_common::cli::shutdown_signal().await;
+    drop(voice);
     drop(companion);
     drop(feedback);
     let _ = stop_collector.send(());

@@ -38,7 +38,7 @@ if ((models_only == 0)); then
     app="$work/appfs"
     install -d "$app/usr/bin" "$app/usr/lib/systemd/system" "$app/usr/share/dbus-1/system.d" \
         "$app/usr/share/dbus-1/system-services"
-    for b in cabin-wallpaperd cabin-wallpaper cabin-feedbackd cabin-feedback cabin-companiond; do
+    for b in cabin-wallpaperd cabin-wallpaper cabin-feedbackd cabin-feedback cabin-companiond cabin-voiced cabinctl; do
         [[ -x $bin_dir/$b ]] || { echo "build-bundle: $bin_dir/$b missing (cargo build first)" >&2; exit 1; }
         install -m 0755 "$bin_dir/$b" "$app/usr/bin/"
     done

@@ -3,16 +3,19 @@
 # user owns its name; the hmi group and the voice user may call it (the voice user only
 # Submit on Feedback1); every other uid gets org.freedesktop.DBus.Error.AccessDenied.
 #
-#   yocto/meta-cabin/tests/dbus-policy.sh [FEEDBACKD_BINARY [COMPANIOND_BINARY]]   (as root: it adds test users)
+#   yocto/meta-cabin/tests/dbus-policy.sh [FEEDBACKD_BINARY [COMPANIOND_BINARY [VOICED_BINARY]]]
+#   (as root: it adds test users)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 policy="$here/../recipes-cabin/cabin/files/dbus"
 feedbackd=${1:-$root/target/debug/cabin-feedbackd}
 companiond=${2:-$(dirname "$feedbackd")/cabin-companiond}
+voiced=${3:-$(dirname "$feedbackd")/cabin-voiced}
 [[ $(id -u) == 0 ]] || { echo "dbus-policy: needs root (test users, setpriv)"; exit 1; }
 [[ -x $feedbackd ]] || { echo "dbus-policy: build cabin-feedbackd first ($feedbackd)"; exit 1; }
 [[ -x $companiond ]] || { echo "dbus-policy: build cabin-companiond first ($companiond)"; exit 1; }
+[[ -x $voiced ]] || { echo "dbus-policy: build cabin-voiced first ($voiced)"; exit 1; }
 
 getent group hmi >/dev/null || groupadd --system hmi
 for u in cabin-wallpaper cabin-feedback cabin-companion cabin-voice cabin-test-cockpit cabin-test-stranger; do
@@ -25,7 +28,9 @@ chmod 755 "$work"
 daemon_pid=""
 service_pid=""
 companion_pid=""
+voice_pid=""
 cleanup() {
+    [[ -n $voice_pid ]] && kill "$voice_pid" 2>/dev/null || true
     [[ -n $service_pid ]] && kill "$service_pid" 2>/dev/null || true
     [[ -n $companion_pid ]] && kill "$companion_pid" 2>/dev/null || true
     [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null || true
@@ -126,6 +131,20 @@ expect allow "hmi group: Forget"  -- as cabin-test-cockpit "${companion[@]}" For
 expect deny  "stranger: StartSession" -- as cabin-test-stranger "${companion[@]}" StartSession 'sa{sv}' "" 0
 expect deny  "stranger: Say" -- as cabin-test-stranger busctl --address="$address" call org.cabin.Companion1 \
     /org/cabin/Companion1/sessions/1 org.cabin.Companion1.Session Say 'sa{sv}' "hi" 0
+
+# The voice hook: the hmi group (the voice assistant, the cockpit) may call Handle.
+expect deny "stranger owns org.cabin.Voice1" -- as cabin-test-stranger timeout 10 "$voiced" --bus "$address"
+setpriv --reuid cabin-voice --regid cabin-voice --init-groups -- "$voiced" --bus "$address" >"$work/voiced.log" 2>&1 &
+voice_pid=$!
+for _ in $(seq 200); do
+    busctl --address="$address" status org.cabin.Voice1 >/dev/null 2>&1 && break
+    sleep 0.05
+done
+voice=(busctl --address="$address" call org.cabin.Voice1 /org/cabin/Voice1 org.cabin.Voice1 Handle 'ssa{sv}')
+# handled=true: the hook's own calls to the companion (as cabin-voice) were allowed too.
+expect allow "hmi group: Handle, routed to the companion" -- as cabin-test-cockpit \
+    bash -c '"$@" | grep -q "^bss true"' handle "${voice[@]}" "讲个笑话" "" 0
+expect deny  "stranger: Handle" -- as cabin-test-stranger "${voice[@]}" "讲个笑话" "" 0
 
 if ((fails)); then echo "dbus-policy: $fails check(s) failed"; exit 1; fi
 echo "dbus-policy: all checks passed"

@@ -11,5 +11,6 @@ RDEPENDS:${PN} = "\
     cabin-companion \
     cabin-feedback \
     cabin-models \
+    cabin-voice \
     cabin-wallpaper \
     "
