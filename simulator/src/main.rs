@@ -1,76 +1,148 @@
-//! `cabin-sim`: the bundle on a desktop. It starts a private bus, the simulated vehicle
-//! (`org.cabin.Vehicle1`), the services on it (`org.cabin.Wallpaper1` on the bundled model,
-//! `org.cabin.Companion1` on its offline engine, `org.cabin.Voice1`, `org.cabin.Feedback1` uploading to the
-//! reference collector on 127.0.0.1, with consent on), prints the addresses for `busctl`,
-//! `cabin-feedback` and HMIs, and tears everything down on Ctrl-C or SIGTERM.
+//! `cabin-sim`: the whole bundle on a desktop. It starts a private `dbus-daemon`, the
+//! simulated vehicle (`org.cabin.Vehicle1`), the reference collector on 127.0.0.1, the
+//! services as supervised child processes (`org.cabin.Wallpaper1` on the bundled model,
+//! `org.cabin.Companion1`, `org.cabin.Voice1`, `org.cabin.Feedback1` uploading to the
+//! collector with consent on; a crashed one is restarted), and the web cockpit at
+//! `http://127.0.0.1:PORT`. Ctrl-C or SIGTERM stops everything and leaves nothing behind.
 
+mod cockpit;
+mod supervisor;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cabin_common::bus::BusChoice;
 use cabin_common::clock::ClockSetting;
-use cabin_common::vehicle::{VehicleState, prop};
+use cabin_common::vehicle::VehicleState;
 use cabin_testbus::TestBus;
 use cabin_vehicle_sim::{Config, Publisher};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Run the cabin bundle on a desktop with a simulated vehicle"
+    about = "Run the cabin bundle on a desktop with a simulated vehicle and a web cockpit"
 )]
 struct Cli {
+    #[command(subcommand)]
+    service: Option<Child>,
+    /// Port of the web cockpit on 127.0.0.1 (0: any free one).
+    #[arg(long, default_value_t = 8470)]
+    port: u16,
     /// Where the car is: shenzhen, harbin or oslo.
     #[arg(long, default_value = "shenzhen")]
-    place: Place,
+    place: String,
     /// Simulated seconds per real second (60 plays a day in 24 minutes).
     #[arg(long, default_value_t = 1.0)]
     clock_rate: f64,
     /// The wallpaper model folder [default: the bundled model].
     #[arg(long, value_name = "DIR")]
-    model: Option<std::path::PathBuf>,
+    model: Option<PathBuf>,
     /// Where the services keep their state [default: $XDG_STATE_HOME/cabin-sim or
     /// ~/.local/state/cabin-sim].
     #[arg(long, value_name = "DIR")]
-    state_dir: Option<std::path::PathBuf>,
+    state_dir: Option<PathBuf>,
     /// Port of the reference collector on 127.0.0.1 (0: any free one).
     #[arg(long, default_value_t = 0)]
     collector_port: u16,
 }
 
-fn default_state_dir() -> std::path::PathBuf {
+#[derive(Subcommand)]
+enum Child {
+    /// Runs one service (what the supervisor starts; not for people).
+    #[command(hide = true)]
+    Service {
+        name: String,
+        #[arg(long)]
+        bus: BusChoice,
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        upload_url: Option<String>,
+    },
+}
+
+fn default_state_dir() -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state"))
-        })
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(std::env::temp_dir);
     base.join("cabin-sim")
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Place {
-    Shenzhen,
-    Harbin,
-    Oslo,
-}
-
-impl Place {
-    fn lat_lon(self) -> (f64, f64) {
-        match self {
-            Place::Shenzhen => (22.5431, 114.0579),
-            Place::Harbin => (45.8038, 126.5349),
-            Place::Oslo => (59.9139, 10.7522),
-        }
-    }
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    cabin_common::logging::init("sim");
-    cabin_common::cli::exit_code("cabin-sim", run(cli).await)
+    match cli.service {
+        Some(Child::Service {
+            name,
+            bus,
+            state_dir,
+            model,
+            upload_url,
+        }) => {
+            cabin_common::logging::init(&name);
+            let program = format!("cabin-sim service {name}");
+            cabin_common::cli::exit_code(
+                &program,
+                run_service(&name, bus, state_dir, model, upload_url).await,
+            )
+        }
+        None => {
+            cabin_common::logging::init("sim");
+            cabin_common::cli::exit_code("cabin-sim", run(cli).await)
+        }
+    }
+}
+
+/// One service in this process, as its own binary would run it.
+async fn run_service(
+    name: &str,
+    bus: BusChoice,
+    state_dir: PathBuf,
+    model: Option<PathBuf>,
+    upload_url: Option<String>,
+) -> Result<(), String> {
+    let _conn = match name {
+        "wallpaper" => {
+            let config = cabin_wallpaper::daemon::Config {
+                model_dir: model,
+                ..Default::default()
+            };
+            cabin_wallpaper::daemon::serve(&bus, config, &state_dir).await?
+        }
+        "companion" => {
+            cabin_companion::daemon::serve(&bus, cabin_companion::Config::default(), &state_dir)
+                .await?
+        }
+        "voice" => cabin_voice::daemon::serve(&bus, cabin_voice::daemon::Config::default()).await?,
+        "feedback" => {
+            let config = cabin_feedback::daemon::Config {
+                upload_url,
+                // A desktop trial: the tester consents; a car starts with consent off.
+                consent_default: true,
+                batch_delay_ms: 5_000,
+                ..Default::default()
+            };
+            cabin_feedback::daemon::serve(&bus, config, &state_dir).await?
+        }
+        other => return Err(format!("unknown service {other:?}")),
+    };
+    cabin_common::cli::shutdown_signal().await;
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    let (latitude, longitude) = cockpit::place(&cli.place).ok_or_else(|| {
+        format!(
+            "unknown place {:?}; known: shenzhen, harbin, oslo",
+            cli.place
+        )
+    })?;
     let bus = TestBus::start().map_err(|e| format!("cannot start a private dbus-daemon: {e}"))?;
-    let (latitude, longitude) = cli.place.lat_lon();
+    let bus_choice = BusChoice::Address(bus.address().to_string());
     let now = chrono::Utc::now();
     let config = Config {
         vehicle: VehicleState {
@@ -81,20 +153,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         },
         ..Config::default()
     };
-    let bus_choice = cabin_common::bus::BusChoice::Address(bus.address().to_string());
     let vehicle = Publisher::start(&bus_choice, &config).await?;
-    let state = vehicle.state().await;
     let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
-    let wallpaper_config = cabin_wallpaper::daemon::Config {
-        model_dir: cli.model.clone(),
-        ..cabin_wallpaper::daemon::Config::default()
-    };
-    let model_dir = wallpaper_config.model_dir();
-    let wallpaper =
-        cabin_wallpaper::daemon::serve(&bus_choice, wallpaper_config, &state_dir.join("wallpaper"))
-            .await?;
-    let collector_db = state_dir.join("collector.db");
     std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
+
+    let collector_db = state_dir.join("collector.db");
     let store = cabin_collector::Store::open(&collector_db)
         .map_err(|e| format!("{}: {e}", collector_db.display()))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", cli.collector_port))
@@ -105,73 +168,116 @@ async fn run(cli: Cli) -> Result<(), String> {
     let collector = tokio::spawn(cabin_collector::serve(listener, store, async move {
         let _ = collector_stopped.await;
     }));
-    let feedback_config = cabin_feedback::daemon::Config {
-        upload_url: Some(format!("http://{collector_addr}/v1/feedback")),
-        // A desktop trial: the tester consents; a car starts with consent off.
-        consent_default: true,
-        batch_delay_ms: 5_000,
-        ..cabin_feedback::daemon::Config::default()
+
+    let dir = |name: &str| state_dir.join(name).display().to_string();
+    let common = |name: &str| {
+        vec![
+            "--bus".to_string(),
+            bus.address().to_string(),
+            "--state-dir".into(),
+            dir(name),
+        ]
     };
-    let feedback =
-        cabin_feedback::daemon::serve(&bus_choice, feedback_config, &state_dir.join("feedback"))
-            .await?;
-    let companion = cabin_companion::daemon::serve(
-        &bus_choice,
-        cabin_companion::Config::default(),
-        &state_dir.join("companion"),
-    )
-    .await?;
-    let voice =
-        cabin_voice::daemon::serve(&bus_choice, cabin_voice::daemon::Config::default()).await?;
+    let mut wallpaper_args = common("wallpaper");
+    if let Some(model) = &cli.model {
+        wallpaper_args.extend(["--model".into(), model.display().to_string()]);
+    }
+    let mut feedback_args = common("feedback");
+    feedback_args.extend([
+        "--upload-url".into(),
+        format!("http://{collector_addr}/v1/feedback"),
+    ]);
+    let specs = vec![
+        supervisor::Spec {
+            name: "wallpaper",
+            bus_name: "org.cabin.Wallpaper1",
+            args: wallpaper_args,
+        },
+        supervisor::Spec {
+            name: "companion",
+            bus_name: "org.cabin.Companion1",
+            args: common("companion"),
+        },
+        supervisor::Spec {
+            name: "voice",
+            bus_name: "org.cabin.Voice1",
+            args: common("voice"),
+        },
+        supervisor::Spec {
+            name: "feedback",
+            bus_name: "org.cabin.Feedback1",
+            args: feedback_args,
+        },
+    ];
+    let (changed, mut changes) = tokio::sync::broadcast::channel(64);
+    let services = supervisor::Supervisor::start(specs, changed)
+        .map_err(|e| format!("cannot start the services: {e}"))?;
+
+    let conn = bus
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to the private bus: {e}"))?;
+    for name in [
+        "org.cabin.Wallpaper1",
+        "org.cabin.Companion1",
+        "org.cabin.Voice1",
+        "org.cabin.Feedback1",
+    ] {
+        if !cabin_testbus::wait_for_name(&conn, name, Duration::from_secs(60)).await {
+            tracing::warn!(name, "service did not appear on the bus within 60 s");
+        }
+    }
+    let statuses = services.status_handle();
+    let cockpit =
+        cockpit::Cockpit::new(conn, move || statuses(), format!("http://{collector_addr}"));
+    let following = tokio::spawn(cockpit::follow_bus(cockpit.clone()));
+    let announcer = {
+        let cockpit = cockpit.clone();
+        tokio::spawn(async move {
+            while changes.recv().await.is_ok() {
+                cockpit.services_changed();
+            }
+        })
+    };
+    let web = tokio::net::TcpListener::bind(("127.0.0.1", cli.port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", cli.port))?;
+    let web_addr = web.local_addr().map_err(|e| e.to_string())?;
+    let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(web, cockpit::router(cockpit))
+            .with_graceful_shutdown(async move {
+                let _ = web_stopped.await;
+            })
+            .await
+    });
+
     println!("cabin-sim: private bus at {}", bus.address());
     println!(
-        "cabin-sim: org.cabin.Vehicle1 at ({:.4}, {:.4}), clock x{}",
-        state.latitude, state.longitude, state.clock.rate
+        "cabin-sim: org.cabin.Vehicle1 at ({latitude:.4}, {longitude:.4}), clock x{}",
+        cli.clock_rate
     );
     println!(
-        "cabin-sim: org.cabin.Wallpaper1 on {}, state in {}",
-        model_dir.display(),
+        "cabin-sim: services (child processes): wallpaper, companion, voice, feedback; state in {}",
         state_dir.display()
     );
+    println!("cabin-sim: reference collector at http://{collector_addr} (fleet view: /v1/fleet)");
     println!(
-        "try: busctl --address={} introspect org.cabin.Vehicle1 /org/cabin/Vehicle1",
+        "try: target/release/cabinctl --bus {} voice '换一张雪山的壁纸'",
         bus.address()
     );
-    println!(
-        "     busctl --address={} call org.cabin.Wallpaper1 /org/cabin/Wallpaper1 org.cabin.Wallpaper1 Generate 'sa{{sv}}' 'snowy mountains at dusk' 0",
-        bus.address()
-    );
-    println!(
-        "     busctl --address={} set-property org.cabin.Vehicle1 /org/cabin/Vehicle1 org.cabin.Vehicle1 {} d 80",
-        bus.address(),
-        prop::SPEED
-    );
-    println!(
-        "cabin-sim: org.cabin.Feedback1 uploading to the reference collector at http://{collector_addr} (fleet view: /v1/fleet)"
-    );
-    println!(
-        "     target/release/cabin-feedback --bus {} submit --channel voice '导航老是卡'",
-        bus.address()
-    );
-    println!(
-        "cabin-sim: org.cabin.Companion1 (offline engine; personas warm-companion, cheerful-copilot, night-drive-friend)"
-    );
-    println!(
-        "     busctl --address={} call org.cabin.Companion1 /org/cabin/Companion1 org.cabin.Companion1 StartSession 'sa{{sv}}' '' 0",
-        bus.address()
-    );
-    println!(
-        "cabin-sim: org.cabin.Voice1 — target/release/cabinctl --bus {} voice '换一张雪山的壁纸'",
-        bus.address()
-    );
+    println!("cabin-sim: cockpit at http://{web_addr}");
     println!("Ctrl-C stops everything.");
+
     cabin_common::cli::shutdown_signal().await;
-    drop(voice);
-    drop(companion);
-    drop(feedback);
+    let _ = stop_web.send(());
+    // Open event streams would hold a graceful shutdown forever: give them a moment.
+    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
+    following.abort();
+    announcer.abort();
+    services.stop().await;
     let _ = stop_collector.send(());
     let _ = collector.await;
-    drop(wallpaper);
     drop(vehicle);
     drop(bus);
     println!("cabin-sim: stopped");
