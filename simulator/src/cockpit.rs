@@ -400,7 +400,7 @@ async fn vehicle(State(c): State<Shared>, Json(body): Json<VehicleChange>) -> Re
                 .await;
             let now = now
                 .ok()
-                .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms))
+                .and_then(chrono::DateTime::from_timestamp_millis)
                 .unwrap_or_else(chrono::Utc::now);
             let offset = ChronoDuration::seconds(
                 (props["Longitude"].as_f64().unwrap_or(0.0) / 15.0 * 3600.0) as i64,

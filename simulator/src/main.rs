@@ -228,8 +228,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
     }
     let statuses = services.status_handle();
-    let cockpit =
-        cockpit::Cockpit::new(conn, move || statuses(), format!("http://{collector_addr}"));
+    let cockpit = cockpit::Cockpit::new(conn, statuses, format!("http://{collector_addr}"));
     let following = tokio::spawn(cockpit::follow_bus(cockpit.clone()));
     let announcer = {
         let cockpit = cockpit.clone();
