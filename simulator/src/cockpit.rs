@@ -470,7 +470,18 @@ pub async fn follow_bus(c: Shared) -> zbus::Result<()> {
             }
             _ => None,
         };
-        if let Some(event) = event {
+        if let Some(mut event) = event {
+            // The page shows the conversation it started; other sessions (the voice hook's)
+            // are marked as such.
+            if iface == "org.cabin.Companion1.Session" {
+                let mine = c
+                    .chat
+                    .lock()
+                    .await
+                    .as_ref()
+                    .is_some_and(|p| p.as_str() == path);
+                event["cockpit"] = json!(mine);
+            }
             c.publish(event);
         }
     }
