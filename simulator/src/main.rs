@@ -45,6 +45,10 @@ struct Cli {
     /// Port of the reference collector on 127.0.0.1 (0: any free one).
     #[arg(long, default_value_t = 0)]
     collector_port: u16,
+    /// Drive this route: a vehicle scenario (TOML steps of position, speed, gear), e.g.
+    /// simulator/scenarios/shenzhen-loop.toml.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -153,7 +157,19 @@ async fn run(cli: Cli) -> Result<(), String> {
         },
         ..Config::default()
     };
-    let vehicle = Publisher::start(&bus_choice, &config).await?;
+    let script = match &cli.scenario {
+        Some(path) => Some(cabin_vehicle_sim::script::Script::load(path)?),
+        None => None,
+    };
+    let vehicle = std::sync::Arc::new(Publisher::start(&bus_choice, &config).await?);
+    let driving = script.map(|script| {
+        let vehicle = vehicle.clone();
+        tokio::spawn(async move {
+            if let Err(e) = vehicle.play(&script).await {
+                tracing::warn!(%e, "the scenario stopped");
+            }
+        })
+    });
     let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
     std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
 
@@ -256,6 +272,9 @@ async fn run(cli: Cli) -> Result<(), String> {
         "cabin-sim: org.cabin.Vehicle1 at ({latitude:.4}, {longitude:.4}), clock x{}",
         cli.clock_rate
     );
+    if let Some(path) = &cli.scenario {
+        println!("cabin-sim: driving {}", path.display());
+    }
     println!(
         "cabin-sim: services (child processes): wallpaper, companion, voice, feedback; state in {}",
         state_dir.display()
@@ -273,6 +292,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     // Open event streams would hold a graceful shutdown forever: give them a moment.
     let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
     following.abort();
+    if let Some(driving) = driving {
+        driving.abort();
+    }
     announcer.abort();
     services.stop().await;
     let _ = stop_collector.send(());

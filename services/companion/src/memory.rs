@@ -213,7 +213,15 @@ pub fn extract_facts(text: &str) -> Vec<Fact> {
             }
             let is_name = matches!(make(String::new()), Fact::Name(_));
             let max_words = if is_name { 2 } else { 5 };
-            let value = english_value(&text[at + cue.len()..], max_words, is_name);
+            // Values keep the original case; when lowercasing changed byte offsets (a few
+            // non-ASCII letters do), the lowercased text is used instead.
+            let rest = if text.len() == lower.len() {
+                text.get(at + cue.len()..)
+            } else {
+                None
+            };
+            let rest = rest.unwrap_or(&lower[at + cue.len()..]);
+            let value = english_value(rest, max_words, is_name);
             if let Some(v) = value {
                 taken.push(at);
                 facts.push(make(v));
@@ -427,6 +435,8 @@ mod tests {
         assert!(extract_facts("call me back later").is_empty());
         assert!(extract_facts("I like it").is_empty());
         assert!(extract_facts("你记得我叫什么吗").is_empty());
+        // Lowercasing that changes byte lengths must not shift the slices.
+        assert!(!extract_facts("İİİ my name is Ayşe").is_empty());
     }
 
     #[test]

@@ -327,6 +327,53 @@ const CHAT: &[&str] = &[
     "thanks",
 ];
 
+const CAR_COMMANDS: &[&str] = &[
+    "打开",
+    "关闭",
+    "导航",
+    "播放",
+    "暂停",
+    "下一首",
+    "上一首",
+    "调高",
+    "调低",
+    "音量",
+    "空调",
+    "温度",
+    "车窗",
+    "天窗",
+    "后备箱",
+    "座椅",
+    "打电话",
+    "拨打",
+    "发短信",
+    "发消息",
+    "去机场",
+    "去公司",
+    "回家",
+    "navigate",
+    "navigation",
+    "play",
+    "pause",
+    "skip",
+    "call",
+    "phone",
+    "text",
+    "message",
+    "turn up",
+    "turn down",
+    "volume",
+    "temperature",
+    "window",
+    "sunroof",
+    "trunk",
+    "open",
+    "close",
+    "directions",
+    "route to",
+    "take me to",
+];
+
 /// Parses one utterance.
 pub fn parse(utterance: &str, locale: Option<&'static str>) -> Parsed {
     let text = normalize(utterance);
@@ -390,7 +437,35 @@ fn classify(text: &str) -> Intent {
     {
         return Intent::WallpaperStatus {};
     }
-    if any(text, DRIVE_TIME) {
+    let asks_duration = any(
+        text,
+        &[
+            "多久",
+            "多长时间",
+            "几个小时",
+            "几小时",
+            "多少时间",
+            "how long",
+            "how many hours",
+            "how much time",
+        ],
+    );
+    if any(text, DRIVE_TIME)
+        || (asks_duration
+            && any(
+                text,
+                &[
+                    "开",
+                    "驾驶",
+                    "路上",
+                    "drive",
+                    "driving",
+                    "driven",
+                    "on the road",
+                    "behind the wheel",
+                ],
+            ))
+    {
         return Intent::DriveTime {};
     }
     if mentions_wallpaper
@@ -405,9 +480,33 @@ fn classify(text: &str) -> Intent {
             text: text.to_string(),
         };
     }
-    Intent::Unknown {
-        reason: format!("no cabin service handles {text:?}"),
+    // Something the driver tells about themselves is for the companion; a command for
+    // the car (windows, media, navigation, calls) is not ours.
+    let command = any(text, CAR_COMMANDS);
+    let about_me = [
+        "我",
+        "i ",
+        "i'm",
+        "i am",
+        "i've",
+        "i was",
+        "my ",
+        "today i",
+        "今天我",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p));
+    if about_me && !command {
+        return Intent::Chat {
+            text: text.to_string(),
+        };
     }
+    let reason = if command {
+        format!("{text:?} is a car or media command; no cabin service handles it")
+    } else {
+        format!("no cabin service handles {text:?}")
+    };
+    Intent::Unknown { reason }
 }
 
 /// The text before the first cue, without the "I want to" that led into it.
