@@ -16,15 +16,7 @@ fn alive(pid: i64) -> bool {
 #[test]
 fn api_supervision_and_a_clean_stop() {
     let mut sim = Sim::start();
-    wait_for("all four services", Duration::from_secs(60), || {
-        sim.get("/api/state")["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["running"] == true)
-            .count()
-            == 4
-    });
+    sim.wait_for_services();
 
     let (status, answer) = sim.post("/api/voice", json!({"text": "嗯 换一张雪山的壁纸"}));
     assert_eq!(
@@ -128,15 +120,7 @@ fn the_cockpit_in_headless_chromium() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ci-artifacts/cockpit");
     std::fs::create_dir_all(&artefacts).unwrap();
     let sim = Sim::start();
-    wait_for("all four services", Duration::from_secs(60), || {
-        sim.get("/api/state")["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["running"] == true)
-            .count()
-            == 4
-    });
+    sim.wait_for_services();
     let mut page = Browser::launch(&chromium);
     page.goto(&sim.url);
     page.wait_until(

@@ -45,6 +45,16 @@ pub fn exit_code(program: &str, result: Result<(), String>) -> std::process::Exi
     }
 }
 
+/// The rest of a service's life once it is on the bus: READY=1 (and the watchdog pings
+/// systemd asks for), then wait for SIGTERM or Ctrl-C. `conn` is dropped last.
+pub async fn serve_until_stopped(conn: zbus::Connection, bus_name: &str, bus: &BusChoice) {
+    tracing::info!(%bus, "serving {bus_name}");
+    crate::readiness::Notifier::from_env().ready();
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    drop(conn);
+}
+
 /// Resolves on SIGTERM (systemd stopping the unit) or Ctrl-C, whichever comes first.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

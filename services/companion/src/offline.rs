@@ -779,25 +779,24 @@ impl OfflineEngine {
             .filter(|l| !l.constant && l.content.chars().any(is_cjk) == zh)
             .map(|l| l.content.as_str())
             .collect();
-        let body =
-            match intent {
-                Intent::Recall => Some(recall(facts, &slots, zh)),
-                Intent::Greet => greeting(req, lang, &mut rng)
-                    .or_else(|| pick("body", "greet", &mut rng, &mut used)),
-                Intent::Bye => farewell(req, lang, &mut rng)
-                    .or_else(|| pick("body", "bye", &mut rng, &mut used)),
-                _ if !spoken_lore.is_empty() && intent != Intent::Joke => {
-                    Some(spoken_lore[rng.below(spoken_lore.len())].to_string())
-                }
-                _ if intent == Intent::Smalltalk
-                    && req.mood.mood != Mood::Neutral
-                    && !parts.is_empty() =>
-                {
-                    None
-                }
-                _ => pick("body", intent.tag(), &mut rng, &mut used)
-                    .or_else(|| pick("body", "smalltalk", &mut rng, &mut used)),
-            };
+        let body = match intent {
+            Intent::Recall => Some(recall(facts, &slots, zh)),
+            Intent::Greet => own_line(req, &req.card.cabin().greetings, lang, &mut rng)
+                .or_else(|| pick("body", "greet", &mut rng, &mut used)),
+            Intent::Bye => own_line(req, &req.card.cabin().farewells, lang, &mut rng)
+                .or_else(|| pick("body", "bye", &mut rng, &mut used)),
+            _ if !spoken_lore.is_empty() && intent != Intent::Joke => {
+                Some(spoken_lore[rng.below(spoken_lore.len())].to_string())
+            }
+            _ if intent == Intent::Smalltalk
+                && req.mood.mood != Mood::Neutral
+                && !parts.is_empty() =>
+            {
+                None
+            }
+            _ => pick("body", intent.tag(), &mut rng, &mut used)
+                .or_else(|| pick("body", "smalltalk", &mut rng, &mut used)),
+        };
         if let Some(body) = body {
             parts.push(body);
         }
@@ -854,38 +853,19 @@ impl OfflineEngine {
     }
 }
 
-fn greeting(req: &Request<'_>, lang: &str, rng: &mut Rng) -> Option<String> {
-    let list = req
-        .card
-        .cabin()
-        .greetings
-        .get(lang)
-        .cloned()
-        .unwrap_or_default();
-    (!list.is_empty()).then(|| {
-        crate::persona::substitute(
-            &list[rng.below(list.len())],
-            &req.card.display_name(lang),
-            &req.user,
-        )
-    })
-}
-
-fn farewell(req: &Request<'_>, lang: &str, rng: &mut Rng) -> Option<String> {
-    let list = req
-        .card
-        .cabin()
-        .farewells
-        .get(lang)
-        .cloned()
-        .unwrap_or_default();
-    (!list.is_empty()).then(|| {
-        crate::persona::substitute(
-            &list[rng.below(list.len())],
-            &req.card.display_name(lang),
-            &req.user,
-        )
-    })
+/// One of the persona's own lines (`extensions.cabin.greetings` or `farewells`) in `lang`.
+fn own_line(
+    req: &Request<'_>,
+    lines: &std::collections::BTreeMap<String, Vec<String>>,
+    lang: &str,
+    rng: &mut Rng,
+) -> Option<String> {
+    let list = lines.get(lang).filter(|l| !l.is_empty())?;
+    Some(crate::persona::substitute(
+        &list[rng.below(list.len())],
+        &req.card.display_name(lang),
+        &req.user,
+    ))
 }
 
 fn recall(facts: &crate::memory::Facts, slots: &Slots, zh: bool) -> String {

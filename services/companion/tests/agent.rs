@@ -232,20 +232,18 @@ impl Backend for Verbose {
     }
 }
 
+/// A companion whose only backend is [`Verbose`].
+fn verbose_companion(config: Config, dir: &std::path::Path) -> Companion {
+    let backend = Arc::new(Verbose) as Arc<dyn Backend>;
+    Companion::with_backends(config, dir, vec![(backend, Duration::from_secs(2))]).unwrap()
+}
+
 #[test]
 fn the_driving_policy_shapes_any_backend() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::default();
     let limits = config.speech.clone();
-    let c = Companion::with_backends(
-        config,
-        dir.path(),
-        vec![(
-            Arc::new(Verbose) as Arc<dyn Backend>,
-            Duration::from_secs(2),
-        )],
-    )
-    .unwrap();
+    let c = verbose_companion(config, dir.path());
     let fx = Recorder::default();
     let (parked_reply, _) = say(&c, "warm-companion", "any tips?", parked(), 1, &fx);
     let (moving_reply, _) = say(&c, "warm-companion", "any tips?", moving(60.0, 10), 1, &fx);
@@ -314,15 +312,7 @@ fn crisis_text_gets_care_and_a_hotline_whatever_the_backend() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.safety.hotline_zh = "请拨打热线 12356。".into();
-    let c = Companion::with_backends(
-        config,
-        dir.path(),
-        vec![(
-            Arc::new(Verbose) as Arc<dyn Backend>,
-            Duration::from_secs(2),
-        )],
-    )
-    .unwrap();
+    let c = verbose_companion(config, dir.path());
     let fx = Recorder::default();
     let (r, _) = say(
         &c,
@@ -461,6 +451,20 @@ fn personas_import_export_and_refusals() {
     assert!(err.to_string().contains("ghost"));
 }
 
+/// One parked turn with the warm companion, off the async runtime (backends block):
+/// the result, the tokens, how long it took.
+fn turn_off_runtime(
+    c: Arc<Companion>,
+    text: &'static str,
+) -> tokio::task::JoinHandle<(TurnResult, Vec<String>, Duration)> {
+    tokio::task::spawn_blocking(move || {
+        let fx = Recorder::default();
+        let started = Instant::now();
+        let (r, tokens) = say(&c, "warm-companion", text, parked(), 1, &fx);
+        (r, tokens, started.elapsed())
+    })
+}
+
 fn cloud_config(server: &ChatServer, key_file: &std::path::Path) -> Config {
     Config {
         backends: vec!["cloud".into(), "offline".into()],
@@ -492,15 +496,7 @@ async fn the_cloud_backend_streams_and_refused_credentials_fall_back() {
         ]))
         .then(Script::Status(401, vec![]));
     let c = Arc::new(open(dir.path().join("state").as_path(), config));
-    let turn = |text: &'static str| {
-        let c = c.clone();
-        tokio::task::spawn_blocking(move || {
-            let fx = Recorder::default();
-            let started = Instant::now();
-            let (r, tokens) = say(&c, "warm-companion", text, parked(), 1, &fx);
-            (r, tokens, started.elapsed())
-        })
-    };
+    let turn = |text: &'static str| turn_off_runtime(c.clone(), text);
     let (r, tokens, _) = turn("my name is Sam").await.unwrap();
     assert_eq!(r.backend, "cloud");
     assert_eq!(
@@ -556,15 +552,7 @@ async fn server_errors_broken_streams_hangs_and_rate_limits_fall_back() {
         dir.path().join("state").as_path(),
         cloud_config(&server, &key),
     ));
-    let turn = |text: &'static str| {
-        let c = c.clone();
-        tokio::task::spawn_blocking(move || {
-            let fx = Recorder::default();
-            let started = Instant::now();
-            let (r, tokens) = say(&c, "warm-companion", text, parked(), 1, &fx);
-            (r, tokens, started.elapsed())
-        })
-    };
+    let turn = |text: &'static str| turn_off_runtime(c.clone(), text);
     for case in ["503", "error event", "dropped stream"] {
         let (r, tokens, _) = turn("tell me about your day").await.unwrap();
         assert_eq!(r.backend, "offline", "{case}");

@@ -82,6 +82,19 @@ impl Sim {
         )
     }
 
+    /// Until all four services run.
+    pub fn wait_for_services(&self) {
+        wait_for("all four services", Duration::from_secs(60), || {
+            self.get("/api/state")["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["running"] == true)
+                .count()
+                == 4
+        });
+    }
+
     pub fn service(&self, name: &str) -> Value {
         let state = self.get("/api/state");
         state["services"]

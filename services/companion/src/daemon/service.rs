@@ -45,6 +45,11 @@ pub fn to_bus(e: CompanionError) -> CabinError {
     }
 }
 
+/// A `locale` option (`zh-CN`, `en-US`, ...) as the language the companion answers in.
+pub fn locale_option(key: &str, value: &Variant<'_>) -> Result<&'static str, CabinError> {
+    language_of_locale(&string(key, value)?).map_err(CabinError::InvalidArgument)
+}
+
 fn own(v: Variant<'_>) -> OwnedVariant {
     v.try_into_owned()
         .unwrap_or_else(|_| OwnedVariant::from(0u8))
@@ -126,12 +131,7 @@ impl CompanionService {
         let mut seed = None;
         for (key, value) in &options {
             match key.as_str() {
-                "locale" => {
-                    lang = Some(
-                        language_of_locale(&string(key, value)?)
-                            .map_err(CabinError::InvalidArgument)?,
-                    )
-                }
+                "locale" => lang = Some(locale_option(key, value)?),
                 "seed" => seed = Some(unsigned(key, value)?),
                 other => {
                     return Err(CabinError::invalid_argument(format!(

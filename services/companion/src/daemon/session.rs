@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use cabin_common::CabinError;
-use cabin_common::options::string;
 use zbus::object_server::SignalEmitter;
 use zbus::{OwnedVariant, Variant, interface};
 
 use super::Core;
 use super::service::CompanionService;
-use crate::agent::{CompanionError, MAX_MESSAGE_CHARS, Turn, language_of_locale};
+use crate::agent::{CompanionError, MAX_MESSAGE_CHARS, Turn};
 use crate::tools::Action;
 
 pub fn session_path(id: u64) -> String {
@@ -109,12 +108,7 @@ impl Session {
         let mut lang = self.lang;
         for (key, value) in &options {
             match key.as_str() {
-                "locale" => {
-                    lang = Some(
-                        language_of_locale(&string(key, value)?)
-                            .map_err(CabinError::InvalidArgument)?,
-                    )
-                }
+                "locale" => lang = Some(super::service::locale_option(key, value)?),
                 other => {
                     return Err(CabinError::invalid_argument(format!(
                         "unknown option {other:?}; known: locale"

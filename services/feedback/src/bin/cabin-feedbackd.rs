@@ -37,10 +37,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         config.upload_url = cli.upload_url;
     }
     let state_dir = cli.service.state_dir(SERVICE);
-    let _conn = daemon::serve(&cli.service.bus, config, &state_dir).await?;
-    tracing::info!(bus = %cli.service.bus, state = %state_dir.display(), "serving org.cabin.Feedback1");
-    cabin_common::readiness::Notifier::from_env().ready();
-    cabin_common::cli::shutdown_signal().await;
-    tracing::info!("stopping");
+    let conn = daemon::serve(&cli.service.bus, config, &state_dir).await?;
+    cabin_common::cli::serve_until_stopped(conn, "org.cabin.Feedback1", &cli.service.bus).await;
     Ok(())
 }

@@ -25,10 +25,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         .service
         .load_config(SERVICE)
         .map_err(|e| e.to_string())?;
-    let _conn = daemon::serve(&cli.service.bus, config).await?;
-    tracing::info!(bus = %cli.service.bus, "serving org.cabin.Voice1");
-    cabin_common::readiness::Notifier::from_env().ready();
-    cabin_common::cli::shutdown_signal().await;
-    tracing::info!("stopping");
+    let conn = daemon::serve(&cli.service.bus, config).await?;
+    cabin_common::cli::serve_until_stopped(conn, "org.cabin.Voice1", &cli.service.bus).await;
     Ok(())
 }

@@ -30,11 +30,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         .load_config(SERVICE)
         .map_err(|e| e.to_string())?;
     let state_dir = cli.service.state_dir(SERVICE);
-    let _conn = daemon::serve(&cli.service.bus, config, &state_dir).await?;
-    tracing::info!(bus = %cli.service.bus, state = %state_dir.display(), "serving org.cabin.Wallpaper1");
-    // READY=1, and the watchdog pings when systemd asks for them.
-    cabin_common::readiness::Notifier::from_env().ready();
-    cabin_common::cli::shutdown_signal().await;
-    tracing::info!("stopping");
+    let conn = daemon::serve(&cli.service.bus, config, &state_dir).await?;
+    cabin_common::cli::serve_until_stopped(conn, "org.cabin.Wallpaper1", &cli.service.bus).await;
     Ok(())
 }
