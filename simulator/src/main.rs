@@ -45,6 +45,11 @@ struct Cli {
     /// Port of the reference collector on 127.0.0.1 (0: any free one).
     #[arg(long, default_value_t = 0)]
     collector_port: u16,
+    /// Run the services from their own binaries in DIR (cabin-wallpaperd, cabin-companiond,
+    /// cabin-voiced, cabin-feedbackd; e.g. target/release after `cargo build --release
+    /// --workspace`, or /usr/bin) [default: this binary runs each service's code].
+    #[arg(long, value_name = "DIR")]
+    service_binaries: Option<PathBuf>,
     /// Drive this route: a vehicle scenario (TOML steps of position, speed, gear), e.g.
     /// simulator/scenarios/shenzhen-loop.toml.
     #[arg(long, value_name = "FILE")]
@@ -138,6 +143,79 @@ async fn run_service(
     Ok(())
 }
 
+/// The services from their own binaries: each gets `--bus`, `--state-dir` and, where the
+/// simulator needs other than the defaults, a config file written beside its state.
+fn binary_specs(
+    bin_dir: &std::path::Path,
+    state_dir: &std::path::Path,
+    common: &dyn Fn(&str) -> Vec<String>,
+    upload_url: &str,
+    model: Option<&std::path::Path>,
+) -> Result<Vec<supervisor::Spec>, String> {
+    let config_dir = state_dir.join("sim-config");
+    std::fs::create_dir_all(&config_dir).map_err(|e| format!("{}: {e}", config_dir.display()))?;
+    let write_config = |name: &str, toml: String| -> Result<Vec<String>, String> {
+        let path = config_dir.join(format!("{name}.toml"));
+        std::fs::write(&path, toml).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(vec!["--config".into(), path.display().to_string()])
+    };
+    let spec = |name: &'static str,
+                bus_name: &'static str,
+                binary: &str,
+                extra: Vec<String>|
+     -> Result<supervisor::Spec, String> {
+        let program = bin_dir.join(binary);
+        if !program.is_file() {
+            return Err(format!(
+                "{} is missing (cargo build --workspace first)",
+                program.display()
+            ));
+        }
+        let mut args = common(name);
+        args.extend(extra);
+        Ok(supervisor::Spec {
+            name,
+            bus_name,
+            program,
+            args,
+        })
+    };
+    let wallpaper = match model {
+        Some(dir) => write_config(
+            "wallpaper",
+            format!("model_dir = {:?}\n", dir.display().to_string()),
+        )?,
+        None => vec![],
+    };
+    // A desktop trial: the tester consents and wants to see uploads soon.
+    let mut feedback = write_config(
+        "feedback",
+        "consent_default = true\nbatch_delay_ms = 5000\n".into(),
+    )?;
+    feedback.extend(["--upload-url".into(), upload_url.to_string()]);
+    Ok(vec![
+        spec(
+            "wallpaper",
+            "org.cabin.Wallpaper1",
+            "cabin-wallpaperd",
+            wallpaper,
+        )?,
+        spec(
+            "companion",
+            "org.cabin.Companion1",
+            "cabin-companiond",
+            vec![],
+        )?,
+        spec("voice", "org.cabin.Voice1", "cabin-voiced", vec![])?,
+        spec(
+            "feedback",
+            "org.cabin.Feedback1",
+            "cabin-feedbackd",
+            feedback,
+        )?,
+    ])
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
     let (latitude, longitude) = cockpit::place(&cli.place).ok_or_else(|| {
         format!(
@@ -194,37 +272,46 @@ async fn run(cli: Cli) -> Result<(), String> {
             dir(name),
         ]
     };
-    let mut wallpaper_args = common("wallpaper");
-    if let Some(model) = &cli.model {
-        wallpaper_args.extend(["--model".into(), model.display().to_string()]);
-    }
-    let mut feedback_args = common("feedback");
-    feedback_args.extend([
-        "--upload-url".into(),
-        format!("http://{collector_addr}/v1/feedback"),
-    ]);
-    let specs = vec![
-        supervisor::Spec {
-            name: "wallpaper",
-            bus_name: "org.cabin.Wallpaper1",
-            args: wallpaper_args,
-        },
-        supervisor::Spec {
-            name: "companion",
-            bus_name: "org.cabin.Companion1",
-            args: common("companion"),
-        },
-        supervisor::Spec {
-            name: "voice",
-            bus_name: "org.cabin.Voice1",
-            args: common("voice"),
-        },
-        supervisor::Spec {
-            name: "feedback",
-            bus_name: "org.cabin.Feedback1",
-            args: feedback_args,
-        },
-    ];
+    let upload_url = format!("http://{collector_addr}/v1/feedback");
+    let specs = match &cli.service_binaries {
+        Some(bin_dir) => binary_specs(
+            bin_dir,
+            &state_dir,
+            &common,
+            &upload_url,
+            cli.model.as_deref(),
+        )?,
+        None => {
+            let exe =
+                std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+            let own = |name: &'static str, bus_name: &'static str, extra: Vec<String>| {
+                let mut args = vec!["service".to_string(), name.to_string()];
+                args.extend(common(name));
+                args.extend(extra);
+                supervisor::Spec {
+                    name,
+                    bus_name,
+                    program: exe.clone(),
+                    args,
+                }
+            };
+            let model = cli
+                .model
+                .iter()
+                .flat_map(|m| ["--model".to_string(), m.display().to_string()])
+                .collect();
+            vec![
+                own("wallpaper", "org.cabin.Wallpaper1", model),
+                own("companion", "org.cabin.Companion1", vec![]),
+                own("voice", "org.cabin.Voice1", vec![]),
+                own(
+                    "feedback",
+                    "org.cabin.Feedback1",
+                    vec!["--upload-url".into(), upload_url.clone()],
+                ),
+            ]
+        }
+    };
     let (changed, mut changes) = tokio::sync::broadcast::channel(64);
     let services = supervisor::Supervisor::start(specs, changed)
         .map_err(|e| format!("cannot start the services: {e}"))?;

@@ -1,6 +1,7 @@
-//! The services as child processes, as systemd runs them on a car: each is `cabin-sim
-//! service NAME ...` (the same library code as its own binary), watched, and restarted
-//! after a crash with a growing delay. Status changes go out on a channel for the cockpit.
+//! The services as child processes, as systemd runs them on a car: the service binaries
+//! (`--service-binaries DIR`) or `cabin-sim service NAME ...` (the same `daemon::serve` each
+//! binary runs), watched, and restarted after a crash with a growing delay. Status changes
+//! go out on a channel for the cockpit.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -27,10 +28,11 @@ pub struct Supervisor {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// One service to run: its name, bus name and the arguments after `cabin-sim service`.
+/// One service to run: its name, bus name, the program and its arguments.
 pub struct Spec {
     pub name: &'static str,
     pub bus_name: &'static str,
+    pub program: std::path::PathBuf,
     pub args: Vec<String>,
 }
 
@@ -40,7 +42,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Supervisor {
     pub fn start(specs: Vec<Spec>, changed: broadcast::Sender<()>) -> std::io::Result<Self> {
-        let exe = std::env::current_exe()?;
         let statuses = Arc::new(Mutex::new(
             specs
                 .iter()
@@ -57,16 +58,13 @@ impl Supervisor {
         let (stop, _) = watch::channel(false);
         let mut tasks = Vec::new();
         for (index, spec) in specs.into_iter().enumerate() {
-            let exe = exe.clone();
             let statuses = statuses.clone();
             let mut stopping = stop.subscribe();
             let changed = changed.clone();
             tasks.push(tokio::spawn(async move {
                 let mut delay = Duration::from_millis(500);
                 loop {
-                    let child = Command::new(&exe)
-                        .arg("service")
-                        .arg(spec.name)
+                    let child = Command::new(&spec.program)
                         .args(&spec.args)
                         .stdin(Stdio::null())
                         .kill_on_drop(true)

@@ -103,6 +103,55 @@ fn api_supervision_and_a_clean_stop() {
 }
 
 #[test]
+fn the_service_binaries_as_children() {
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_cabin-sim"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let binaries = [
+        "cabin-wallpaperd",
+        "cabin-companiond",
+        "cabin-voiced",
+        "cabin-feedbackd",
+    ];
+    if binaries.iter().any(|b| !bin_dir.join(b).is_file()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED: cabin-sim --service-binaries (build them first: cargo test --workspace does) ***\n"
+        );
+        return;
+    }
+    let sim = Sim::start_with(&["--service-binaries", bin_dir.to_str().unwrap()]);
+    sim.wait_for_services();
+    for (service, binary) in ["wallpaper", "companion", "voice", "feedback"]
+        .iter()
+        .zip(binaries)
+    {
+        let pid = sim.service(service)["pid"].as_i64().unwrap();
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            cmdline.split('\0').next().unwrap().ends_with(binary),
+            "{service}: {cmdline:?}"
+        );
+    }
+    // The simulator's settings reach them: feedback uploads (consent on) to the collector.
+    let (status, answer) = sim.post("/api/voice", json!({"text": "反馈一下 座椅加热太慢"}));
+    assert_eq!(
+        (status, answer["handled"].as_bool()),
+        (200, Some(true)),
+        "{answer}"
+    );
+    let (status, _) = sim.post(
+        "/api/feedback",
+        json!({"text": "the seat heater is too slow"}),
+    );
+    assert_eq!(status, 200);
+    wait_for("both at the collector", Duration::from_secs(60), || {
+        sim.get("/api/fleet")["items"].as_i64() == Some(2)
+    });
+}
+
+#[test]
 fn the_cockpit_in_headless_chromium() {
     let Some(chromium) = find_chromium() else {
         assert!(

@@ -21,6 +21,10 @@ pub struct Sim {
 
 impl Sim {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
         let state = tempfile::tempdir().unwrap();
         let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../onnx/fixtures/tiny-sd");
         let mut child = Command::new(env!("CARGO_BIN_EXE_cabin-sim"))
@@ -28,6 +32,7 @@ impl Sim {
             .arg(state.path())
             .arg("--model")
             .arg(&model)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
