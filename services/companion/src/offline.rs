@@ -90,7 +90,13 @@ impl Corpus {
                 } else {
                     0.0
                 };
-                (l, 1.0 + 2.0 * hits as f32 + style + recent)
+                // A line the length budget would cut loses its point: only when none fits.
+                let too_long = if fill(&l.text, want.slots).chars().count() > want.max_chars {
+                    -5.0
+                } else {
+                    0.0
+                };
+                (l, 1.0 + 2.0 * hits as f32 + style + recent + too_long)
             })
             .collect();
         let best = candidates.iter().map(|c| c.1).fold(f32::MIN, f32::max);
@@ -130,6 +136,7 @@ struct Want<'a> {
     text: &'a str,
     recent: &'a HashSet<String>,
     slots: &'a Slots,
+    max_chars: usize,
 }
 
 #[derive(Default)]
@@ -723,6 +730,7 @@ impl OfflineEngine {
                 text: &lower,
                 recent: &recent,
                 slots: &slots,
+                max_chars: req.max_chars,
             };
             let line = self.corpus.pick(&want, rng)?;
             let text = fill(&line.text, &slots);
