@@ -410,45 +410,30 @@ fn personas_import_export_and_refusals() {
     drop(c);
     let c = open(dir.path(), Config::default());
     assert!(c.has_persona("my-copy"));
-    let fx = Recorder::default();
-    let cancel = AtomicBool::new(false);
     for (text, why) in [
         ("   ", "empty"),
         (&"字".repeat(2001)[..], "2001 characters"),
     ] {
-        let err = c
-            .say(
-                Turn {
-                    persona: "my-copy",
-                    text,
-                    lang: None,
-                    seed: 1,
-                    vehicle: parked(),
-                    now: noon(),
-                    effects: &fx,
-                    cancel: &cancel,
-                },
-                &mut |_| {},
-            )
-            .unwrap_err();
-        assert!(err.to_string().contains(why), "{err}");
+        let err = refused(&c, "my-copy", text);
+        assert!(err.contains(why), "{err}");
     }
-    let err = c
-        .say(
-            Turn {
-                persona: "ghost",
-                text: "hi",
-                lang: None,
-                seed: 1,
-                vehicle: parked(),
-                now: noon(),
-                effects: &fx,
-                cancel: &cancel,
-            },
-            &mut |_| {},
-        )
-        .unwrap_err();
-    assert!(err.to_string().contains("ghost"));
+    assert!(refused(&c, "ghost", "hi").contains("ghost"));
+}
+
+/// The error a parked turn is refused with.
+fn refused(c: &Companion, persona: &str, text: &str) -> String {
+    let cancel = AtomicBool::new(false);
+    let turn = Turn {
+        persona,
+        text,
+        lang: None,
+        seed: 1,
+        vehicle: parked(),
+        now: noon(),
+        effects: &Recorder::default(),
+        cancel: &cancel,
+    };
+    c.say(turn, &mut |_| {}).unwrap_err().to_string()
 }
 
 /// One parked turn with the warm companion, off the async runtime (backends block):
