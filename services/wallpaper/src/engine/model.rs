@@ -104,7 +104,7 @@ impl Model {
                 m.verify(dir)?;
                 Some(m)
             }
-            Err(e) if options.require_manifest => return Err(e),
+            Err(e) if options.require_manifest => return Err(e.into()),
             Err(e) => {
                 tracing::warn!("loading an unverified model: {e}");
                 None

