@@ -93,6 +93,20 @@ fn main() {
     let ttft_ms = median(&mut ttft);
     let decode_ms = median(&mut decode);
 
+    // Where one decode step goes, with the prompt in the cache.
+    let prefilled = model
+        .forward(&ids, 0, model.empty_cache())
+        .expect("prefill");
+    let (_, spent) = model
+        .profile(&[argmax(&prefilled.logits)], ids.len(), prefilled.present)
+        .expect("profiled step");
+    let total: f64 = spent.iter().map(|(_, ms)| ms).sum();
+    let ops: Vec<serde_json::Value> = spent
+        .iter()
+        .take(8)
+        .map(|(op, ms)| serde_json::json!({"op": op, "ms": ms, "share": ms / total}))
+        .collect();
+
     let mut reply = String::new();
     let done = Conversation::new(model.clone())
         .complete(
@@ -124,6 +138,7 @@ fn main() {
         "decode_tokens_per_s": 1e3 / decode_ms,
         "peak_rss_mib": peak_rss_mib(),
         "greedy_reply": done.text,
+        "decode_step_ops": ops,
     });
     println!("{json}");
 }
