@@ -16,6 +16,7 @@ use cabin_common::vehicle::VehicleState;
 use crate::backend::{Backend, BackendError, Chain, Lore, Request, Stream};
 use crate::care::{Care, CareConfig};
 use crate::cloud::{CloudBackend, CloudConfig};
+use crate::local_lm::{LocalLmBackend, LocalLmConfig};
 use crate::memory::{Memory, MemoryConfig, MemoryStore};
 use crate::mood::{self, is_cjk};
 use crate::offline::OfflineEngine;
@@ -33,11 +34,13 @@ pub const MAX_IMPORTED: usize = 64;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Backends in the order they are tried: `cloud`, `offline`. The offline engine is
-    /// always there: it is added last when missing.
+    /// Backends in the order they are tried: `cloud`, `local` (the on-device LM),
+    /// `offline`. The offline engine is always there: it is added last when missing.
     pub backends: Vec<String>,
     /// Each backend's deadline for a whole reply.
     pub cloud_timeout_ms: u64,
+    /// The first local reply also loads the model (~2-3 s for a 135M model).
+    pub local_timeout_ms: u64,
     pub offline_timeout_ms: u64,
     /// Tools the companion may use (`set_wallpaper`, `drive_status`); cards cannot add any.
     pub tools: Vec<String>,
@@ -48,6 +51,7 @@ pub struct Config {
     pub speech: SpeechConfig,
     pub safety: SafetyConfig,
     pub cloud: Option<CloudConfig>,
+    pub local: Option<LocalLmConfig>,
     /// A fixed vehicle context for bench setups; none: follow `org.cabin.Vehicle1`.
     pub vehicle: Option<VehicleState>,
 }
@@ -57,6 +61,7 @@ impl Default for Config {
         Self {
             backends: vec!["offline".into()],
             cloud_timeout_ms: 8000,
+            local_timeout_ms: 15000,
             offline_timeout_ms: 3000,
             tools: tools::KNOWN.iter().map(|s| s.to_string()).collect(),
             default_persona: "warm-companion".into(),
@@ -66,6 +71,7 @@ impl Default for Config {
             speech: SpeechConfig::default(),
             safety: SafetyConfig::default(),
             cloud: None,
+            local: None,
             vehicle: None,
         }
     }
@@ -84,7 +90,12 @@ impl Config {
                         );
                     }
                 },
-                other => return Err(format!("unknown backend {other:?}; known: cloud, offline")),
+                "local" => self.local.clone().unwrap_or_default().validate()?,
+                other => {
+                    return Err(format!(
+                        "unknown backend {other:?}; known: cloud, local, offline"
+                    ));
+                }
             }
         }
         for t in &self.tools {
@@ -95,7 +106,11 @@ impl Config {
                 ));
             }
         }
-        if self.cloud_timeout_ms == 0 || self.offline_timeout_ms == 0 || self.max_sessions == 0 {
+        if self.cloud_timeout_ms == 0
+            || self.local_timeout_ms == 0
+            || self.offline_timeout_ms == 0
+            || self.max_sessions == 0
+        {
             return Err("timeouts and max_sessions must be > 0".into());
         }
         if self.speech.moving_max_chars < 20 || self.speech.high_speed_max_chars < 10 {
@@ -184,6 +199,12 @@ impl Companion {
                         Duration::from_millis(config.cloud_timeout_ms),
                     ));
                 }
+                "local" => backends.push((
+                    Arc::new(LocalLmBackend::new(
+                        config.local.clone().unwrap_or_default(),
+                    )?),
+                    Duration::from_millis(config.local_timeout_ms),
+                )),
                 _ => backends.push((
                     Arc::new(OfflineEngine::shipped()?),
                     Duration::from_millis(config.offline_timeout_ms),

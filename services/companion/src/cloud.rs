@@ -120,74 +120,6 @@ impl CloudBackend {
         Ok(key)
     }
 
-    /// The conversation as chat messages: the persona (never its creator notes), what is
-    /// remembered, the context and the policy, the recent turns, the new message.
-    fn messages(req: &Request<'_>) -> Vec<Value> {
-        let zh = req.lang == "zh";
-        let mut system = req.card.system_text(&req.user);
-        let facts = &req.memory.facts;
-        let mut notes = Vec::new();
-        if let Some(name) = &facts.name {
-            notes.push(format!("The user's name is {name}."));
-        }
-        if !facts.likes.is_empty() {
-            notes.push(format!("The user likes: {}.", facts.likes.join(", ")));
-        }
-        if !facts.dislikes.is_empty() {
-            notes.push(format!("The user dislikes: {}.", facts.dislikes.join(", ")));
-        }
-        if !facts.plans.is_empty() {
-            notes.push(format!("The user's plans: {}.", facts.plans.join("; ")));
-        }
-        if !facts.places.is_empty() {
-            notes.push(format!(
-                "Places the user mentioned: {}.",
-                facts.places.join(", ")
-            ));
-        }
-        if !req.memory.summary.is_empty() {
-            let summary: Vec<&str> = req.memory.summary.iter().map(String::as_str).collect();
-            notes.push(format!("Earlier the user said: {}", summary.join(" / ")));
-        }
-        for lore in &req.lore {
-            notes.push(lore.content.clone());
-        }
-        notes.push(format!("The user's mood seems {}.", req.mood.mood.as_str()));
-        if req.care.long_drive {
-            notes.push(format!(
-                "The user has driven {} minutes without a break: gently suggest a rest.",
-                req.care.driving_mins
-            ));
-        }
-        if req.care.late_night {
-            notes.push("It is late at night: be calm and quiet.".into());
-        }
-        notes.push(if req.care.moving {
-            format!("The car is moving. Answer in at most {} characters, as plain spoken sentences: no lists, markdown, emoji or links.", req.max_chars)
-        } else {
-            format!("The car is parked. Answer in plain sentences, at most {} characters, no markdown.", req.max_chars)
-        });
-        notes.push(if zh {
-            "Answer in Simplified Chinese.".into()
-        } else {
-            "Answer in English.".into()
-        });
-        system.push_str("\n\n");
-        system.push_str(&notes.join("\n"));
-        let mut messages = vec![json!({"role": "system", "content": system})];
-        for m in &req.memory.window {
-            messages.push(
-                json!({"role": if m.from_user { "user" } else { "assistant" }, "content": m.text}),
-            );
-        }
-        messages.push(json!({"role": "user", "content": req.text}));
-        let post = req.card.data.post_history_instructions.trim();
-        if !post.is_empty() {
-            messages.push(json!({"role": "system", "content": crate::persona::substitute(post, &req.card.data.name, &req.user)}));
-        }
-        messages
-    }
-
     fn stream(
         &self,
         key: &str,
@@ -360,7 +292,10 @@ impl Backend for CloudBackend {
         cancel: &AtomicBool,
     ) -> Result<Draft, BackendError> {
         let key = self.api_key()?;
-        let mut messages = Self::messages(req);
+        let mut messages: Vec<Value> = crate::prompt::messages(req)
+            .into_iter()
+            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
+            .collect();
         let schemas = req.tools.schemas();
         let mut body = json!({
             "model": self.config.model,

@@ -1,6 +1,7 @@
 //! The companion as a library: conversations on the offline engine, memory across a
-//! restart, the driving policy, care, safety, and the cloud backend against a local server
-//! speaking the OpenAI streaming protocol (errors, rate limits, hangs and tool calls).
+//! restart, the driving policy, care, safety, the on-device LM (the tiny random-weight
+//! LLaMA fixture), and the cloud backend against a local server speaking the OpenAI
+//! streaming protocol (errors, rate limits, hangs and tool calls).
 
 mod support;
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use cabin_common::vehicle::{Gear, VehicleState};
 use cabin_companion::backend::{Backend, BackendError, Draft, Request};
 use cabin_companion::cloud::CloudConfig;
+use cabin_companion::local_lm::LocalLmConfig;
 use cabin_companion::mood::is_cjk;
 use cabin_companion::tools::Effects;
 use cabin_companion::{Companion, Config, Turn, TurnResult};
@@ -657,4 +659,88 @@ fn shipped_creator_notes() -> String {
         .chars()
         .take(30)
         .collect()
+}
+
+fn tiny_lm() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../onnx/fixtures/tiny-lm")
+}
+
+fn local_config(model_dir: std::path::PathBuf) -> Config {
+    Config {
+        backends: vec!["local".into()],
+        local: Some(LocalLmConfig {
+            model_dir,
+            max_new_tokens: 24,
+            // the fixture's byte-level tokenizer spends a token per byte of the persona
+            max_context: 4096,
+            ..LocalLmConfig::default()
+        }),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn a_conversation_on_the_on_device_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(dir.path(), local_config(tiny_lm()));
+    assert_eq!(c.backend_names(), ["local", "offline"]);
+    let fx = Recorder::default();
+    let texts = [
+        "hello there",
+        "my name is Sam and I like jazz",
+        "what should we do this weekend?",
+    ];
+    let mut replies = Vec::new();
+    for text in texts {
+        let (r, _) = say(&c, "warm-companion", text, parked(), 7, &fx);
+        assert_eq!(r.backend, "local", "{text}");
+        assert!(!r.text.trim().is_empty(), "{text}");
+        replies.push(r.text);
+    }
+    // The memory is the companion's, whoever answered.
+    assert_eq!(
+        c.remembered("warm-companion").facts.name.as_deref(),
+        Some("Sam")
+    );
+    // The driving policy holds for the model's words too.
+    let (r, _) = say(
+        &c,
+        "warm-companion",
+        "tell me a story",
+        moving(110.0, 10),
+        7,
+        &fx,
+    );
+    assert_eq!(r.backend, "local");
+    assert!(r.text.chars().count() <= 60, "{}", r.text);
+    // The fixture speaks English only: Chinese goes to the offline engine.
+    let (r, _) = say(&c, "warm-companion", "你好", parked(), 7, &fx);
+    assert_eq!(r.backend, "offline");
+    assert!(r.text.chars().any(is_cjk), "{}", r.text);
+
+    // Same seed, same words: a fresh companion replays the conversation.
+    let again_dir = tempfile::tempdir().unwrap();
+    let again = open(again_dir.path(), local_config(tiny_lm()));
+    for (text, before) in texts.iter().zip(&replies) {
+        let (r, _) = say(&again, "warm-companion", text, parked(), 7, &fx);
+        assert_eq!(&r.text, before, "{text}");
+    }
+}
+
+#[test]
+fn a_missing_or_slow_on_device_model_falls_back_to_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Recorder::default();
+    let c = open(dir.path(), local_config("/nonexistent/lm".into()));
+    let (r, _) = say(&c, "warm-companion", "hello", parked(), 1, &fx);
+    assert_eq!(r.backend, "offline");
+
+    let slow = Config {
+        local_timeout_ms: 1,
+        ..local_config(tiny_lm())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(dir.path(), slow);
+    let (r, _) = say(&c, "warm-companion", "hello", parked(), 1, &fx);
+    assert_eq!(r.backend, "offline");
 }

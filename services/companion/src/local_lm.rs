@@ -1,0 +1,235 @@
+//! The on-device language model as a backend (`cabin-lm` on tract): no network, so it
+//! answers in tunnels, with the persona and memory in its prompt.
+//!
+//! The model loads on the first reply, not at start, and its KV cache stays warm between
+//! turns: a chat pays for its new tokens only. A language the model does not speak, a model
+//! that cannot load, or a reply that comes out empty is `Unavailable`, so the chain moves on.
+//! Small models cannot call tools reliably; this backend takes no actions.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use cabin_lm::{Conversation, Limits, LmError, LmModel, LoadOptions, Message, Role, Sampling};
+use serde::Deserialize;
+
+use crate::backend::{Backend, BackendError, Draft, Request};
+use crate::prompt::{self, ChatRole};
+
+/// `[local]` in companion.toml.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalLmConfig {
+    /// A folder made by `onnx/lm/build_lm.py` (config.json, tokenizer.json, model.onnx,
+    /// manifest.json).
+    pub model_dir: PathBuf,
+    pub threads: usize,
+    /// Context the engine allows (prompt + reply), capped by the model's.
+    pub max_context: usize,
+    pub max_new_tokens: usize,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub repetition_penalty: f32,
+}
+
+impl Default for LocalLmConfig {
+    fn default() -> Self {
+        Self {
+            model_dir: PathBuf::from("/usr/share/cabin/models/smollm2-135m-instruct"),
+            threads: 1,
+            max_context: 2048,
+            max_new_tokens: 160,
+            temperature: 0.7,
+            top_p: 0.9,
+            repetition_penalty: 1.15,
+        }
+    }
+}
+
+impl LocalLmConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.model_dir.as_os_str().is_empty() {
+            return Err("[local] model_dir is empty".into());
+        }
+        if self.threads == 0 || self.max_new_tokens == 0 || self.max_context < 64 {
+            return Err("[local] threads and max_new_tokens must be > 0, max_context >= 64".into());
+        }
+        self.sampling(0).check().map_err(|e| format!("[local] {e}"))
+    }
+
+    fn sampling(&self, seed: u64) -> Sampling {
+        Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            seed,
+            ..Sampling::default()
+        }
+    }
+}
+
+pub struct LocalLmBackend {
+    config: LocalLmConfig,
+    /// The loaded model with its warm cache; `None` until the first reply or after `unload`.
+    loaded: Mutex<Option<Conversation>>,
+}
+
+impl LocalLmBackend {
+    pub fn new(config: LocalLmConfig) -> Result<Self, String> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            loaded: Mutex::new(None),
+        })
+    }
+
+    /// Frees the model's memory; the next reply loads it again.
+    pub fn unload(&self) {
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    fn load(&self) -> Result<Conversation, BackendError> {
+        let model = LmModel::load(
+            &self.config.model_dir,
+            &LoadOptions {
+                require_manifest: true,
+                threads: self.config.threads,
+                max_context: self.config.max_context,
+            },
+        )
+        .map_err(|e| BackendError::Unavailable(format!("on-device model: {e}")))?;
+        Ok(Conversation::new(Arc::new(model)))
+    }
+}
+
+impl Backend for LocalLmBackend {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn respond(
+        &self,
+        req: &Request<'_>,
+        deadline: Instant,
+        on_token: &mut dyn FnMut(&str),
+        cancel: &AtomicBool,
+    ) -> Result<Draft, BackendError> {
+        let mut slot = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(self.load()?);
+        }
+        let conversation = slot.as_mut().expect("loaded above");
+        let model = conversation.model().clone();
+        if !model.config().speaks(req.lang) {
+            return Err(BackendError::Unavailable(format!(
+                "the on-device model speaks {}, not {}",
+                model.config().languages.join(", "),
+                req.lang
+            )));
+        }
+        // About three characters a token in English, a bit over one in Chinese; the shaper
+        // cuts the reply to `max_chars` at a sentence end anyway.
+        let budget = (req.max_chars / 2 + 16).min(self.config.max_new_tokens);
+        let mut messages: Vec<Message> = prompt::messages(req)
+            .into_iter()
+            .map(|m| {
+                let role = match m.role {
+                    ChatRole::System => Role::System,
+                    ChatRole::User => Role::User,
+                    ChatRole::Assistant => Role::Assistant,
+                };
+                Message::new(role, m.content)
+            })
+            .collect();
+        let prompt = fit_context(&model, &mut messages, budget)?;
+        let limits = Limits {
+            max_new_tokens: budget,
+            deadline: Some(deadline),
+        };
+        let mut forward = |t: &str| {
+            if !cancel.load(Ordering::SeqCst) {
+                on_token(t)
+            }
+        };
+        let done = conversation
+            .complete(
+                &prompt,
+                &self.config.sampling(req.seed),
+                &limits,
+                &mut forward,
+                cancel,
+            )
+            .map_err(|e| match e {
+                LmError::Cancelled { .. } => BackendError::Cancelled,
+                LmError::DeadlinePassed { .. } => {
+                    BackendError::Timeout(deadline.saturating_duration_since(Instant::now()))
+                }
+                other => BackendError::Unavailable(format!("on-device model: {other}")),
+            })?;
+        if done.text.trim().is_empty() {
+            return Err(BackendError::Unavailable(
+                "the on-device model gave an empty reply".into(),
+            ));
+        }
+        tracing::debug!(
+            prompt = done.prompt_tokens,
+            reused = done.reused_tokens,
+            tokens = done.tokens.len(),
+            ttft = ?done.time_to_first_token,
+            elapsed = ?done.elapsed,
+            "local reply"
+        );
+        Ok(Draft {
+            text: done.text,
+            lines: Vec::new(),
+        })
+    }
+}
+
+/// The rendered prompt, with the oldest remembered turns dropped until it and a reply of
+/// `budget` tokens fit the context. The system message and the new message always stay.
+fn fit_context(
+    model: &LmModel,
+    messages: &mut Vec<Message>,
+    budget: usize,
+) -> Result<String, BackendError> {
+    loop {
+        let prompt = cabin_lm::chat::render(messages, model.specials());
+        let tokens = model
+            .encode(&prompt)
+            .map_err(|e| BackendError::Unavailable(format!("on-device model: {e}")))?
+            .len();
+        if tokens + budget <= model.context() {
+            return Ok(prompt);
+        }
+        // [system, window..., user, (post-history system)]: drop the oldest window message.
+        let droppable = messages
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find(|(_, m)| m.role == Role::Assistant || m.role == Role::User)
+            .map(|(i, _)| i)
+            .filter(|&i| {
+                i + 1 < messages.len() && messages[i + 1..].iter().any(|m| m.role == Role::User)
+            });
+        match droppable {
+            Some(i) => {
+                messages.remove(i);
+            }
+            None => {
+                return Err(BackendError::Unavailable(format!(
+                    "the message needs {tokens} tokens; the on-device model's context is {}",
+                    model.context()
+                )));
+            }
+        }
+    }
+}
