@@ -79,16 +79,32 @@ struct Stage {
     state: tempfile::TempDir,
     service: Option<ServiceProcess>,
     vehicle: cabin_vehicle_sim::Publisher,
+    config: Option<std::path::PathBuf>,
 }
 
 impl Stage {
     async fn new() -> Self {
+        Self::with_config(None).await
+    }
+
+    /// With `companion.toml` text for `--config`.
+    async fn with_config(config: Option<&str>) -> Self {
         let bus = TestBus::start().unwrap();
         let choice = BusChoice::Address(bus.address().to_string());
-        let vehicle =
-            cabin_vehicle_sim::Publisher::start(&choice, &cabin_vehicle_sim::Config::default())
-                .await
-                .unwrap();
+        // Midday in Shenzhen whenever the test runs: late-night care would change the replies.
+        let noon = chrono::DateTime::parse_from_rfc3339("2026-11-30T04:00:00Z")
+            .unwrap()
+            .to_utc();
+        let vehicle_config = cabin_vehicle_sim::Config {
+            vehicle: cabin_common::vehicle::VehicleState {
+                clock: cabin_common::clock::ClockSetting::anchored(chrono::Utc::now(), noon, 1.0),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let vehicle = cabin_vehicle_sim::Publisher::start(&choice, &vehicle_config)
+            .await
+            .unwrap();
         let conn = bus.connect().await.unwrap();
         let mut stage = Self {
             bus,
@@ -96,17 +112,28 @@ impl Stage {
             state: tempfile::tempdir().unwrap(),
             service: None,
             vehicle,
+            config: None,
         };
+        if let Some(text) = config {
+            let path = stage.state.path().join("companion.toml");
+            std::fs::write(&path, text).unwrap();
+            stage.config = Some(path);
+        }
         stage.start_service().await;
         stage
     }
 
     async fn start_service(&mut self) {
         let state = self.state.path().to_str().unwrap().to_string();
-        self.service = Some(
-            ServiceProcess::spawn(BIN, &["--bus", self.bus.address(), "--state-dir", &state])
-                .unwrap(),
-        );
+        let mut args = vec!["--bus", self.bus.address(), "--state-dir", &state];
+        let config = self
+            .config
+            .as_ref()
+            .map(|p| p.to_str().unwrap().to_string());
+        if let Some(config) = &config {
+            args.extend(["--config", config]);
+        }
+        self.service = Some(ServiceProcess::spawn(BIN, &args).unwrap());
         assert!(
             wait_for_name(&self.conn, BUS_NAME, Duration::from_secs(20)).await,
             "cabin-companiond owns its name"
@@ -451,4 +478,42 @@ async fn replies_follow_the_vehicle_and_actions_reach_the_wallpaper_service() {
         .await,
         "the wallpaper changed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_on_device_model_answers_over_the_bus() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../onnx/fixtures/tiny-lm")
+        .canonicalize()
+        .unwrap();
+    let config = format!(
+        "backends = [\"local\"]\n[local]\nmodel_dir = {:?}\nmax_new_tokens = 24\nmax_context = 4096\n",
+        model.display().to_string()
+    );
+    let stage = Stage::with_config(Some(&config)).await;
+    let companion = stage.companion().await;
+    assert_eq!(companion.backends().await.unwrap(), ["local", "offline"]);
+
+    let session = stage.session("night-drive-friend", "en-US").await;
+    for text in [
+        "hi, it's a long road tonight",
+        "my name is Alex",
+        "any music ideas?",
+    ] {
+        let heard = talk(&session, text).await;
+        assert_eq!(heard.streamed, heard.text, "{text}");
+        assert!(!heard.text.trim().is_empty(), "{text}");
+        assert_eq!(session.backend().await.unwrap(), "local", "{text}");
+    }
+    assert_eq!(session.turns().await.unwrap(), 3);
+
+    // Chinese is not the fixture's language: the offline engine answers, in Chinese.
+    let zh = stage.session("night-drive-friend", "zh-CN").await;
+    let heard = talk(&zh, "你好").await;
+    assert!(
+        heard.text.chars().any(cabin_companion::mood::is_cjk),
+        "{}",
+        heard.text
+    );
+    assert_eq!(zh.backend().await.unwrap(), "offline");
 }
