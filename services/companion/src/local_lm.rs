@@ -15,7 +15,8 @@ use cabin_lm::{Conversation, Limits, LmError, LmModel, LoadOptions, Message, Rol
 use serde::Deserialize;
 
 use crate::backend::{Backend, BackendError, Draft, Request};
-use crate::prompt::{self, ChatRole};
+use crate::mood::is_cjk;
+use crate::prompt::{self, ChatRole, Layout};
 
 /// `[local]` in companion.toml.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -39,8 +40,9 @@ impl Default for LocalLmConfig {
             model_dir: PathBuf::from("/usr/share/cabin/models/smollm2-135m-instruct"),
             threads: 1,
             max_context: 2048,
-            max_new_tokens: 160,
-            temperature: 0.7,
+            max_new_tokens: 96,
+            // Small models wander when sampled hot.
+            temperature: 0.5,
             top_p: 0.9,
             repetition_penalty: 1.15,
         }
@@ -138,7 +140,8 @@ impl Backend for LocalLmBackend {
         // About three characters a token in English, a bit over one in Chinese; the shaper
         // cuts the reply to `max_chars` at a sentence end anyway.
         let budget = (req.max_chars / 2 + 16).min(self.config.max_new_tokens);
-        let mut messages: Vec<Message> = prompt::messages(req)
+        let speaks_cjk = ["zh", "ja", "ko"].iter().any(|l| model.config().speaks(l));
+        let mut messages: Vec<Message> = prompt::layout(req, Layout::CacheFriendly)
             .into_iter()
             .map(|m| {
                 let role = match m.role {
@@ -146,7 +149,14 @@ impl Backend for LocalLmBackend {
                     ChatRole::User => Role::User,
                     ChatRole::Assistant => Role::Assistant,
                 };
-                Message::new(role, m.content)
+                // Bilingual cards carry Chinese beside the English; a small model that
+                // does not speak it copies it back as gibberish.
+                let content = if speaks_cjk || role == Role::User {
+                    m.content
+                } else {
+                    without_cjk(&m.content)
+                };
+                Message::new(role, content)
             })
             .collect();
         let prompt = fit_context(&model, &mut messages, budget)?;
@@ -231,5 +241,55 @@ fn fit_context(
                 )));
             }
         }
+    }
+}
+
+/// `text` without its runs of CJK characters (and the punctuation and spaces around them),
+/// line by line; lines left empty go.
+fn without_cjk(text: &str) -> String {
+    const CJK_PUNCTUATION: &str = "。，、！？：；“”‘’（）《》「」【】…—～·";
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut kept = String::new();
+        let mut in_run = false;
+        for c in line.chars() {
+            let cjk = is_cjk(c) || CJK_PUNCTUATION.contains(c);
+            if cjk {
+                in_run = true;
+            } else if in_run && (c.is_whitespace() || c.is_ascii_punctuation()) {
+                // the space or full stop that belonged to the removed run
+            } else {
+                in_run = false;
+                kept.push(c);
+            }
+        }
+        let kept = kept.trim_end();
+        let empty_turn = kept.ends_with(':') && kept.len() < 12;
+        if !kept.trim().is_empty() && !empty_turn {
+            out.push(kept.to_string());
+        } else if line.trim().is_empty() {
+            out.push(String::new());
+        }
+    }
+    out.join("\n").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chinese_is_taken_out_of_bilingual_text() {
+        assert_eq!(
+            without_cjk("Gentle, patient. 温柔、耐心、细心。 Soft-spoken."),
+            "Gentle, patient. Soft-spoken."
+        );
+        assert_eq!(
+            without_cjk(
+                "{{user}}: I'm tired.\n{{char}}: Rest a bit.\n{{user}}: 我有点困了。\n{{char}}: 辛苦了。"
+            ),
+            "{{user}}: I'm tired.\n{{char}}: Rest a bit."
+        );
+        assert_eq!(without_cjk("Only English here."), "Only English here.");
     }
 }

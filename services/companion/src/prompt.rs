@@ -39,6 +39,20 @@ impl ChatMessage {
 /// The conversation as chat messages: the persona (never its creator notes), what is
 /// remembered, the context and the policy, the recent turns, the new message.
 pub fn messages(req: &Request<'_>) -> Vec<ChatMessage> {
+    layout(req, Layout::Cloud)
+}
+
+/// Where the notes that change every turn go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// All in the first system message, as chat APIs expect.
+    Cloud,
+    /// In a system message just before the new user message, so the persona and the
+    /// earlier turns stay a stable prefix that an on-device model's KV cache reuses.
+    CacheFriendly,
+}
+
+pub fn layout(req: &Request<'_>, layout: Layout) -> Vec<ChatMessage> {
     let zh = req.lang == "zh";
     let mut system = req.card.system_text(&req.user);
     let facts = &req.memory.facts;
@@ -88,8 +102,11 @@ pub fn messages(req: &Request<'_>) -> Vec<ChatMessage> {
     } else {
         "Answer in English.".into()
     });
-    system.push_str("\n\n");
-    system.push_str(&notes.join("\n"));
+    let notes = notes.join("\n");
+    if layout == Layout::Cloud {
+        system.push_str("\n\n");
+        system.push_str(&notes);
+    }
     let mut messages = vec![ChatMessage::new(ChatRole::System, system)];
     for m in &req.memory.window {
         let role = if m.from_user {
@@ -98,6 +115,9 @@ pub fn messages(req: &Request<'_>) -> Vec<ChatMessage> {
             ChatRole::Assistant
         };
         messages.push(ChatMessage::new(role, m.text.clone()));
+    }
+    if layout == Layout::CacheFriendly {
+        messages.push(ChatMessage::new(ChatRole::System, notes));
     }
     messages.push(ChatMessage::new(ChatRole::User, req.text));
     let post = req.card.data.post_history_instructions.trim();
