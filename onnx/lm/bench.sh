@@ -38,5 +38,6 @@ for key, label in [("ttft_ms", "time to first token ms"), ("decode_ms_per_token"
 for r in refs[1:]:
     print(f"{r['runtime']}: time to first token {r['ttft_ms']:.1f} ms, decode {r['decode_ms_per_token']:.1f} ms/token "
           f"({r['decode_tokens_per_s']:.1f} tokens/s); tract/llama.cpp decode ratio {t['decode_ms_per_token'] / r['decode_ms_per_token']:.2f}")
+print(f"tract resident after the run: {t['rss_mib']:.0f} MiB")
 print(f"tract's greedy reply: {t['greedy_reply']!r}")
 PY

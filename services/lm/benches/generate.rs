@@ -136,7 +136,8 @@ fn main() {
         "ttft_ms": ttft_ms,
         "decode_ms_per_token": decode_ms,
         "decode_tokens_per_s": 1e3 / decode_ms,
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": status_mib("VmHWM:"),
+        "rss_mib": status_mib("VmRSS:"),
         "greedy_reply": done.text,
         "decode_step_ops": ops,
     });
@@ -151,13 +152,13 @@ fn argmax(v: &[f32]) -> u32 {
         .unwrap_or(0)
 }
 
-/// VmHWM from /proc (Linux).
-fn peak_rss_mib() -> f64 {
+/// A memory line of /proc/self/status (Linux), in MiB.
+fn status_mib(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map(|kb| kb / 1024.0)

@@ -60,7 +60,7 @@ impl LmConfig {
             self.head_dim,
             self.trained_context,
         ];
-        if sizes.contains(&0) || self.heads % self.kv_heads != 0 || self.layers > 1024 {
+        if sizes.contains(&0) || !self.heads.is_multiple_of(self.kv_heads) || self.layers > 1024 {
             return bad("sizes must be positive, heads a multiple of kv_heads".into());
         }
         if self.stop_token_ids.is_empty()

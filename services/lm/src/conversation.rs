@@ -125,11 +125,12 @@ impl Conversation {
             history.push(next);
             let text = self.model.decode(&produced)?;
             // A character split across tokens decodes to U+FFFD until its last byte arrives.
-            if !text.ends_with('\u{FFFD}') && text.len() > emitted {
-                if let Some(piece) = text.get(emitted..) {
-                    on_text(piece);
-                    emitted = text.len();
-                }
+            if !text.ends_with('\u{FFFD}')
+                && text.len() > emitted
+                && let Some(piece) = text.get(emitted..)
+            {
+                on_text(piece);
+                emitted = text.len();
             }
             if cancel.load(Ordering::SeqCst) {
                 return Err(LmError::Cancelled {
