@@ -1,5 +1,9 @@
 //! The bus contract of `cabin-companiond`, run as its own process on a private
-//! `dbus-daemon`, with the vehicle simulator and (for actions) the real wallpaper service.
+//! `dbus-daemon`, with the vehicle simulator and (for actions) the real wallpaper service;
+//! the cloud backend against a local server speaking the OpenAI streaming protocol, the
+//! on-device LM on the tiny random-weight LLaMA fixture.
+
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -516,4 +520,59 @@ async fn the_on_device_model_answers_over_the_bus() {
         heard.text
     );
     assert_eq!(zh.backend().await.unwrap(), "offline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloud_backend_answers_over_the_bus_and_falls_back_mid_stream() {
+    let server = support::ChatServer::start().await;
+    server
+        .then(support::Script::Text(vec![
+            "Hello Alex,",
+            " good to have",
+            " you on the road.",
+        ]))
+        .then(support::Script::Text(vec![
+            "Jazz sounds",
+            " perfect tonight.",
+        ]))
+        .then(support::Script::ErrorEvent(vec!["I was about to"]));
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("key");
+    std::fs::write(&key, "sk-bus-test\n").unwrap();
+    let config = format!(
+        "backends = [\"cloud\"]\ncloud_timeout_ms = 3000\n[cloud]\nbase_url = {:?}\nmodel = \"test-model\"\napi_key_file = {:?}\n",
+        server.base_url,
+        key.display().to_string()
+    );
+    let stage = Stage::with_config(Some(&config)).await;
+    assert_eq!(
+        stage.companion().await.backends().await.unwrap(),
+        ["cloud", "offline"]
+    );
+    let session = stage.session("warm-companion", "en-US").await;
+    let first = talk(&session, "hi, I'm Alex").await;
+    assert_eq!(first.text, "Hello Alex, good to have you on the road.");
+    assert_eq!(first.streamed, first.text);
+    assert_eq!(session.backend().await.unwrap(), "cloud");
+    let second = talk(&session, "any music ideas?").await;
+    assert_eq!(second.text, "Jazz sounds perfect tonight.");
+    // The third stream breaks off: what it streamed is withdrawn, the offline engine answers.
+    let third = talk(&session, "and after that?").await;
+    assert!(!third.text.contains("about to"), "{}", third.text);
+    assert_eq!(third.streamed, third.text);
+    assert_eq!(session.backend().await.unwrap(), "offline");
+    assert_eq!(session.turns().await.unwrap(), 3);
+    let seen = server.requests();
+    assert_eq!(seen[0].authorization, "Bearer sk-bus-test");
+    // The second request carries the first exchange.
+    let history: Vec<&str> = seen[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert!(
+        history.contains(&"Hello Alex, good to have you on the road."),
+        "{history:?}"
+    );
 }
