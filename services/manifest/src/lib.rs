@@ -72,6 +72,23 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The folder's manifest with every file checked. Without `required`, a folder with no
+    /// readable manifest loads unverified (`None`, logged); a manifest that is there but
+    /// does not match its files is refused either way.
+    pub fn open(dir: &Path, required: bool) -> Result<Option<Self>, ManifestError> {
+        match Self::read(dir) {
+            Ok(m) => {
+                m.verify(dir)?;
+                Ok(Some(m))
+            }
+            Err(e) if required => Err(e),
+            Err(e) => {
+                tracing::warn!("loading an unverified model from {}: {e}", dir.display());
+                Ok(None)
+            }
+        }
+    }
+
     /// Checks every listed file's sha256.
     pub fn verify(&self, dir: &Path) -> Result<(), ManifestError> {
         for (rel, expected) in &self.files {

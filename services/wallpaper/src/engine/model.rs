@@ -99,17 +99,7 @@ impl Model {
                 dir.display()
             )));
         }
-        let manifest = match Manifest::read(dir) {
-            Ok(m) => {
-                m.verify(dir)?;
-                Some(m)
-            }
-            Err(e) if options.require_manifest => return Err(e.into()),
-            Err(e) => {
-                tracing::warn!("loading an unverified model: {e}");
-                None
-            }
-        };
+        let manifest = Manifest::open(dir, options.require_manifest)?;
         let covered = |rel: &str| -> Result<PathBuf, EngineError> {
             if let Some(m) = &manifest {
                 m.require(rel)?;
