@@ -183,6 +183,14 @@ fn the_cockpit_in_headless_chromium() {
         json!("wallpaper:running companion:running voice:running feedback:running")
     );
 
+    // Midday first, whatever the hour in Shenzhen now: the night step below needs a change.
+    page.eval("{ const h = document.getElementById('hour'); h.value = 12; h.dispatchEvent(new Event('change')); } true");
+    page.wait_until(
+        "midday",
+        Duration::from_secs(60),
+        "document.getElementById('display').dataset.phase === 'day'",
+    );
+
     // Voice: progress, then the new wallpaper on the centre display.
     let shown: i64 = page
         .eval("+(document.getElementById('display').dataset.shown || 0)")
