@@ -32,6 +32,9 @@ pub struct LocalLmConfig {
     pub temperature: f32,
     pub top_p: f32,
     pub repetition_penalty: f32,
+    /// Unload the model after this long without a reply (0: keep it), to give its memory
+    /// back to the head unit between conversations.
+    pub idle_unload_secs: u64,
 }
 
 impl Default for LocalLmConfig {
@@ -45,6 +48,7 @@ impl Default for LocalLmConfig {
             temperature: 0.5,
             top_p: 0.9,
             repetition_penalty: 1.15,
+            idle_unload_secs: 600,
         }
     }
 }
@@ -73,17 +77,48 @@ impl LocalLmConfig {
 
 pub struct LocalLmBackend {
     config: LocalLmConfig,
-    /// The loaded model with its warm cache; `None` until the first reply or after `unload`.
-    loaded: Mutex<Option<Conversation>>,
+    /// The loaded model with its warm cache and when it last answered; `None` until the
+    /// first reply, after `unload`, and after an idle spell.
+    loaded: Arc<Mutex<Option<Loaded>>>,
+}
+
+struct Loaded {
+    conversation: Conversation,
+    last_used: Instant,
 }
 
 impl LocalLmBackend {
     pub fn new(config: LocalLmConfig) -> Result<Self, String> {
         config.validate()?;
-        Ok(Self {
-            config,
-            loaded: Mutex::new(None),
-        })
+        let loaded: Arc<Mutex<Option<Loaded>>> = Arc::new(Mutex::new(None));
+        if config.idle_unload_secs > 0 {
+            let idle = std::time::Duration::from_secs(config.idle_unload_secs);
+            let watched = Arc::downgrade(&loaded);
+            // Ends with the backend: it holds only a weak reference.
+            std::thread::Builder::new()
+                .name("lm-idle-unload".into())
+                .spawn(move || {
+                    let tick = (idle / 4).clamp(
+                        std::time::Duration::from_millis(50),
+                        std::time::Duration::from_secs(30),
+                    );
+                    loop {
+                        std::thread::sleep(tick);
+                        let Some(loaded) = watched.upgrade() else {
+                            return;
+                        };
+                        // A reply in progress holds the lock: never unloaded mid-reply.
+                        if let Ok(mut slot) = loaded.try_lock()
+                            && slot.as_ref().is_some_and(|l| l.last_used.elapsed() >= idle)
+                        {
+                            *slot = None;
+                            tracing::info!("on-device model unloaded after {idle:?} idle");
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start the idle-unload thread: {e}"))?;
+        }
+        Ok(Self { config, loaded })
     }
 
     /// Frees the model's memory; the next reply loads it again.
@@ -98,7 +133,7 @@ impl LocalLmBackend {
             .is_some()
     }
 
-    fn load(&self) -> Result<Conversation, BackendError> {
+    fn load(&self) -> Result<Loaded, BackendError> {
         let model = LmModel::load(
             &self.config.model_dir,
             &LoadOptions {
@@ -108,7 +143,10 @@ impl LocalLmBackend {
             },
         )
         .map_err(|e| BackendError::Unavailable(format!("on-device model: {e}")))?;
-        Ok(Conversation::new(Arc::new(model)))
+        Ok(Loaded {
+            conversation: Conversation::new(Arc::new(model)),
+            last_used: Instant::now(),
+        })
     }
 }
 
@@ -128,7 +166,9 @@ impl Backend for LocalLmBackend {
         if slot.is_none() {
             *slot = Some(self.load()?);
         }
-        let conversation = slot.as_mut().expect("loaded above");
+        let loaded = slot.as_mut().expect("loaded above");
+        loaded.last_used = Instant::now();
+        let conversation = &mut loaded.conversation;
         let model = conversation.model().clone();
         if !model.config().speaks(req.lang) {
             return Err(BackendError::Unavailable(format!(
@@ -183,7 +223,12 @@ impl Backend for LocalLmBackend {
                     BackendError::Timeout(deadline.saturating_duration_since(Instant::now()))
                 }
                 other => BackendError::Unavailable(format!("on-device model: {other}")),
-            })?;
+            });
+        // The idle clock starts when the reply ends.
+        if let Some(loaded) = slot.as_mut() {
+            loaded.last_used = Instant::now();
+        }
+        let done = done?;
         if done.text.trim().is_empty() {
             return Err(BackendError::Unavailable(
                 "the on-device model gave an empty reply".into(),

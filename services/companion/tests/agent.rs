@@ -744,3 +744,58 @@ fn a_missing_or_slow_on_device_model_falls_back_to_offline() {
     let (r, _) = say(&c, "warm-companion", "hello", parked(), 1, &fx);
     assert_eq!(r.backend, "offline");
 }
+
+#[test]
+fn an_idle_on_device_model_is_unloaded_and_loads_again() {
+    use cabin_companion::local_lm::LocalLmBackend;
+    let backend = LocalLmBackend::new(LocalLmConfig {
+        model_dir: tiny_lm(),
+        max_context: 4096,
+        max_new_tokens: 8,
+        idle_unload_secs: 1,
+        ..LocalLmConfig::default()
+    })
+    .unwrap();
+    assert!(!backend.is_loaded(), "nothing loads before the first reply");
+    let card =
+        cabin_companion::persona::Card::parse(include_str!("../personas/warm-companion.json"))
+            .unwrap();
+    let memory = cabin_companion::memory::Memory::default();
+    let vehicle = parked();
+    let allowed: Vec<String> = Vec::new();
+    let fx = Recorder::default();
+    let tools = cabin_companion::tools::ToolBox::new(&allowed, &fx, &vehicle);
+    let request = Request {
+        card: &card,
+        lang: "en",
+        text: "hello",
+        user: "friend".into(),
+        memory: &memory,
+        mood: cabin_companion::mood::detect("hello"),
+        care: Default::default(),
+        vehicle: &vehicle,
+        lore: Vec::new(),
+        max_chars: 120,
+        seed: 1,
+        tools: &tools,
+    };
+    let reply = |b: &LocalLmBackend| {
+        b.respond(
+            &request,
+            Instant::now() + Duration::from_secs(30),
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap()
+    };
+    let first = reply(&backend);
+    assert!(backend.is_loaded());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while backend.is_loaded() {
+        assert!(Instant::now() < deadline, "still loaded after 20 s idle");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Loaded again on demand, with the same words for the same seed.
+    assert_eq!(reply(&backend).text, first.text);
+    assert!(backend.is_loaded());
+}
