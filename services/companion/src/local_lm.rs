@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cabin_lm::{Conversation, Limits, LmError, LmModel, LoadOptions, Message, Role, Sampling};
+use cabin_lm::{
+    Conversation, Limits, LmConfig, LmError, LmModel, LoadOptions, Message, Role, Sampling,
+};
 use serde::Deserialize;
 
 use crate::backend::{Backend, BackendError, Draft, Request};
@@ -133,6 +135,17 @@ impl LocalLmBackend {
             .is_some()
     }
 
+    /// The model's languages from its `config.json` alone (loading verifies the rest).
+    fn languages(&self) -> Result<Vec<String>, BackendError> {
+        let path = self.config.model_dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            BackendError::Unavailable(format!("on-device model: {}: {e}", path.display()))
+        })?;
+        LmConfig::parse(&text)
+            .map(|c| c.languages)
+            .map_err(|e| BackendError::Unavailable(format!("on-device model: {e}")))
+    }
+
     fn load(&self) -> Result<Loaded, BackendError> {
         let model = LmModel::load(
             &self.config.model_dir,
@@ -163,6 +176,18 @@ impl Backend for LocalLmBackend {
         cancel: &AtomicBool,
     ) -> Result<Draft, BackendError> {
         let mut slot = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let languages = match slot.as_ref() {
+            Some(loaded) => loaded.conversation.model().config().languages.clone(),
+            // Asked before loading, so a language the model cannot answer costs no load.
+            None => self.languages()?,
+        };
+        if !languages.iter().any(|l| l == req.lang) {
+            return Err(BackendError::Unavailable(format!(
+                "the on-device model speaks {}, not {}",
+                languages.join(", "),
+                req.lang
+            )));
+        }
         if slot.is_none() {
             *slot = Some(self.load()?);
         }
@@ -170,13 +195,6 @@ impl Backend for LocalLmBackend {
         loaded.last_used = Instant::now();
         let conversation = &mut loaded.conversation;
         let model = conversation.model().clone();
-        if !model.config().speaks(req.lang) {
-            return Err(BackendError::Unavailable(format!(
-                "the on-device model speaks {}, not {}",
-                model.config().languages.join(", "),
-                req.lang
-            )));
-        }
         // About three characters a token in English, a bit over one in Chinese; the shaper
         // cuts the reply to `max_chars` at a sentence end anyway.
         let budget = (req.max_chars / 2 + 16).min(self.config.max_new_tokens);

@@ -788,6 +788,34 @@ fn an_idle_on_device_model_is_unloaded_and_loads_again() {
         )
         .unwrap()
     };
+    // A language the model does not speak is refused without loading it.
+    let chinese = Request {
+        card: &card,
+        lang: "zh",
+        text: "你好",
+        user: "朋友".into(),
+        memory: &memory,
+        mood: cabin_companion::mood::detect("你好"),
+        care: Default::default(),
+        vehicle: &vehicle,
+        lore: Vec::new(),
+        max_chars: 120,
+        seed: 1,
+        tools: &tools,
+    };
+    let refused = backend.respond(
+        &chinese,
+        Instant::now() + Duration::from_secs(30),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    );
+    assert!(
+        matches!(refused, Err(BackendError::Unavailable(_))),
+        "{:?}",
+        refused.err()
+    );
+    assert!(!backend.is_loaded());
+
     let first = reply(&backend);
     assert!(backend.is_loaded());
     let deadline = Instant::now() + Duration::from_secs(20);
