@@ -31,12 +31,20 @@ def ddim(config, steps):
         betas = np.linspace(b0**0.5, b1**0.5, n, dtype=np.float64) ** 2
     elif schedule == "linear":
         betas = np.linspace(b0, b1, n, dtype=np.float64)
+    elif schedule == "squaredcos_cap_v2":
+        def bar(t):
+            return np.cos((t + 0.008) / 1.008 * np.pi / 2) ** 2
+        i = np.arange(n, dtype=np.float64)
+        betas = np.minimum(1 - bar((i + 1) / n) / bar(i / n), 0.999)
     else:
         raise SystemExit(f"bench: beta_schedule {schedule} not handled here")
     ac = np.cumprod(1.0 - betas)
     ratio = n // steps
     offset = config.get("steps_offset", 0)
-    timesteps = (np.arange(0, steps) * ratio)[::-1] + offset
+    if config.get("timestep_spacing", "leading") == "trailing":
+        timesteps = np.round(np.arange(n, 0, -n / steps)).astype(np.int64) - 1
+    else:
+        timesteps = (np.arange(0, steps) * ratio)[::-1] + offset
     final = 1.0 if config.get("set_alpha_to_one", True) else ac[0]
     return ac, timesteps, ratio, final
 
@@ -121,6 +129,7 @@ def main():
     sched = json.loads((root / "scheduler/scheduler_config.json").read_text())
     ac, timesteps, ratio, final = ddim(sched, args.steps)
     cfg = args.guidance > 1.0
+    v_pred = sched.get("prediction_type", "epsilon") == "v_prediction"
     id_type = np.int32 if "int32" in text.get_inputs()[0].type else np.int64
 
     def run_once(seed):
@@ -137,11 +146,16 @@ def main():
             batch = np.concatenate([lat, lat]) if cfg else lat
             tt = np.full((batch.shape[0],), tstep, dtype=np.float32)
             out = unet.run(None, {"sample": batch, "timestep": tt, "encoder_hidden_states": hidden})[0]
-            eps = out[0:1] + args.guidance * (out[1:2] - out[0:1]) if cfg else out
+            pred = out[0:1] + args.guidance * (out[1:2] - out[0:1]) if cfg else out
             a = ac[tstep]
             prev = tstep - ratio
             ap_ = ac[prev] if prev >= 0 else final
-            x0 = (lat - np.sqrt(1 - a) * eps) / np.sqrt(a)
+            if v_pred:
+                x0 = np.sqrt(a) * lat - np.sqrt(1 - a) * pred
+                eps = np.sqrt(a) * pred + np.sqrt(1 - a) * lat
+            else:
+                eps = pred
+                x0 = (lat - np.sqrt(1 - a) * eps) / np.sqrt(a)
             lat = (np.sqrt(ap_) * x0 + np.sqrt(1 - ap_) * eps).astype(np.float32)
             steps.append(time.perf_counter() - s)
         timings["steps"] = steps

@@ -8,7 +8,8 @@
 # Needs the Python venv of onnx/requirements-fixtures.txt at onnx/.venv. Not part of the tests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-model=${1:-onnx/wallpaper-tiny}
+# cargo runs the bench from the package folder, so the model path must be absolute.
+model=$(realpath "${1:-onnx/wallpaper-tiny}")
 steps=${2:-20}
 guidance=${3:-7.5}
 threads=${4:-1}

@@ -1,8 +1,9 @@
 //! End-to-end wallpaper benchmark: prompt → display-size PNG through the tract pipeline.
 //!
 //! `cargo bench -p cabin-wallpaper --bench pipeline -- [--model DIR] [--steps N]
-//! [--guidance F] [--scheduler NAME] [--threads N] [--runs N] [--size WxH]`
-//! prints one JSON object; `onnx/bench/run.sh` runs it beside onnxruntime on the same ONNX
+//! [--guidance F] [--scheduler NAME] [--threads N] [--runs N] [--size WxH] [--ops | --ops-by-shape]`
+//! prints one JSON object (`--ops` adds the time per tract op kind on stderr, `--ops-by-shape`
+//! per op kind and input shapes); `onnx/bench/run.sh` runs it beside onnxruntime on the same ONNX
 //! files and prints the ratios. Not part of the test command.
 
 use std::sync::atomic::AtomicBool;
@@ -69,7 +70,12 @@ fn main() {
         (vec![], vec![], vec![], vec![], vec![]);
     let mut first_run = Duration::ZERO;
     let mut steps_run = 0;
+    let by_shape = args.iter().any(|a| a == "--ops-by-shape");
+    let ops = by_shape || args.iter().any(|a| a == "--ops");
     for run in 0..=runs {
+        if ops && run == 1 {
+            cabin_wallpaper::engine::model::op_profile::start(by_shape);
+        }
         let started = Instant::now();
         let out = engine
             .generate(&request, &AtomicBool::new(false), &mut |_| {})
@@ -88,6 +94,14 @@ fn main() {
         unet.extend(out.timings.unet_steps.iter().map(|&d| ms(d)));
         decode.push(ms(out.timings.decoder));
         finish.push(ms(finish_started.elapsed()));
+    }
+    if ops {
+        for (stage, op, spent) in cabin_wallpaper::engine::model::op_profile::take() {
+            eprintln!(
+                "{stage:>14} {op:<28} {:8.2} ms per run",
+                spent / runs as f64
+            );
+        }
     }
     let report = serde_json::json!({
         "engine": "tract",

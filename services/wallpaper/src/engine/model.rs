@@ -338,7 +338,13 @@ impl Net {
                 .set_input_fact(ix, fact)
                 .map_err(|e| self.error(format!("{e:#}")))?;
         }
-        let optimise = || model.into_optimized();
+        let stage = self.stage;
+        let optimise = || -> TractResult<TypedModel> {
+            let mut typed = model.into_typed()?.into_decluttered()?;
+            let direct = super::conv3x3::replace_convs(&mut typed)?;
+            tracing::debug!(stage, direct, "3x3 convolutions run direct");
+            typed.into_optimized()
+        };
         let typed = match tuned_knobs() {
             Some(scope) => scope.enter(optimise),
             None => optimise(),
@@ -378,9 +384,13 @@ impl Net {
         }
         let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape().to_vec()).collect();
         let plan = self.plan(&shapes)?;
-        let outputs = plan
-            .run(ordered.into_iter().map(|t| t.into_tvalue()).collect())
-            .map_err(|e| self.error(format!("{e:#}")))?;
+        let inputs = ordered.into_iter().map(|t| t.into_tvalue()).collect();
+        let outputs = if op_profile::enabled() {
+            op_profile::run(self.stage, &plan, inputs)
+        } else {
+            plan.run(inputs)
+        }
+        .map_err(|e| self.error(format!("{e:#}")))?;
         Ok(self
             .outputs
             .iter()
@@ -404,5 +414,69 @@ impl Net {
 
     pub fn output_names(&self) -> &[String] {
         &self.outputs
+    }
+}
+
+/// Time per tract op kind, summed over every network run while switched on: what the
+/// benchmark's `--ops` prints. Off (and free) unless [`op_profile::start`] was called.
+pub mod op_profile {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tract_onnx::prelude::*;
+
+    static ON: AtomicBool = AtomicBool::new(false);
+    static BY_SHAPE: AtomicBool = AtomicBool::new(false);
+    static SPENT: Mutex<Option<HashMap<(&'static str, String), f64>>> = Mutex::new(None);
+
+    /// `by_shape` keys the time by op name and input shapes too.
+    pub fn start(by_shape: bool) {
+        BY_SHAPE.store(by_shape, Ordering::SeqCst);
+        *SPENT.lock().unwrap_or_else(|p| p.into_inner()) = Some(HashMap::new());
+        ON.store(true, Ordering::SeqCst);
+    }
+
+    /// Milliseconds per (stage, op name), largest first; switches profiling off.
+    pub fn take() -> Vec<(&'static str, String, f64)> {
+        ON.store(false, Ordering::SeqCst);
+        let spent = SPENT.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut rows: Vec<_> = spent
+            .unwrap_or_default()
+            .into_iter()
+            .map(|((stage, op), ms)| (stage, op, ms))
+            .collect();
+        rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+        rows
+    }
+
+    pub(super) fn enabled() -> bool {
+        ON.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn run(
+        stage: &'static str,
+        plan: &super::Plan,
+        inputs: TVec<TValue>,
+    ) -> TractResult<TVec<TValue>> {
+        let mut spent: HashMap<String, f64> = HashMap::new();
+        let mut state = plan.spawn()?;
+        let outputs = state.run_plan_with_eval(inputs, |ctx, op_state, node, inputs| {
+            let mut key = node.op().name().to_string();
+            if BY_SHAPE.load(Ordering::Relaxed) {
+                let ins: Vec<_> = inputs.iter().map(|i| i.shape().to_vec()).collect();
+                key = format!("{key} {ins:?}");
+            }
+            let started = std::time::Instant::now();
+            let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+            *spent.entry(key).or_default() += started.elapsed().as_secs_f64() * 1e3;
+            out
+        })?;
+        if let Some(total) = SPENT.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            for (op, ms) in spent {
+                *total.entry((stage, op)).or_default() += ms;
+            }
+        }
+        Ok(outputs)
     }
 }

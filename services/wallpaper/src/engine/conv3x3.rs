@@ -1,0 +1,629 @@
+//! A direct 3x3 convolution for tract plans: stride 1, padding 1, group 1, NCHW f32, the
+//! shape of nearly every convolution in an SD-family UNet and VAE decoder.
+//!
+//! tract 0.23 runs these as im2col + matrix product and spends as long building the patch
+//! matrix as multiplying (`onnx/bench/README.md`). Here the input is padded once and laid out
+//! flat, row after row with the two padding columns between rows; output point `p = y*Wp + x`
+//! is then `sum over c, ky, kx of w[c,ky,kx] * in[c][p + ky*Wp + kx]`, nine shifted runs of
+//! the same flat array. So the padded image is its own patch matrix: a register-blocked kernel
+//! reads it straight, eight output channels by one run of points at a time. The two points per
+//! row that fall on padding columns are computed and thrown away.
+//!
+//! [`replace_convs`] swaps these convolutions into a decluttered plan before tract optimises
+//! it; `CABIN_TRACT_CONV=1` keeps tract's own (for comparisons).
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::PaddingSpec;
+use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+/// Output channels per register block; the packed weights are laid out in blocks of this.
+const MR: usize = 8;
+/// Points per tile: the widest kernel's run (3 AVX-512 vectors); narrower kernels split it.
+const NT: usize = 48;
+
+/// Weights of one convolution packed for the kernels: `[block][c][tap][MR]`, the output
+/// channels past `cout` zero.
+#[derive(Debug)]
+struct Packed {
+    cin: usize,
+    cout: usize,
+    weights: Vec<f32>,
+}
+
+impl Packed {
+    /// `kernel` is OIHW `[cout, cin, 3, 3]`.
+    fn new(kernel: &[f32], cout: usize, cin: usize) -> Self {
+        let blocks = cout.div_ceil(MR);
+        let mut weights = vec![0.0; blocks * cin * 9 * MR];
+        for o in 0..cout {
+            let (block, lane) = (o / MR, o % MR);
+            for c in 0..cin {
+                for tap in 0..9 {
+                    weights[((block * cin + c) * 9 + tap) * MR + lane] =
+                        kernel[(o * cin + c) * 9 + tap];
+                }
+            }
+        }
+        Self { cin, cout, weights }
+    }
+
+    fn block(&self, block: usize) -> &[f32] {
+        let len = self.cin * 9 * MR;
+        &self.weights[block * len..(block + 1) * len]
+    }
+}
+
+/// Which register-blocked kernel runs a tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Kernel {
+    fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Self::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Self::Avx2;
+            }
+        }
+        Self::Portable
+    }
+
+    /// All kernels this machine can run (the tests check each against the plain sum).
+    #[cfg(test)]
+    fn available() -> Vec<Self> {
+        let mut all = vec![Self::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                all.push(Self::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                all.push(Self::Avx512);
+            }
+        }
+        all
+    }
+
+    /// One tile: `out[m][j] = sum over c, tap of w[c][tap][m] * input[c*stride + off[tap] + j]`
+    /// for `m < MR`, `j < NT`.
+    fn tile(
+        self,
+        input: &[f32],
+        stride: usize,
+        offsets: &[usize; 9],
+        weights: &[f32],
+        out: &mut [[f32; NT]; MR],
+    ) {
+        let cin = weights.len() / (9 * MR);
+        // The kernels read without bounds checks; this is what makes that sound.
+        let reach = (cin - 1) * stride + offsets[8] + NT;
+        assert!(input.len() >= reach && weights.len() == cin * 9 * MR);
+        match self {
+            Self::Portable => tile_portable(input, stride, offsets, weights, out),
+            // SAFETY: the feature was detected in `best`/`available`; the assert above bounds
+            // every read.
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => unsafe { x86::tile_avx2(input, stride, offsets, weights, out) },
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => unsafe { x86::tile_avx512(input, stride, offsets, weights, out) },
+        }
+    }
+}
+
+fn tile_portable(
+    input: &[f32],
+    stride: usize,
+    offsets: &[usize; 9],
+    weights: &[f32],
+    out: &mut [[f32; NT]; MR],
+) {
+    // 16 points at a time keeps the accumulators in vector registers on NEON and SSE.
+    const W: usize = 16;
+    for part in 0..NT / W {
+        let mut acc = [[0.0f32; W]; MR];
+        for (c, taps) in weights.chunks_exact(9 * MR).enumerate() {
+            let channel = &input[c * stride + part * W..];
+            for (tap, w) in taps.chunks_exact(MR).enumerate() {
+                let x: &[f32; W] = channel[offsets[tap]..offsets[tap] + W]
+                    .try_into()
+                    .expect("W points");
+                for m in 0..MR {
+                    for j in 0..W {
+                        acc[m][j] += w[m] * x[j];
+                    }
+                }
+            }
+        }
+        for m in 0..MR {
+            out[m][part * W..(part + 1) * W].copy_from_slice(&acc[m]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{MR, NT};
+    use std::arch::x86_64::*;
+
+    /// 8 channels x 48 points in 24 zmm accumulators.
+    ///
+    /// # Safety
+    /// AVX-512F is available and `input`/`weights` are as long as `Kernel::tile` asserts.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile_avx512(
+        input: &[f32],
+        stride: usize,
+        offsets: &[usize; 9],
+        weights: &[f32],
+        out: &mut [[f32; NT]; MR],
+    ) {
+        let cin = weights.len() / (9 * MR);
+        let mut acc = [[_mm512_setzero_ps(); 3]; MR];
+        let mut w = weights.as_ptr();
+        for c in 0..cin {
+            let channel = unsafe { input.as_ptr().add(c * stride) };
+            for &off in offsets {
+                let x = unsafe {
+                    let p = channel.add(off);
+                    [
+                        _mm512_loadu_ps(p),
+                        _mm512_loadu_ps(p.add(16)),
+                        _mm512_loadu_ps(p.add(32)),
+                    ]
+                };
+                for (m, row) in acc.iter_mut().enumerate() {
+                    let wm = _mm512_set1_ps(unsafe { *w.add(m) });
+                    for (a, &xv) in row.iter_mut().zip(&x) {
+                        *a = _mm512_fmadd_ps(wm, xv, *a);
+                    }
+                }
+                w = unsafe { w.add(MR) };
+            }
+        }
+        for (row, dst) in acc.iter().zip(out.iter_mut()) {
+            for (v, a) in row.iter().enumerate() {
+                unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add(16 * v), *a) };
+            }
+        }
+    }
+
+    /// 4 channels x 24 points in 12 ymm accumulators, twice per 8-channel block.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are available and `input`/`weights` are as long as `Kernel::tile` asserts.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile_avx2(
+        input: &[f32],
+        stride: usize,
+        offsets: &[usize; 9],
+        weights: &[f32],
+        out: &mut [[f32; NT]; MR],
+    ) {
+        let cin = weights.len() / (9 * MR);
+        for half in 0..2 {
+            for part in 0..NT / 24 {
+                let mut acc = [[_mm256_setzero_ps(); 3]; 4];
+                let mut w = unsafe { weights.as_ptr().add(4 * half) };
+                for c in 0..cin {
+                    let channel = unsafe { input.as_ptr().add(c * stride + 24 * part) };
+                    for &off in offsets {
+                        let x = unsafe {
+                            let p = channel.add(off);
+                            [
+                                _mm256_loadu_ps(p),
+                                _mm256_loadu_ps(p.add(8)),
+                                _mm256_loadu_ps(p.add(16)),
+                            ]
+                        };
+                        for (m, row) in acc.iter_mut().enumerate() {
+                            let wm = _mm256_set1_ps(unsafe { *w.add(m) });
+                            for (a, &xv) in row.iter_mut().zip(&x) {
+                                *a = _mm256_fmadd_ps(wm, xv, *a);
+                            }
+                        }
+                        w = unsafe { w.add(MR) };
+                    }
+                }
+                for (m, row) in acc.iter().enumerate() {
+                    let dst = &mut out[4 * half + m][24 * part..];
+                    for (v, a) in row.iter().enumerate() {
+                        unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(8 * v), *a) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the convolution on one image: `input` is `[cin, h, w]`, `output` `[cout, h, w]`,
+/// `bias` one value per output channel.
+fn conv_image(
+    kernel: Kernel,
+    packed: &Packed,
+    bias: &[f32],
+    input: &[f32],
+    h: usize,
+    w: usize,
+    output: &mut [f32],
+) {
+    let wp = w + 2;
+    let points = h * wp;
+    let tiles = points.div_ceil(NT);
+    // Room for the last tile's furthest tap past the padded image.
+    let stride = tiles * NT + 2 * wp + 2;
+    let mut padded = vec![0.0f32; packed.cin * stride];
+    for c in 0..packed.cin {
+        for y in 0..h {
+            let src = &input[(c * h + y) * w..][..w];
+            padded[c * stride + (y + 1) * wp + 1..][..w].copy_from_slice(src);
+        }
+    }
+    let offsets: [usize; 9] = std::array::from_fn(|tap| (tap / 3) * wp + tap % 3);
+    let mut tile = [[0.0f32; NT]; MR];
+    for block in 0..packed.cout.div_ceil(MR) {
+        let weights = packed.block(block);
+        let channels = (packed.cout - block * MR).min(MR);
+        for t in 0..tiles {
+            kernel.tile(&padded[t * NT..], stride, &offsets, weights, &mut tile);
+            // Scatter the tile's points back to rows, skipping the padding columns.
+            for (m, values) in tile.iter().take(channels).enumerate() {
+                let o = block * MR + m;
+                let bias = bias[o];
+                let plane = &mut output[o * h * w..(o + 1) * h * w];
+                let mut p = t * NT;
+                let end = ((t + 1) * NT).min(points);
+                while p < end {
+                    let (y, x) = (p / wp, p % wp);
+                    let run = (wp - x).min(end - p);
+                    if x < w {
+                        let valid = run.min(w - x);
+                        let src = &values[p - t * NT..][..valid];
+                        for (dst, v) in plane[y * w + x..][..valid].iter_mut().zip(src) {
+                            *dst = v + bias;
+                        }
+                    }
+                    p += run;
+                }
+            }
+        }
+    }
+}
+
+/// The tract op: inputs `[n, cin, h, w]` and the bias (one value, or one per output channel,
+/// in any shape: tract folds a following per-channel add into it, so it need not be a
+/// constant); output `[n, cout, h, w]`.
+#[derive(Debug, Clone)]
+pub(crate) struct DirectConv3x3 {
+    packed: Arc<Packed>,
+    kernel: Kernel,
+}
+
+// tract compares ops to merge identical nodes; weights compare by bits, so NaN equals itself.
+impl PartialEq for DirectConv3x3 {
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |p: &Packed| {
+            (
+                p.cin,
+                p.cout,
+                p.weights.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            )
+        };
+        self.kernel == other.kernel
+            && (Arc::ptr_eq(&self.packed, &other.packed)
+                || bits(&self.packed) == bits(&other.packed))
+    }
+}
+
+impl Eq for DirectConv3x3 {}
+
+impl Op for DirectConv3x3 {
+    fn name(&self) -> StaticName {
+        "DirectConv3x3".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} -> {} channels, {:?} kernel",
+            self.packed.cin, self.packed.cout, self.kernel
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DirectConv3x3 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (input, bias) = args_2!(inputs);
+        let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
+        let cout = self.packed.cout;
+        let bias: Vec<f32> = match bias.len() {
+            1 => vec![bias[0]; cout],
+            n if n == cout => bias.to_vec(),
+            n => bail!("DirectConv3x3: {n} bias values for {cout} output channels"),
+        };
+        let shape = input.shape();
+        ensure!(
+            shape.len() == 4 && shape[1] == self.packed.cin,
+            "DirectConv3x3 expects [n, {}, h, w], got {shape:?}",
+            self.packed.cin
+        );
+        let (n, h, w) = (shape[0], shape[2], shape[3]);
+        let data = input.try_as_plain_ram()?.as_slice::<f32>()?;
+        let mut output = vec![0.0f32; n * self.packed.cout * h * w];
+        if h * w > 0 {
+            for (image, out) in data
+                .chunks_exact(self.packed.cin * h * w)
+                .zip(output.chunks_exact_mut(self.packed.cout * h * w))
+            {
+                conv_image(self.kernel, &self.packed, &bias, image, h, w, out);
+            }
+        }
+        let tensor = Tensor::from_shape(&[n, self.packed.cout, h, w], &output)?;
+        Ok(tvec!(tensor.into_tvalue()))
+    }
+}
+
+impl TypedOp for DirectConv3x3 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shape = &inputs[0].shape;
+        ensure!(shape.rank() == 4);
+        let out = [
+            shape[0].clone(),
+            self.packed.cout.to_dim(),
+            shape[2].clone(),
+            shape[3].clone(),
+        ];
+        ensure!(inputs.len() == 2);
+        Ok(tvec!(f32::fact(out)))
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let shape = &inputs[0].shape;
+        let points = shape[0].clone() * &shape[2] * &shape[3];
+        Ok(tvec!((
+            Cost::FMA(f32::datum_type()),
+            points * (self.packed.cin * 9 * self.packed.cout)
+        )))
+    }
+
+    as_op!();
+}
+
+/// The direct op for `node`, when it is a convolution this file handles.
+fn direct_for(model: &TypedModel, node: &TypedNode, kernel: Kernel) -> Option<DirectConv3x3> {
+    let conv = node.op_as::<Conv>()?;
+    let spec = &conv.pool_spec;
+    let ones = |v: &Option<TVec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&d| d == 1));
+    let padded_by_one = match &spec.padding {
+        PaddingSpec::Explicit(before, after) | PaddingSpec::ExplicitOnnxPool(before, after, _) => {
+            before.iter().chain(after).all(|&p| p == 1)
+        }
+        PaddingSpec::SameUpper | PaddingSpec::SameLower => true,
+        PaddingSpec::Valid => false,
+    };
+    if conv.q_params.is_some()
+        || conv.group != 1
+        || conv.kernel_fmt != KernelFormat::OIHW
+        || spec.data_format != DataFormat::NCHW
+        || spec.kernel_shape.as_slice() != [3, 3]
+        || !ones(&spec.strides)
+        || !ones(&spec.dilations)
+        || !padded_by_one
+        || node.inputs.len() != 3
+    {
+        return None;
+    }
+    let input = model.outlet_fact(node.inputs[0]).ok()?;
+    if input.datum_type != f32::datum_type() || input.rank() != 4 {
+        return None;
+    }
+    let weights = model.outlet_fact(node.inputs[1]).ok()?.konst.clone()?;
+    let bias = model.outlet_fact(node.inputs[2]).ok()?;
+    let (cout, cin) = (spec.output_channels, spec.input_channels);
+    if weights.shape() != [cout, cin, 3, 3]
+        || weights.datum_type() != f32::datum_type()
+        || bias.datum_type != f32::datum_type()
+        || !(bias.shape.volume() == 1.to_dim() || bias.shape.volume() == cout.to_dim())
+    {
+        return None;
+    }
+    let weights = weights.try_as_plain_ram().ok()?;
+    let packed = Packed::new(weights.as_slice::<f32>().ok()?, cout, cin);
+    Some(DirectConv3x3 {
+        packed: Arc::new(packed),
+        kernel,
+    })
+}
+
+/// Replaces every convolution [`DirectConv3x3`] handles in a decluttered `model`; returns how
+/// many. Left alone with `CABIN_TRACT_CONV=1`.
+pub(crate) fn replace_convs(model: &mut TypedModel) -> TractResult<usize> {
+    if std::env::var_os("CABIN_TRACT_CONV").is_some_and(|v| v == "1") {
+        return Ok(0);
+    }
+    let kernel = Kernel::best();
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(op) = direct_for(model, node, kernel) else {
+            continue;
+        };
+        let (name, input, bias) = (node.name.clone(), node.inputs[0], node.inputs[2]);
+        let mut patch = TypedModelPatch::new("direct-conv3x3");
+        let input = patch.tap_model(model, input)?;
+        let bias = patch.tap_model(model, bias)?;
+        let output = patch.wire_node(name, op, &[input, bias])?[0];
+        patch.shunt_outside(model, id.into(), output)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The textbook sum, zero padding, for comparison.
+    fn reference(
+        input: &[f32],
+        kernel: &[f32],
+        bias: &[f32],
+        (cin, cout, h, w): (usize, usize, usize, usize),
+    ) -> Vec<f32> {
+        let mut out = vec![0.0; cout * h * w];
+        for o in 0..cout {
+            for y in 0..h {
+                for x in 0..w {
+                    let mut sum = f64::from(bias[o]);
+                    for c in 0..cin {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) = (y + ky, x + kx);
+                                if iy < 1 || ix < 1 || iy > h || ix > w {
+                                    continue;
+                                }
+                                let v = input[(c * h + iy - 1) * w + ix - 1];
+                                sum += f64::from(v * kernel[((o * cin + c) * 3 + ky) * 3 + kx]);
+                            }
+                        }
+                    }
+                    out[(o * h + y) * w + x] = sum as f32;
+                }
+            }
+        }
+        out
+    }
+
+    fn noise(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = crate::engine::rng::NoiseRng::new(seed);
+        (0..len).map(|_| rng.normal() as f32).collect()
+    }
+
+    #[test]
+    fn every_kernel_matches_the_plain_sum_on_awkward_shapes() {
+        // Channel counts off the block size, rows shorter and longer than a tile, one pixel.
+        let shapes = [
+            (1, 1, 1, 1),
+            (3, 5, 7, 9),
+            (4, 8, 16, 40),
+            (17, 13, 5, 61),
+            (8, 20, 2, 3),
+        ];
+        for kernel in Kernel::available() {
+            for (i, &(cin, cout, h, w)) in shapes.iter().enumerate() {
+                let input = noise(cin * h * w, i as u64);
+                let weights = noise(cout * cin * 9, 100 + i as u64);
+                let bias = noise(cout, 200 + i as u64);
+                let packed = Packed::new(&weights, cout, cin);
+                let mut got = vec![f32::NAN; cout * h * w];
+                conv_image(kernel, &packed, &bias, &input, h, w, &mut got);
+                let want = reference(&input, &weights, &bias, (cin, cout, h, w));
+                for (j, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{kernel:?} {cin}->{cout} {h}x{w} point {j}: {g} != {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_plan_with_the_direct_op_gives_what_tract_gives() {
+        // Two convolutions, a per-channel runtime add (a UNet's time embedding: at batch 1
+        // tract folds it into the first one's bias) and an activation between; tract's own
+        // plan and the rewritten one must agree, and the rewritten one must hold no Conv.
+        let (cin, mid, cout, h, w) = (6, 16, 5, 9, 23);
+        for batch in [1, 2] {
+            let build = || -> TractResult<TypedModel> {
+                let mut model = TypedModel::default();
+                let x = model.add_source("x", f32::fact([batch, cin, h, w]))?;
+                let t = model.add_source("t", f32::fact([1, mid, 1, 1]))?;
+                let conv = |model: &mut TypedModel, name: &str, x, ci: usize, co: usize, seed| {
+                    let k = model.add_const(
+                        format!("{name}.k"),
+                        Tensor::from_shape(&[co, ci, 3, 3], &noise(co * ci * 9, seed))?,
+                    )?;
+                    let b = model.add_const(
+                        format!("{name}.b"),
+                        Tensor::from_shape(&[co], &noise(co, seed + 1))?,
+                    )?;
+                    let spec = tract_onnx::tract_core::ops::cnn::PoolSpec {
+                        data_format: DataFormat::NCHW,
+                        kernel_shape: tvec![3, 3],
+                        padding: PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]),
+                        dilations: None,
+                        strides: None,
+                        input_channels: ci,
+                        output_channels: co,
+                    };
+                    let op = Conv::new(spec, KernelFormat::OIHW, 1, None);
+                    Ok::<_, TractError>(model.wire_node(name, op, &[x, k, b])?[0])
+                };
+                let y = conv(&mut model, "a", x, cin, mid, 1)?;
+                let y =
+                    model.wire_node("temb", tract_onnx::tract_core::ops::math::add(), &[y, t])?[0];
+                let zero = model.add_const("zero", tensor0(0f32).broadcast_into_rank(4)?)?;
+                let y = model.wire_node(
+                    "relu",
+                    tract_onnx::tract_core::ops::math::max(),
+                    &[y, zero],
+                )?[0];
+                let z = conv(&mut model, "b", y, mid, cout, 3)?;
+                model.select_output_outlets(&[z])?;
+                Ok(model)
+            };
+            let input = || {
+                tvec![
+                    Tensor::from_shape(&[batch, cin, h, w], &noise(batch * cin * h * w, 9))
+                        .unwrap()
+                        .into_tvalue(),
+                    Tensor::from_shape(&[1, mid, 1, 1], &noise(mid, 10))
+                        .unwrap()
+                        .into_tvalue(),
+                ]
+            };
+            let tract_plan = build().unwrap().into_optimized().unwrap();
+            let want = tract_plan.into_runnable().unwrap().run(input()).unwrap();
+
+            let mut ours = build().unwrap().into_decluttered().unwrap();
+            assert_eq!(replace_convs(&mut ours).unwrap(), 2, "batch {batch}");
+            let ours = ours.into_optimized().unwrap();
+            assert!(ours.nodes().iter().all(|n| n.op_as::<Conv>().is_none()));
+            let got = ours.into_runnable().unwrap().run(input()).unwrap();
+            let got = got[0].to_plain_array_view::<f32>().unwrap();
+            let want = want[0].to_plain_array_view::<f32>().unwrap();
+            assert_eq!(got.shape(), want.shape());
+            for (g, e) in got.iter().zip(want.iter()) {
+                assert!(
+                    (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "batch {batch}: {g} != {e}"
+                );
+            }
+        }
+    }
+}
