@@ -101,7 +101,7 @@ impl Kernel {
         all
     }
 
-    /// One tile: `out[m][j] = sum over c, tap of w[c][tap][m] * input[c*stride + off[tap] + j]`
+    /// One tile: `out[m*NT + j] = sum over c, tap of w[c][tap][m] * input[c*stride + off[tap] + j]`
     /// for `m < MR`, `j < NT`.
     fn tile(
         self,
@@ -109,12 +109,12 @@ impl Kernel {
         stride: usize,
         offsets: &[usize; 9],
         weights: &[f32],
-        out: &mut [[f32; NT]; MR],
+        out: &mut [f32],
     ) {
         let cin = weights.len() / (9 * MR);
-        // The kernels read without bounds checks; this is what makes that sound.
+        // The kernels read and write without bounds checks; this is what makes that sound.
         let reach = (cin - 1) * stride + offsets[8] + NT;
-        assert!(input.len() >= reach && weights.len() == cin * 9 * MR);
+        assert!(input.len() >= reach && weights.len() == cin * 9 * MR && out.len() == MR * NT);
         match self {
             Self::Portable => tile_portable(input, stride, offsets, weights, out),
             // SAFETY: the feature was detected in `best`/`available`; the assert above bounds
@@ -132,7 +132,7 @@ fn tile_portable(
     stride: usize,
     offsets: &[usize; 9],
     weights: &[f32],
-    out: &mut [[f32; NT]; MR],
+    out: &mut [f32],
 ) {
     // 16 points at a time keeps the accumulators in vector registers on NEON and SSE.
     const W: usize = 16;
@@ -151,8 +151,8 @@ fn tile_portable(
                 }
             }
         }
-        for m in 0..MR {
-            out[m][part * W..(part + 1) * W].copy_from_slice(&acc[m]);
+        for (m, acc) in acc.iter().enumerate() {
+            out[m * NT + part * W..][..W].copy_from_slice(acc);
         }
     }
 }
@@ -172,7 +172,7 @@ mod x86 {
         stride: usize,
         offsets: &[usize; 9],
         weights: &[f32],
-        out: &mut [[f32; NT]; MR],
+        out: &mut [f32],
     ) {
         let cin = weights.len() / (9 * MR);
         let mut acc = [[_mm512_setzero_ps(); 3]; MR];
@@ -197,9 +197,9 @@ mod x86 {
                 w = unsafe { w.add(MR) };
             }
         }
-        for (row, dst) in acc.iter().zip(out.iter_mut()) {
+        for (m, row) in acc.iter().enumerate() {
             for (v, a) in row.iter().enumerate() {
-                unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add(16 * v), *a) };
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(m * NT + 16 * v), *a) };
             }
         }
     }
@@ -214,7 +214,7 @@ mod x86 {
         stride: usize,
         offsets: &[usize; 9],
         weights: &[f32],
-        out: &mut [[f32; NT]; MR],
+        out: &mut [f32],
     ) {
         let cin = weights.len() / (9 * MR);
         for half in 0..2 {
@@ -242,9 +242,9 @@ mod x86 {
                     }
                 }
                 for (m, row) in acc.iter().enumerate() {
-                    let dst = &mut out[4 * half + m][24 * part..];
+                    let dst = unsafe { out.as_mut_ptr().add((4 * half + m) * NT + 24 * part) };
                     for (v, a) in row.iter().enumerate() {
-                        unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(8 * v), *a) };
+                        unsafe { _mm256_storeu_ps(dst.add(8 * v), *a) };
                     }
                 }
             }
@@ -276,29 +276,51 @@ fn conv_image(
         }
     }
     let offsets: [usize; 9] = std::array::from_fn(|tap| (tap / 3) * wp + tap % 3);
-    let mut tile = [[0.0f32; NT]; MR];
-    for block in 0..packed.cout.div_ceil(MR) {
-        let weights = packed.block(block);
-        let channels = (packed.cout - block * MR).min(MR);
-        for t in 0..tiles {
-            kernel.tile(&padded[t * NT..], stride, &offsets, weights, &mut tile);
-            // Scatter the tile's points back to rows, skipping the padding columns.
-            for (m, values) in tile.iter().take(channels).enumerate() {
-                let o = block * MR + m;
-                let bias = bias[o];
-                let plane = &mut output[o * h * w..(o + 1) * h * w];
-                let mut p = t * NT;
-                let end = ((t + 1) * NT).min(points);
-                while p < end {
-                    let (y, x) = (p / wp, p % wp);
-                    let run = (wp - x).min(end - p);
-                    if x < w {
-                        let valid = run.min(w - x);
-                        let src = &values[p - t * NT..][..valid];
-                        for (dst, v) in plane[y * w + x..][..valid].iter_mut().zip(src) {
-                            *dst = v + bias;
-                        }
+    // Each tile's results, all output blocks of it together, so tiles can run in parallel;
+    // the tile's stretch of the padded input stays in cache across the blocks.
+    let blocks = packed.cout.div_ceil(MR);
+    let per_tile = blocks * MR * NT;
+    let mut results = vec![0.0f32; tiles * per_tile];
+    let run_tile = |(t, out): (usize, &mut [f32])| {
+        for (block, out) in out.chunks_exact_mut(MR * NT).enumerate() {
+            kernel.tile(
+                &padded[t * NT..],
+                stride,
+                &offsets,
+                packed.block(block),
+                out,
+            );
+        }
+    };
+    match tract_linalg::multithread::current_tract_executor() {
+        tract_linalg::multithread::Executor::MultiThread(pool) => pool.install(|| {
+            use rayon::prelude::*;
+            results
+                .par_chunks_mut(per_tile)
+                .enumerate()
+                .for_each(run_tile);
+        }),
+        _ => results.chunks_mut(per_tile).enumerate().for_each(run_tile),
+    }
+    // Back to rows, skipping the padding columns.
+    for o in 0..packed.cout {
+        let bias = bias[o];
+        let (block, m) = (o / MR, o % MR);
+        let plane = &mut output[o * h * w..(o + 1) * h * w];
+        for (y, row) in plane.chunks_exact_mut(w).enumerate() {
+            for (x0, dst) in row.chunks_mut(NT).enumerate() {
+                // Output row y, columns from x0*NT: flat points p..p+len, maybe across tiles.
+                let mut p = y * wp + x0 * NT;
+                let mut dst = &mut dst[..];
+                while !dst.is_empty() {
+                    let (t, j) = (p / NT, p % NT);
+                    let run = (NT - j).min(dst.len());
+                    let src = &results[t * per_tile + (block * MR + m) * NT + j..][..run];
+                    let (head, rest) = dst.split_at_mut(run);
+                    for (d, v) in head.iter_mut().zip(src) {
+                        *d = v + bias;
                     }
+                    dst = rest;
                     p += run;
                 }
             }
@@ -539,14 +561,20 @@ mod tests {
                 let weights = noise(cout * cin * 9, 100 + i as u64);
                 let bias = noise(cout, 200 + i as u64);
                 let packed = Packed::new(&weights, cout, cin);
-                let mut got = vec![f32::NAN; cout * h * w];
-                conv_image(kernel, &packed, &bias, &input, h, w, &mut got);
                 let want = reference(&input, &weights, &bias, (cin, cout, h, w));
-                for (j, (g, e)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                        "{kernel:?} {cin}->{cout} {h}x{w} point {j}: {g} != {e}"
-                    );
+                // On the calling thread, and split over a pool as tract's executor runs it.
+                for threads in [1, 3] {
+                    let mut got = vec![f32::NAN; cout * h * w];
+                    let pool = tract_linalg::multithread::Executor::multithread(threads);
+                    tract_linalg::multithread::multithread_tract_scope(pool, || {
+                        conv_image(kernel, &packed, &bias, &input, h, w, &mut got)
+                    });
+                    for (j, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                            "{kernel:?} {threads} threads {cin}->{cout} {h}x{w} point {j}: {g} != {e}"
+                        );
+                    }
                 }
             }
         }

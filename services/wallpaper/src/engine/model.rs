@@ -342,7 +342,8 @@ impl Net {
         let optimise = || -> TractResult<TypedModel> {
             let mut typed = model.into_typed()?.into_decluttered()?;
             let direct = super::conv3x3::replace_convs(&mut typed)?;
-            tracing::debug!(stage, direct, "3x3 convolutions run direct");
+            let broadcasts = super::broadcast_bin::replace_broadcast_bins(&mut typed)?;
+            tracing::debug!(stage, direct, broadcasts, "cabin's own ops swapped in");
             typed.into_optimized()
         };
         let typed = match tuned_knobs() {
@@ -466,6 +467,9 @@ pub mod op_profile {
             if BY_SHAPE.load(Ordering::Relaxed) {
                 let ins: Vec<_> = inputs.iter().map(|i| i.shape().to_vec()).collect();
                 key = format!("{key} {ins:?}");
+                if std::env::var_os("CABIN_OPS_NAMES").is_some() {
+                    key = format!("{key} {}", node.name);
+                }
             }
             let started = std::time::Instant::now();
             let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
