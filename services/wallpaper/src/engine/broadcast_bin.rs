@@ -22,20 +22,12 @@ enum Kind {
 }
 
 impl Kind {
-    fn apply(self, out: &mut [f32], big: &[f32], small: Small<'_>) {
+    fn apply(self, out: &mut [f32], small: Small<'_>) {
         match (self, small) {
-            (Self::Add, Small::One(b)) => out.iter_mut().zip(big).for_each(|(o, a)| *o = a + b),
-            (Self::Mul, Small::One(b)) => out.iter_mut().zip(big).for_each(|(o, a)| *o = a * b),
-            (Self::Add, Small::Run(b)) => out
-                .iter_mut()
-                .zip(big)
-                .zip(b)
-                .for_each(|((o, a), b)| *o = a + b),
-            (Self::Mul, Small::Run(b)) => out
-                .iter_mut()
-                .zip(big)
-                .zip(b)
-                .for_each(|((o, a), b)| *o = a * b),
+            (Self::Add, Small::One(b)) => out.iter_mut().for_each(|a| *a += b),
+            (Self::Mul, Small::One(b)) => out.iter_mut().for_each(|a| *a *= b),
+            (Self::Add, Small::Run(b)) => out.iter_mut().zip(b).for_each(|(a, b)| *a += b),
+            (Self::Mul, Small::Run(b)) => out.iter_mut().zip(b).for_each(|(a, b)| *a *= b),
         }
     }
 }
@@ -47,18 +39,12 @@ enum Small<'a> {
     Run(&'a [f32]),
 }
 
-/// `out = big (op) small`, `small` broadcast to `big`'s shape (same rank, 1 where broadcast).
-fn broadcast(
-    kind: Kind,
-    big: &[f32],
-    shape: &[usize],
-    small: &[f32],
-    small_shape: &[usize],
-) -> Vec<f32> {
+/// `big = big (op) small` in place, `small` broadcast to `big`'s shape (same rank, 1 where
+/// broadcast).
+fn broadcast(kind: Kind, big: &mut [f32], shape: &[usize], small: &[f32], small_shape: &[usize]) {
     let rank = shape.len();
-    let mut out = vec![0.0f32; big.len()];
     if big.is_empty() {
-        return out;
+        return;
     }
     // The trailing axes where the small operand is all 1 (one value per run) or all equal to
     // the output (a slice per run); the longer block is the run. The last axis is one or the
@@ -83,11 +69,7 @@ fn broadcast(
     }
     let outer = &shape[..rank - axes];
     let mut index = vec![0usize; outer.len()];
-    for (r, (out, big)) in out
-        .chunks_exact_mut(run)
-        .zip(big.chunks_exact(run))
-        .enumerate()
-    {
+    for (r, out) in big.chunks_exact_mut(run).enumerate() {
         if r > 0 {
             // Next outer multi-index, last axis fastest.
             for i in (0..index.len()).rev() {
@@ -104,9 +86,8 @@ fn broadcast(
         } else {
             Small::Run(&small[at..at + run])
         };
-        kind.apply(out, big, small);
+        kind.apply(out, small);
     }
-    out
 }
 
 /// The tract op: inputs (big, small), output big's shape.
@@ -139,14 +120,16 @@ impl EvalOp for BroadcastBin {
             "Broadcast{:?}: {small_shape:?} does not broadcast to {shape:?}",
             self.kind
         );
-        let out = broadcast(
+        // In place: tract hands over the tensor itself when nothing else reads it.
+        let mut out = big.into_tensor();
+        broadcast(
             self.kind,
-            big.try_as_plain_ram()?.as_slice::<f32>()?,
+            out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?,
             &shape,
             small.try_as_plain_ram()?.as_slice::<f32>()?,
             &small_shape,
         );
-        Ok(tvec!(Tensor::from_shape(&shape, &out)?.into_tvalue()))
+        Ok(tvec!(out.into_tvalue()))
     }
 }
 
@@ -197,11 +180,9 @@ pub(crate) fn replace_broadcast_bins(model: &mut TypedModel) -> TractResult<usiz
             (&b, &a, true)
         };
         let broadcasts = big.iter().zip(small).all(|(x, y)| x == y || *y == 1);
-        // What tract handles fast: equal shapes, or the small one equal on a leading stretch
-        // then all 1 (by scalar), or all 1 then equal (unicast).
-        let leading_equal = big.iter().zip(small).take_while(|(x, y)| x == y).count();
-        let by_scalar = small[leading_equal..].iter().all(|&d| d == 1);
-        if !broadcasts || by_scalar || big.iter().product::<usize>() < 4096 {
+        // Equal shapes and a single value are what tract's own kernels do well.
+        let trivial = big == small || small.iter().all(|&d| d == 1);
+        if !broadcasts || trivial || big.iter().product::<usize>() < 4096 {
             continue;
         }
         let inputs = &model.node(id).inputs;
@@ -274,8 +255,10 @@ mod tests {
                 let m: usize = small_shape.iter().product();
                 let big: Vec<f32> = (0..n).map(|v| v as f32 * 0.5 - 3.0).collect();
                 let small: Vec<f32> = (0..m).map(|v| v as f32 * 1.5 + 1.0 + i as f32).collect();
+                let mut got = big.clone();
+                broadcast(kind, &mut got, shape, &small, small_shape);
                 assert_eq!(
-                    broadcast(kind, &big, shape, &small, small_shape),
+                    got,
                     reference(kind, &big, shape, &small, small_shape),
                     "{kind:?} {shape:?} with {small_shape:?}"
                 );

@@ -268,7 +268,42 @@ fn conv_image(
     let tiles = points.div_ceil(NT);
     // Room for the last tile's furthest tap past the padded image.
     let stride = tiles * NT + 2 * wp + 2;
-    let mut padded = vec![0.0f32; packed.cin * stride];
+    SCRATCH.with_borrow_mut(|(padded, results)| {
+        conv_image_in(
+            kernel,
+            packed,
+            bias,
+            input,
+            (h, w, stride),
+            padded,
+            results,
+            output,
+        )
+    })
+}
+
+thread_local! {
+    /// The padded input and the tile results, kept between calls: a decoder's are megabytes,
+    /// and fresh ones cost a page fault per 4 KiB every call.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = Default::default();
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_image_in(
+    kernel: Kernel,
+    packed: &Packed,
+    bias: &[f32],
+    input: &[f32],
+    (h, w, stride): (usize, usize, usize),
+    padded: &mut Vec<f32>,
+    results: &mut Vec<f32>,
+    output: &mut [f32],
+) {
+    let wp = w + 2;
+    let points = h * wp;
+    let tiles = points.div_ceil(NT);
+    padded.clear();
+    padded.resize(packed.cin * stride, 0.0);
     for c in 0..packed.cin {
         for y in 0..h {
             let src = &input[(c * h + y) * w..][..w];
@@ -280,7 +315,9 @@ fn conv_image(
     // the tile's stretch of the padded input stays in cache across the blocks.
     let blocks = packed.cout.div_ceil(MR);
     let per_tile = blocks * MR * NT;
-    let mut results = vec![0.0f32; tiles * per_tile];
+    // Every element is written by its tile before it is read.
+    results.resize(tiles * per_tile, 0.0);
+    let results = &mut results[..tiles * per_tile];
     let run_tile = |(t, out): (usize, &mut [f32])| {
         for (block, out) in out.chunks_exact_mut(MR * NT).enumerate() {
             kernel.tile(

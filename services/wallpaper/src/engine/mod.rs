@@ -5,6 +5,7 @@
 //! to a screen. Nothing here knows about D-Bus.
 
 mod broadcast_bin;
+mod centered_norm;
 mod conv3x3;
 pub mod display;
 pub mod manifest;

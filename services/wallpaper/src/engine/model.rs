@@ -343,7 +343,14 @@ impl Net {
             let mut typed = model.into_typed()?.into_decluttered()?;
             let direct = super::conv3x3::replace_convs(&mut typed)?;
             let broadcasts = super::broadcast_bin::replace_broadcast_bins(&mut typed)?;
-            tracing::debug!(stage, direct, broadcasts, "cabin's own ops swapped in");
+            let norms = super::centered_norm::replace_centered_norms(&mut typed)?;
+            tracing::debug!(
+                stage,
+                direct,
+                broadcasts,
+                norms,
+                "cabin's own ops swapped in"
+            );
             typed.into_optimized()
         };
         let typed = match tuned_knobs() {
