@@ -93,7 +93,7 @@ impl TypedOp for CenteredNorm {
 }
 
 /// The single-output producer of `outlet` when its op is `T`.
-fn producer<'m, T: Op>(model: &'m TypedModel, outlet: OutletId) -> Option<(&'m TypedNode, &'m T)> {
+fn producer<T: Op>(model: &TypedModel, outlet: OutletId) -> Option<(&TypedNode, &T)> {
     let node = model.node(outlet.node);
     node.op_as::<T>().map(|op| (node, op))
 }
