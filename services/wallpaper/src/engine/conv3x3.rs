@@ -21,9 +21,9 @@ use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 /// Output channels per register block; the packed weights are laid out in blocks of this.
-const MR: usize = 8;
+pub(super) const MR: usize = 8;
 /// Points per tile: the widest kernel's run (3 AVX-512 vectors); narrower kernels split it.
-const NT: usize = 48;
+pub(super) const NT: usize = 48;
 
 /// Weights of one convolution packed for the kernels: `[block][c][tap][MR]`, the output
 /// channels past `cout` zero.
@@ -59,7 +59,7 @@ impl Packed {
 
 /// Which register-blocked kernel runs a tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernel {
+pub(super) enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -68,7 +68,7 @@ enum Kernel {
 }
 
 impl Kernel {
-    fn best() -> Self {
+    pub(super) fn best() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
@@ -85,7 +85,7 @@ impl Kernel {
 
     /// All kernels this machine can run (the tests check each against the plain sum).
     #[cfg(test)]
-    fn available() -> Vec<Self> {
+    pub(super) fn available() -> Vec<Self> {
         let mut all = vec![Self::Portable];
         #[cfg(target_arch = "x86_64")]
         {
@@ -102,19 +102,26 @@ impl Kernel {
     }
 
     /// One tile: `out[m*NT + j] = sum over c, tap of w[c][tap][m] * input[c*stride + off[tap] + j]`
-    /// for `m < MR`, `j < NT`.
-    fn tile(
+    /// for `m < MR`, `j < NT`. With one tap at offset 0 it is a plain matrix product's tile
+    /// (`attention` uses it so).
+    pub(super) fn tile<const TAPS: usize>(
         self,
         input: &[f32],
         stride: usize,
-        offsets: &[usize; 9],
+        offsets: &[usize; TAPS],
         weights: &[f32],
         out: &mut [f32],
     ) {
-        let cin = weights.len() / (9 * MR);
+        let cin = weights.len() / (TAPS * MR);
         // The kernels read and write without bounds checks; this is what makes that sound.
-        let reach = (cin - 1) * stride + offsets[8] + NT;
-        assert!(input.len() >= reach && weights.len() == cin * 9 * MR && out.len() == MR * NT);
+        let furthest = offsets.iter().copied().max().unwrap_or(0);
+        let reach = cin.saturating_sub(1) * stride + furthest + NT;
+        assert!(
+            cin > 0
+                && input.len() >= reach
+                && weights.len() == cin * TAPS * MR
+                && out.len() == MR * NT
+        );
         match self {
             Self::Portable => tile_portable(input, stride, offsets, weights, out),
             // SAFETY: the feature was detected in `best`/`available`; the assert above bounds
@@ -127,10 +134,10 @@ impl Kernel {
     }
 }
 
-fn tile_portable(
+fn tile_portable<const TAPS: usize>(
     input: &[f32],
     stride: usize,
-    offsets: &[usize; 9],
+    offsets: &[usize; TAPS],
     weights: &[f32],
     out: &mut [f32],
 ) {
@@ -138,7 +145,7 @@ fn tile_portable(
     const W: usize = 16;
     for part in 0..NT / W {
         let mut acc = [[0.0f32; W]; MR];
-        for (c, taps) in weights.chunks_exact(9 * MR).enumerate() {
+        for (c, taps) in weights.chunks_exact(TAPS * MR).enumerate() {
             let channel = &input[c * stride + part * W..];
             for (tap, w) in taps.chunks_exact(MR).enumerate() {
                 let x: &[f32; W] = channel[offsets[tap]..offsets[tap] + W]
@@ -167,14 +174,14 @@ mod x86 {
     /// # Safety
     /// AVX-512F is available and `input`/`weights` are as long as `Kernel::tile` asserts.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn tile_avx512(
+    pub(super) unsafe fn tile_avx512<const TAPS: usize>(
         input: &[f32],
         stride: usize,
-        offsets: &[usize; 9],
+        offsets: &[usize; TAPS],
         weights: &[f32],
         out: &mut [f32],
     ) {
-        let cin = weights.len() / (9 * MR);
+        let cin = weights.len() / (TAPS * MR);
         let mut acc = [[_mm512_setzero_ps(); 3]; MR];
         let mut w = weights.as_ptr();
         for c in 0..cin {
@@ -209,14 +216,14 @@ mod x86 {
     /// # Safety
     /// AVX2 and FMA are available and `input`/`weights` are as long as `Kernel::tile` asserts.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile_avx2(
+    pub(super) unsafe fn tile_avx2<const TAPS: usize>(
         input: &[f32],
         stride: usize,
-        offsets: &[usize; 9],
+        offsets: &[usize; TAPS],
         weights: &[f32],
         out: &mut [f32],
     ) {
-        let cin = weights.len() / (9 * MR);
+        let cin = weights.len() / (TAPS * MR);
         for half in 0..2 {
             for part in 0..NT / 24 {
                 let mut acc = [[_mm256_setzero_ps(); 3]; 4];

@@ -4,6 +4,7 @@
 //! `scheduler` holds the samplers, `pipeline` runs prompt → image, `display` fits the image
 //! to a screen. Nothing here knows about D-Bus.
 
+mod attention;
 mod broadcast_bin;
 mod centered_norm;
 mod conv3x3;
