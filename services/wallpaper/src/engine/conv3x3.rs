@@ -440,11 +440,23 @@ impl EvalOp for DirectConv3x3 {
         let data = input.try_as_plain_ram()?.as_slice::<f32>()?;
         let mut output = vec![0.0f32; n * self.packed.cout * h * w];
         if h * w > 0 {
-            for (image, out) in data
-                .chunks_exact(self.packed.cin * h * w)
-                .zip(output.chunks_exact_mut(self.packed.cout * h * w))
-            {
-                conv_image(self.kernel, &self.packed, &bias, image, h, w, out);
+            let images = data.chunks_exact(self.packed.cin * h * w);
+            let outputs = output.chunks_exact_mut(self.packed.cout * h * w);
+            let run = |(image, out): (&[f32], &mut [f32])| {
+                conv_image(self.kernel, &self.packed, &bias, image, h, w, out)
+            };
+            match tract_linalg::multithread::current_tract_executor() {
+                // A batch (guidance's two) splits over the pool an image each: larger pieces
+                // than tiles. Inside the pool the tiles of an image then run in turn.
+                tract_linalg::multithread::Executor::MultiThread(pool) if n > 1 => {
+                    pool.install(|| {
+                        use rayon::prelude::*;
+                        let images: Vec<&[f32]> = images.collect();
+                        let outputs: Vec<&mut [f32]> = outputs.collect();
+                        images.into_par_iter().zip(outputs).for_each(run);
+                    })
+                }
+                _ => images.zip(outputs).for_each(run),
             }
         }
         let tensor = Tensor::from_shape(&[n, self.packed.cout, h, w], &output)?;
@@ -686,15 +698,22 @@ mod tests {
             assert_eq!(replace_convs(&mut ours).unwrap(), 2, "batch {batch}");
             let ours = ours.into_optimized().unwrap();
             assert!(ours.nodes().iter().all(|n| n.op_as::<Conv>().is_none()));
-            let got = ours.into_runnable().unwrap().run(input()).unwrap();
-            let got = got[0].to_plain_array_view::<f32>().unwrap();
+            let ours = ours.into_runnable().unwrap();
+            // On the calling thread, and on a pool (a batch then splits an image per thread).
+            let pool = tract_linalg::multithread::Executor::multithread(2);
+            let pooled = tract_linalg::multithread::multithread_tract_scope(pool, || {
+                ours.run(input()).unwrap()
+            });
             let want = want[0].to_plain_array_view::<f32>().unwrap();
-            assert_eq!(got.shape(), want.shape());
-            for (g, e) in got.iter().zip(want.iter()) {
-                assert!(
-                    (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "batch {batch}: {g} != {e}"
-                );
+            for got in [ours.run(input()).unwrap(), pooled] {
+                let got = got[0].to_plain_array_view::<f32>().unwrap();
+                assert_eq!(got.shape(), want.shape());
+                for (g, e) in got.iter().zip(want.iter()) {
+                    assert!(
+                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "batch {batch}: {g} != {e}"
+                    );
+                }
             }
         }
     }
