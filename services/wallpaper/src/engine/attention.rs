@@ -16,7 +16,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 
-use super::conv3x3::{Kernel, MR, NT};
+use super::conv3x3::{Kernel, MR, NT, on_tract_pool};
 
 /// Sizes: `batch` items, `heads`, `queries` and `keys` tokens, `dim` values per head. All
 /// tensors are `[batch, tokens, heads, dim]`.
@@ -173,19 +173,13 @@ impl EvalOp for Attention {
             let pairs: Vec<(usize, usize)> = (0..s.batch)
                 .flat_map(|a| (0..s.heads).map(move |b| (a, b)))
                 .collect();
-            let run = |&pair: &(usize, usize)| {
-                let mut o = vec![0.0f32; s.queries * s.dim];
-                head(self.kernel, s, pair, q, k, v, &mut o);
-                o
-            };
-            let per_head: Vec<Vec<f32>> = match tract_linalg::multithread::current_tract_executor()
-            {
-                tract_linalg::multithread::Executor::MultiThread(pool) => pool.install(|| {
-                    use rayon::prelude::*;
-                    pairs.par_iter().map(run).collect()
-                }),
-                _ => pairs.iter().map(run).collect(),
-            };
+            let mut per_head = vec![vec![0.0f32; s.queries * s.dim]; pairs.len()];
+            on_tract_pool(
+                pairs.iter().zip(per_head.iter_mut()).collect(),
+                |(&pair, o): (&(usize, usize), &mut Vec<f32>)| {
+                    head(self.kernel, s, pair, q, k, v, o)
+                },
+            );
             for (&(a, b), o) in pairs.iter().zip(&per_head) {
                 for (i, row) in o.chunks_exact(s.dim).enumerate() {
                     let at = ((a * s.queries + i) * s.heads + b) * s.dim;
@@ -374,15 +368,22 @@ mod tests {
             assert_eq!(replace_attention(&mut ours).unwrap(), 1);
             let ours = ours.into_optimized().unwrap();
             assert!(ours.nodes().iter().all(|n| n.op_as::<Softmax>().is_none()));
-            let got = ours.into_runnable().unwrap().run(input()).unwrap();
-            let got = got[0].to_plain_array_view::<f32>().unwrap();
+            let ours = ours.into_runnable().unwrap();
+            // On the calling thread, and with the heads spread over a pool.
+            let pool = tract_linalg::multithread::Executor::multithread(2);
+            let pooled = tract_linalg::multithread::multithread_tract_scope(pool, || {
+                ours.run(input()).unwrap()
+            });
             let want = want[0].to_plain_array_view::<f32>().unwrap();
-            assert_eq!(got.shape(), want.shape());
-            for (g, e) in got.iter().zip(want.iter()) {
-                assert!(
-                    (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "{queries}x{keys}: {g} != {e}"
-                );
+            for got in [ours.run(input()).unwrap(), pooled] {
+                let got = got[0].to_plain_array_view::<f32>().unwrap();
+                assert_eq!(got.shape(), want.shape());
+                for (g, e) in got.iter().zip(want.iter()) {
+                    assert!(
+                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{queries}x{keys}: {g} != {e}"
+                    );
+                }
             }
         }
     }

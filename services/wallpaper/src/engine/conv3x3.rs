@@ -289,6 +289,19 @@ fn conv_image(
     })
 }
 
+/// Runs `f` on each item, spread over tract's thread pool when the plan runs on one (the
+/// `threads` cap), else in turn on the calling thread. Inside the pool no executor is set, so
+/// work nested in `f` runs in turn.
+pub(super) fn on_tract_pool<T: Send>(items: Vec<T>, f: impl Fn(T) + Send + Sync) {
+    match tract_linalg::multithread::current_tract_executor() {
+        tract_linalg::multithread::Executor::MultiThread(pool) => pool.install(|| {
+            use rayon::prelude::*;
+            items.into_par_iter().for_each(f);
+        }),
+        _ => items.into_iter().for_each(f),
+    }
+}
+
 thread_local! {
     /// The padded input and the tile results, kept between calls: a decoder's are megabytes,
     /// and fresh ones cost a page fault per 4 KiB every call.
@@ -336,16 +349,7 @@ fn conv_image_in(
             );
         }
     };
-    match tract_linalg::multithread::current_tract_executor() {
-        tract_linalg::multithread::Executor::MultiThread(pool) => pool.install(|| {
-            use rayon::prelude::*;
-            results
-                .par_chunks_mut(per_tile)
-                .enumerate()
-                .for_each(run_tile);
-        }),
-        _ => results.chunks_mut(per_tile).enumerate().for_each(run_tile),
-    }
+    on_tract_pool(results.chunks_mut(per_tile).enumerate().collect(), run_tile);
     // Back to rows, skipping the padding columns.
     for o in 0..packed.cout {
         let bias = bias[o];
@@ -445,18 +449,12 @@ impl EvalOp for DirectConv3x3 {
             let run = |(image, out): (&[f32], &mut [f32])| {
                 conv_image(self.kernel, &self.packed, &bias, image, h, w, out)
             };
-            match tract_linalg::multithread::current_tract_executor() {
-                // A batch (guidance's two) splits over the pool an image each: larger pieces
-                // than tiles. Inside the pool the tiles of an image then run in turn.
-                tract_linalg::multithread::Executor::MultiThread(pool) if n > 1 => {
-                    pool.install(|| {
-                        use rayon::prelude::*;
-                        let images: Vec<&[f32]> = images.collect();
-                        let outputs: Vec<&mut [f32]> = outputs.collect();
-                        images.into_par_iter().zip(outputs).for_each(run);
-                    })
-                }
-                _ => images.zip(outputs).for_each(run),
+            // A batch (guidance's two) splits over the pool an image each: larger pieces than
+            // tiles. Inside the pool the tiles of an image then run in turn.
+            if n > 1 {
+                on_tract_pool(images.zip(outputs).collect(), run);
+            } else {
+                images.zip(outputs).for_each(run);
             }
         }
         let tensor = Tensor::from_shape(&[n, self.packed.cout, h, w], &output)?;
