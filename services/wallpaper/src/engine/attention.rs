@@ -16,7 +16,8 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 
-use super::conv3x3::{Kernel, MR, NT, on_tract_pool};
+use super::conv3x3::{Kernel, MR, NT};
+use super::plan_rewrite::{on_tract_pool, swap_in};
 
 /// Sizes: `batch` items, `heads`, `queries` and `keys` tokens, `dim` values per head. All
 /// tensors are `[batch, tokens, heads, dim]`.
@@ -294,15 +295,7 @@ pub(crate) fn replace_attention(model: &mut TypedModel) -> TractResult<usize> {
         let Some(inputs) = chain(model, node) else {
             continue;
         };
-        let name = node.name.clone();
-        let mut patch = TypedModelPatch::new("attention");
-        let taps = inputs
-            .iter()
-            .map(|o| patch.tap_model(model, *o))
-            .collect::<TractResult<TVec<_>>>()?;
-        let output = patch.wire_node(name, Attention { kernel }, &taps)?[0];
-        patch.shunt_outside(model, id.into(), output)?;
-        patch.apply(model)?;
+        swap_in(model, id, Attention { kernel }, &inputs)?;
         replaced += 1;
     }
     Ok(replaced)
@@ -311,6 +304,7 @@ pub(crate) fn replace_attention(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::plan_rewrite::assert_agrees_here_and_on_pool;
 
     fn noise(len: usize, seed: u64) -> Vec<f32> {
         let mut rng = crate::engine::rng::NoiseRng::new(seed);
@@ -368,23 +362,10 @@ mod tests {
             assert_eq!(replace_attention(&mut ours).unwrap(), 1);
             let ours = ours.into_optimized().unwrap();
             assert!(ours.nodes().iter().all(|n| n.op_as::<Softmax>().is_none()));
-            let ours = ours.into_runnable().unwrap();
             // On the calling thread, and with the heads spread over a pool.
-            let pool = tract_linalg::multithread::Executor::multithread(2);
-            let pooled = tract_linalg::multithread::multithread_tract_scope(pool, || {
-                ours.run(input()).unwrap()
-            });
-            let want = want[0].to_plain_array_view::<f32>().unwrap();
-            for got in [ours.run(input()).unwrap(), pooled] {
-                let got = got[0].to_plain_array_view::<f32>().unwrap();
-                assert_eq!(got.shape(), want.shape());
-                for (g, e) in got.iter().zip(want.iter()) {
-                    assert!(
-                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                        "{queries}x{keys}: {g} != {e}"
-                    );
-                }
-            }
+            let ours = ours.into_runnable().unwrap();
+            let what = format!("{queries}x{keys}");
+            assert_agrees_here_and_on_pool(&ours, input, &want[0], &what);
         }
     }
 }

@@ -15,6 +15,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 
+use super::plan_rewrite::swap_in;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Add,
@@ -191,13 +193,7 @@ pub(crate) fn replace_broadcast_bins(model: &mut TypedModel) -> TractResult<usiz
         } else {
             (inputs[0], inputs[1])
         };
-        let name = model.node(id).name.clone();
-        let mut patch = TypedModelPatch::new("broadcast-bin");
-        let big = patch.tap_model(model, big)?;
-        let small = patch.tap_model(model, small)?;
-        let output = patch.wire_node(name, BroadcastBin { kind }, &[big, small])?[0];
-        patch.shunt_outside(model, id.into(), output)?;
-        patch.apply(model)?;
+        swap_in(model, id, BroadcastBin { kind }, &[big, small])?;
         replaced += 1;
     }
     Ok(replaced)

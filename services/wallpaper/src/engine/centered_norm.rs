@@ -15,6 +15,8 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
+use super::plan_rewrite::swap_in;
+
 /// Sum of a row in 16 independent lanes: vectorises, and keeps the rounding error of a long
 /// row (a decoder's 128x320 planes) well below f32's resolution of the result.
 fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f64 {
@@ -153,12 +155,7 @@ pub(crate) fn replace_centered_norms(model: &mut TypedModel) -> TractResult<usiz
         let Some((x, eps)) = chain_input(model, node) else {
             continue;
         };
-        let name = node.name.clone();
-        let mut patch = TypedModelPatch::new("centered-norm");
-        let x = patch.tap_model(model, x)?;
-        let output = patch.wire_node(name, CenteredNorm { eps: eps.to_bits() }, &[x])?[0];
-        patch.shunt_outside(model, id.into(), output)?;
-        patch.apply(model)?;
+        swap_in(model, id, CenteredNorm { eps: eps.to_bits() }, &[x])?;
         replaced += 1;
     }
     Ok(replaced)

@@ -20,6 +20,8 @@ use tract_onnx::tract_core::ops::cnn::PaddingSpec;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
+use super::plan_rewrite::{on_tract_pool, swap_in};
+
 /// Output channels per register block; the packed weights are laid out in blocks of this.
 pub(super) const MR: usize = 8;
 /// Points per tile: the widest kernel's run (3 AVX-512 vectors); narrower kernels split it.
@@ -289,19 +291,6 @@ fn conv_image(
     })
 }
 
-/// Runs `f` on each item, spread over tract's thread pool when the plan runs on one (the
-/// `threads` cap), else in turn on the calling thread. Inside the pool no executor is set, so
-/// work nested in `f` runs in turn.
-pub(super) fn on_tract_pool<T: Send>(items: Vec<T>, f: impl Fn(T) + Send + Sync) {
-    match tract_linalg::multithread::current_tract_executor() {
-        tract_linalg::multithread::Executor::MultiThread(pool) => pool.install(|| {
-            use rayon::prelude::*;
-            items.into_par_iter().for_each(f);
-        }),
-        _ => items.into_iter().for_each(f),
-    }
-}
-
 thread_local! {
     /// The padded input and the tile results, kept between calls: a decoder's are megabytes,
     /// and fresh ones cost a page fault per 4 KiB every call.
@@ -547,13 +536,8 @@ pub(crate) fn replace_convs(model: &mut TypedModel) -> TractResult<usize> {
         let Some(op) = direct_for(model, node, kernel) else {
             continue;
         };
-        let (name, input, bias) = (node.name.clone(), node.inputs[0], node.inputs[2]);
-        let mut patch = TypedModelPatch::new("direct-conv3x3");
-        let input = patch.tap_model(model, input)?;
-        let bias = patch.tap_model(model, bias)?;
-        let output = patch.wire_node(name, op, &[input, bias])?[0];
-        patch.shunt_outside(model, id.into(), output)?;
-        patch.apply(model)?;
+        let inputs = [node.inputs[0], node.inputs[2]];
+        swap_in(model, id, op, &inputs)?;
         replaced += 1;
     }
     Ok(replaced)
@@ -562,6 +546,7 @@ pub(crate) fn replace_convs(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::plan_rewrite::assert_agrees_here_and_on_pool;
 
     /// The textbook sum, zero padding, for comparison.
     fn reference(
@@ -696,23 +681,10 @@ mod tests {
             assert_eq!(replace_convs(&mut ours).unwrap(), 2, "batch {batch}");
             let ours = ours.into_optimized().unwrap();
             assert!(ours.nodes().iter().all(|n| n.op_as::<Conv>().is_none()));
-            let ours = ours.into_runnable().unwrap();
             // On the calling thread, and on a pool (a batch then splits an image per thread).
-            let pool = tract_linalg::multithread::Executor::multithread(2);
-            let pooled = tract_linalg::multithread::multithread_tract_scope(pool, || {
-                ours.run(input()).unwrap()
-            });
-            let want = want[0].to_plain_array_view::<f32>().unwrap();
-            for got in [ours.run(input()).unwrap(), pooled] {
-                let got = got[0].to_plain_array_view::<f32>().unwrap();
-                assert_eq!(got.shape(), want.shape());
-                for (g, e) in got.iter().zip(want.iter()) {
-                    assert!(
-                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                        "batch {batch}: {g} != {e}"
-                    );
-                }
-            }
+            let ours = ours.into_runnable().unwrap();
+            let what = format!("batch {batch}");
+            assert_agrees_here_and_on_pool(&ours, input, &want[0], &what);
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod display;
 pub mod manifest;
 pub mod model;
 pub mod pipeline;
+mod plan_rewrite;
 pub mod rng;
 pub mod scheduler;
 pub mod tokenizer;

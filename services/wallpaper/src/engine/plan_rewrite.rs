@@ -1,0 +1,61 @@
+//! What cabin's own tract ops (`conv3x3`, `attention`, `centered_norm`, `broadcast_bin`)
+//! share: swapping one of them in for a node of a decluttered plan, and spreading work over
+//! the pool tract runs the plan on.
+
+use tract_onnx::prelude::*;
+
+/// Wires `op` on `inputs` in place of node `id`'s single output.
+pub(super) fn swap_in(
+    model: &mut TypedModel,
+    id: usize,
+    op: impl Into<Box<dyn TypedOp>>,
+    inputs: &[OutletId],
+) -> TractResult<()> {
+    let name = model.node(id).name.clone();
+    let mut patch = TypedModelPatch::new(format!("cabin {name}"));
+    let taps = inputs
+        .iter()
+        .map(|o| patch.tap_model(model, *o))
+        .collect::<TractResult<TVec<_>>>()?;
+    let output = patch.wire_node(name, op, &taps)?[0];
+    patch.shunt_outside(model, id.into(), output)?;
+    patch.apply(model)
+}
+
+/// Runs `f` on each item, spread over tract's thread pool when the plan runs on one (the
+/// `threads` cap), else in turn on the calling thread. Inside the pool no executor is set, so
+/// work nested in `f` runs in turn.
+pub(super) fn on_tract_pool<T: Send>(items: Vec<T>, f: impl Fn(T) + Send + Sync) {
+    match tract_linalg::multithread::current_tract_executor() {
+        tract_linalg::multithread::Executor::MultiThread(pool) => pool.install(|| {
+            use rayon::prelude::*;
+            items.into_par_iter().for_each(f);
+        }),
+        _ => items.into_iter().for_each(f),
+    }
+}
+
+/// `plan`'s outputs on the calling thread and on a 2-thread pool, each checked against
+/// `want` to `1e-4 * (1 + |want|)`; `what` names the case in a failure.
+#[cfg(test)]
+pub(super) fn assert_agrees_here_and_on_pool(
+    plan: &std::sync::Arc<TypedRunnableModel>,
+    inputs: impl Fn() -> TVec<TValue>,
+    want: &TValue,
+    what: &str,
+) {
+    let pool = tract_linalg::multithread::Executor::multithread(2);
+    let pooled =
+        tract_linalg::multithread::multithread_tract_scope(pool, || plan.run(inputs()).unwrap());
+    let want = want.to_plain_array_view::<f32>().unwrap();
+    for got in [plan.run(inputs()).unwrap(), pooled] {
+        let got = got[0].to_plain_array_view::<f32>().unwrap();
+        assert_eq!(got.shape(), want.shape());
+        for (g, e) in got.iter().zip(want.iter()) {
+            assert!(
+                (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                "{what}: {g} != {e}"
+            );
+        }
+    }
+}
