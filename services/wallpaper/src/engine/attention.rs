@@ -32,7 +32,8 @@ struct Shape {
 
 /// `e^x` for `x <= 0` (a softmax's shifted scores), branch-free so a loop over it vectorises:
 /// `x = n ln 2 + r` with `|r| <= ln 2 / 2`, `e^r` by its degree-6 Taylor polynomial (relative
-/// error about 1e-6, tested), `2^n` put straight into the exponent bits. Below -87 it is 0.
+/// error about 1e-6, tested), `2^n` put straight into the exponent bits. Below -87 it is
+/// e^-87.
 #[inline]
 fn exp_nonpositive(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -43,21 +44,26 @@ fn exp_nonpositive(x: f32) -> f32 {
     // on baseline x86-64 and would keep the loop scalar.
     const ROUNDER: f32 = 12_582_912.0;
     let x = x.max(-87.0);
-    let n = (x * LOG2_E + ROUNDER) - ROUNDER;
+    let t = x * LOG2_E + ROUNDER;
+    let n = t - ROUNDER;
     let r = (x - n * LN_2_HI) - n * LN_2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // `t`'s low mantissa bits hold `n` itself; a float-to-int cast would not vectorise.
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(ROUNDER.to_bits() - 127) << 23);
     p * scale
 }
 
 /// One head of one batch item; `out` is `[queries][dim]`.
 ///
-/// Both products run on the convolution's tile kernel (one tap): eight queries at a time
-/// against `kᵀ` laid out `[dim][keys]`, then their probabilities, laid out `[keys][8]`,
-/// against `v` laid out `[keys][dim]`, both padded to whole tiles.
+/// Both products run on the convolution's tile kernel (one tap) with the queries along its
+/// vector axis, so the long axes are the vectorised and the accumulated ones even for narrow
+/// heads: for each run of `NT` queries, the scores come out transposed, `[keys][NT]`, eight
+/// keys per tile against `qᵀ` laid out `[dim][queries]`; the softmax then runs down each
+/// column, elementwise across rows; and `vᵀ`, eight dims per tile, sums over every key against
+/// those rows.
 fn head(
     kernel: Kernel,
     s: Shape,
@@ -68,57 +74,88 @@ fn head(
     out: &mut [f32],
 ) {
     let at = |tokens: usize, t: usize| ((a * tokens + t) * s.heads + b) * s.dim;
-    let keys_padded = s.keys.div_ceil(NT) * NT;
-    let dim_padded = s.dim.div_ceil(NT) * NT;
-    let mut kt = vec![0.0f32; s.dim * keys_padded];
-    let mut vp = vec![0.0f32; s.keys * dim_padded];
-    for j in 0..s.keys {
-        for (d, &x) in k[at(s.keys, j)..][..s.dim].iter().enumerate() {
-            kt[d * keys_padded + j] = x;
+    let queries_padded = s.queries.div_ceil(NT) * NT;
+    let (key_blocks, dim_blocks) = (s.keys.div_ceil(MR), s.dim.div_ceil(MR));
+    // qᵀ `[dim][queries_padded]`; k `[key block][dim][MR]`; v `[dim block][keys][MR]`.
+    let mut qt = vec![0.0f32; s.dim * queries_padded];
+    for i in 0..s.queries {
+        for (d, &x) in q[at(s.queries, i)..][..s.dim].iter().enumerate() {
+            qt[d * queries_padded + i] = x;
         }
-        vp[j * dim_padded..][..s.dim].copy_from_slice(&v[at(s.keys, j)..][..s.dim]);
     }
-    let mut qt = vec![0.0f32; s.dim * MR];
-    let mut scores = vec![0.0f32; MR * keys_padded];
-    let mut pt = vec![0.0f32; s.keys * MR];
+    let mut kp = vec![0.0f32; key_blocks * s.dim * MR];
+    let mut vp = vec![0.0f32; dim_blocks * s.keys * MR];
+    for j in 0..s.keys {
+        let (block, lane) = (j / MR, j % MR);
+        for (d, &x) in k[at(s.keys, j)..][..s.dim].iter().enumerate() {
+            kp[(block * s.dim + d) * MR + lane] = x;
+        }
+        for (d, &x) in v[at(s.keys, j)..][..s.dim].iter().enumerate() {
+            vp[((d / MR) * s.keys + j) * MR + d % MR] = x;
+        }
+    }
+    let mut scores = vec![0.0f32; key_blocks * MR * NT];
     let mut tile = [0.0f32; MR * NT];
-    for i0 in (0..s.queries).step_by(MR) {
-        let rows = MR.min(s.queries - i0);
-        qt.fill(0.0);
-        for r in 0..rows {
-            for (d, &x) in q[at(s.queries, i0 + r)..][..s.dim].iter().enumerate() {
-                qt[d * MR + r] = x;
-            }
+    for i0 in (0..queries_padded).step_by(NT) {
+        for (block, dst) in scores.chunks_exact_mut(MR * NT).enumerate() {
+            let keys = &kp[block * s.dim * MR..][..s.dim * MR];
+            kernel.tile(&qt[i0..], queries_padded, &[0], keys, dst);
         }
-        for j0 in (0..keys_padded).step_by(NT) {
-            kernel.tile(&kt[j0..], keys_padded, &[0], &qt, &mut tile);
-            for r in 0..MR {
-                scores[r * keys_padded + j0..][..NT].copy_from_slice(&tile[r * NT..][..NT]);
-            }
-        }
-        let mut norms = [0.0f32; MR];
-        pt.fill(0.0);
-        for (r, norm) in norms.iter_mut().enumerate().take(rows) {
-            let row = &mut scores[r * keys_padded..][..s.keys];
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            for x in row.iter_mut() {
-                *x = exp_nonpositive(*x - max);
-            }
-            *norm = 1.0 / row.iter().sum::<f32>();
-            for (j, &p) in row.iter().enumerate() {
-                pt[j * MR + r] = p;
-            }
-        }
-        for d0 in (0..dim_padded).step_by(NT) {
-            kernel.tile(&vp[d0..], dim_padded, &[0], &pt, &mut tile);
-            let cols = NT.min(s.dim - d0);
-            for (r, &norm) in norms.iter().enumerate().take(rows) {
-                let dst = &mut out[(i0 + r) * s.dim + d0..][..cols];
-                for (o, &x) in dst.iter_mut().zip(&tile[r * NT..][..cols]) {
-                    *o = x * norm;
+        let norms = softmax_down_columns(kernel, &mut scores[..s.keys * NT]);
+        let rows = NT.min(s.queries - i0);
+        for block in 0..dim_blocks {
+            let values = &vp[block * s.keys * MR..][..s.keys * MR];
+            kernel.tile(&scores, NT, &[0], values, &mut tile);
+            for m in 0..MR.min(s.dim - block * MR) {
+                let d = block * MR + m;
+                for (j, (&x, &norm)) in tile[m * NT..][..rows].iter().zip(&norms).enumerate() {
+                    out[(i0 + j) * s.dim + d] = x * norm;
                 }
             }
         }
+    }
+}
+
+/// Turns `scores`, `[keys][NT]`, into each column's unnormalised softmax in place and returns
+/// one over each column's sum.
+fn softmax_down_columns(kernel: Kernel, scores: &mut [f32]) -> [f32; NT] {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx512 {
+        // SAFETY: `Kernel::Avx512` is only chosen where AVX-512F was detected.
+        return unsafe { x86::softmax_down_columns_avx512(scores) };
+    }
+    let _ = kernel;
+    softmax_down_columns_body(scores)
+}
+
+/// The body, inlined into a function per instruction set so the column loops vectorise.
+#[inline(always)]
+fn softmax_down_columns_body(scores: &mut [f32]) -> [f32; NT] {
+    let mut max = [f32::NEG_INFINITY; NT];
+    for row in scores.chunks_exact(NT) {
+        for (m, &x) in max.iter_mut().zip(row) {
+            *m = m.max(x);
+        }
+    }
+    let mut sum = [0.0f32; NT];
+    for row in scores.chunks_exact_mut(NT) {
+        for ((x, &m), s) in row.iter_mut().zip(&max).zip(sum.iter_mut()) {
+            *x = exp_nonpositive(*x - m);
+            *s += *x;
+        }
+    }
+    sum.map(|s| 1.0 / s)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::NT;
+
+    /// # Safety
+    /// AVX-512F is available.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn softmax_down_columns_avx512(scores: &mut [f32]) -> [f32; NT] {
+        super::softmax_down_columns_body(scores)
     }
 }
 
@@ -327,9 +364,10 @@ mod tests {
 
     #[test]
     fn a_plan_with_the_op_gives_what_tract_gives() {
-        // Self-attention (queries = keys) and cross-attention (fewer keys), two heads.
-        for (queries, keys) in [(37, 37), (37, 5)] {
-            let (batch, heads, dim) = (2, 3, 8);
+        // Self-attention (queries = keys) and cross-attention (fewer keys); runs of queries,
+        // keys and dims off the kernel's block sizes.
+        for (queries, keys, dim) in [(37, 37, 8), (37, 5, 12), (100, 61, 24), (2, 3, 5)] {
+            let (batch, heads) = (2, 3);
             let build = || -> TractResult<TypedModel> {
                 let mut model = TypedModel::default();
                 let q = model.add_source("q", f32::fact([batch, queries, heads, dim]))?;
@@ -364,7 +402,7 @@ mod tests {
             assert!(ours.nodes().iter().all(|n| n.op_as::<Softmax>().is_none()));
             // On the calling thread, and with the heads spread over a pool.
             let ours = ours.into_runnable().unwrap();
-            let what = format!("{queries}x{keys}");
+            let what = format!("{queries}x{keys}x{dim}");
             assert_agrees_here_and_on_pool(&ours, input, &want[0], &what);
         }
     }
