@@ -17,7 +17,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 
 use super::conv3x3::{Kernel, MR, NT};
-use super::plan_rewrite::{on_tract_pool, swap_in};
+use super::plan_rewrite::{einsum_letters, on_tract_pool, swap_in};
 
 /// Sizes: `batch` items, `heads`, `queries` and `keys` tokens, `dim` values per head. All
 /// tensors are `[batch, tokens, heads, dim]`.
@@ -239,21 +239,9 @@ impl TypedOp for Attention {
     as_op!();
 }
 
-fn chars(s: &str) -> Vec<char> {
-    s.chars().collect()
-}
-
-/// The EinSum's (inputs, output) axis letters.
-fn letters(op: &EinSum) -> Option<(Vec<char>, Vec<char>, Vec<char>)> {
-    let expr = op.axes.to_string();
-    let (inputs, out) = expr.split_once("->")?;
-    let (a, b) = inputs.split_once(',')?;
-    Some((chars(a), chars(b), chars(out)))
-}
-
 /// `q · kᵀ`: `ambk,anbk->abmn` under any letters.
 fn is_scores(op: &EinSum) -> bool {
-    let Some((x, y, out)) = letters(op) else {
+    let Some((x, y, out)) = einsum_letters(op) else {
         return false;
     };
     x.len() == 4
@@ -268,7 +256,7 @@ fn is_scores(op: &EinSum) -> bool {
 
 /// `p · v`: `abmk,akbn->ambn` under any letters.
 fn is_weighted_sum(op: &EinSum) -> bool {
-    let Some((x, y, out)) = letters(op) else {
+    let Some((x, y, out)) = einsum_letters(op) else {
         return false;
     };
     x.len() == 4

@@ -9,6 +9,7 @@ mod broadcast_bin;
 mod centered_norm;
 mod conv3x3;
 pub mod display;
+mod linear;
 pub mod manifest;
 pub mod model;
 pub mod pipeline;

@@ -342,12 +342,14 @@ impl Net {
         let optimise = || -> TractResult<TypedModel> {
             let mut typed = model.into_typed()?.into_decluttered()?;
             let direct = super::conv3x3::replace_convs(&mut typed)?;
+            let linear = super::linear::replace_linears(&mut typed)?;
             let attention = super::attention::replace_attention(&mut typed)?;
             let broadcasts = super::broadcast_bin::replace_broadcast_bins(&mut typed)?;
             let norms = super::centered_norm::replace_centered_norms(&mut typed)?;
             tracing::debug!(
                 stage,
                 direct,
+                linear,
                 attention,
                 broadcasts,
                 norms,

@@ -1,8 +1,19 @@
-//! What cabin's own tract ops (`conv3x3`, `attention`, `centered_norm`, `broadcast_bin`)
+//! What cabin's own tract ops (`conv3x3`, `linear`, `attention`, `centered_norm`, `broadcast_bin`)
 //! share: swapping one of them in for a node of a decluttered plan, and spreading work over
 //! the pool tract runs the plan on.
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+
+/// An EinSum's axis letters: (first input, second input, output); `None` unless it has two
+/// inputs.
+pub(super) fn einsum_letters(op: &EinSum) -> Option<(Vec<char>, Vec<char>, Vec<char>)> {
+    let expr = op.axes.to_string();
+    let (inputs, out) = expr.split_once("->")?;
+    let (a, b) = inputs.split_once(',')?;
+    let chars = |s: &str| s.chars().collect::<Vec<_>>();
+    Some((chars(a), chars(b), chars(out)))
+}
 
 /// Wires `op` on `inputs` in place of node `id`'s single output.
 pub(super) fn swap_in(
