@@ -206,7 +206,10 @@ impl EvalOp for Attention {
             k.try_as_plain_ram()?.as_slice::<f32>()?,
             v.try_as_plain_ram()?.as_slice::<f32>()?,
         );
-        let mut out = vec![0.0f32; q.len()];
+        let shape = [s.batch, s.queries, s.heads, s.dim];
+        let mut tensor = Tensor::zero::<f32>(&shape)?;
+        let mut view = tensor.try_as_plain_ram_mut()?;
+        let out = view.as_slice_mut::<f32>()?;
         if s.keys > 0 && s.dim > 0 {
             let pairs: Vec<(usize, usize)> = (0..s.batch)
                 .flat_map(|a| (0..s.heads).map(move |b| (a, b)))
@@ -225,8 +228,7 @@ impl EvalOp for Attention {
                 }
             }
         }
-        let shape = [s.batch, s.queries, s.heads, s.dim];
-        Ok(tvec!(Tensor::from_shape(&shape, &out)?.into_tvalue()))
+        Ok(tvec!(tensor.into_tvalue()))
     }
 }
 

@@ -430,28 +430,18 @@ impl EvalOp for Linear {
         let n = self.packed.n;
         let out_shape = self.layout.output_shape(shape, n);
         let x = input.try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut output = vec![0.0f32; outer * n * points];
-        if points > 0 && k > 0 {
+        let mut tensor = Tensor::zero::<f32>(&out_shape)?;
+        let mut view = tensor.try_as_plain_ram_mut()?;
+        let output = view.as_slice_mut::<f32>()?;
+        if output.len() == outer * n * points && points > 0 {
             let base = Shared(output.as_mut_ptr());
             for (o, item) in x.chunks_exact(k * points).enumerate() {
                 // SAFETY: item `o`'s outputs are its own `n * points` slice of `output`.
                 let out = unsafe { base.offset(o * n * points) };
                 self.item(item, points, out);
             }
-        } else if let Some(bias) = &self.bias {
-            // No inputs to sum: the output is the bias alone (k == 0).
-            for (i, v) in output.iter_mut().enumerate() {
-                let j = if self.layout.output_channel_major {
-                    (i / points.max(1)) % n
-                } else {
-                    i % n
-                };
-                *v = bias[j];
-            }
         }
-        Ok(tvec!(
-            Tensor::from_shape(&out_shape, &output)?.into_tvalue()
-        ))
+        Ok(tvec!(tensor.into_tvalue()))
     }
 }
 
@@ -696,7 +686,14 @@ mod tests {
     fn a_plan_with_the_op_gives_what_tract_gives() {
         // Token-major (a transformer's layers, the heads folded into k), channel-major (1x1
         // convolutions) and both mixed; rows, points and channels off the tile sizes.
-        let cases: &[(&str, &[usize], &[usize], Option<&[usize]>)] = &[
+        // (expression, input shape, weight shape, bias shape)
+        type Case = (
+            &'static str,
+            &'static [usize],
+            &'static [usize],
+            Option<&'static [usize]>,
+        );
+        let cases: &[Case] = &[
             ("amk,kn->amn", &[2, 37, 20], &[20, 112], Some(&[1, 1, 112])),
             ("amk,kn->amn", &[1, 5, 7], &[7, 3], None),
             (
