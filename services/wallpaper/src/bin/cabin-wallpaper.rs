@@ -84,7 +84,7 @@ struct GenerateArgs {
     /// img2img: how much to change it, (0, 1].
     #[arg(long, requires = "init")]
     strength: Option<f64>,
-    /// Threads for tract's matrix products.
+    /// Threads a picture is computed on (a pool this size; 1 runs on the calling thread).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Load a model folder that has no manifest (a fresh export under test).
