@@ -35,7 +35,7 @@ struct Shape {
 /// error about 1e-6, tested), `2^n` put straight into the exponent bits. Below -87 it is
 /// e^-87.
 #[inline]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(super) fn exp_nonpositive(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 in two parts (Cody-Waite), so `n * LN_2_HI` is exact and r keeps its precision.
     const LN_2_HI: f32 = 0.693_359_4;

@@ -1,5 +1,6 @@
-//! A direct 3x3 convolution for tract plans: stride 1, padding 1, group 1, NCHW f32, the
-//! shape of nearly every convolution in an SD-family UNet and VAE decoder.
+//! A direct 3x3 convolution for tract plans: stride 1 or 2, padding 1, group 1, NCHW f32, the
+//! shape of nearly every convolution in an SD-family UNet and VAE decoder (stride 2: the
+//! UNet's downsamplers).
 //!
 //! tract 0.23 runs these as im2col + matrix product and spends as long building the patch
 //! matrix as multiplying (`onnx/bench/README.md`). Here the input is padded once and laid out
@@ -7,7 +8,9 @@
 //! is then `sum over c, ky, kx of w[c,ky,kx] * in[c][p + ky*Wp + kx]`, nine shifted runs of
 //! the same flat array. So the padded image is its own patch matrix: a register-blocked kernel
 //! reads it straight, eight output channels by one run of points at a time. The two points per
-//! row that fall on padding columns are computed and thrown away.
+//! row that fall on padding columns are computed and thrown away. At stride 2 the padded
+//! image is split into its four parity planes, which makes every tap a fixed shift again
+//! ([`Geometry`]).
 //!
 //! [`replace_convs`] swaps these convolutions into a decluttered plan before tract optimises
 //! it; `CABIN_TRACT_CONV=1` keeps tract's own (for comparisons).
@@ -261,32 +264,105 @@ mod x86 {
     }
 }
 
-/// Runs the convolution on one image: `input` is `[cin, h, w]`, `output` `[cout, h, w]`,
-/// `bias` one value per output channel.
+/// Where an image's padded input lies for the kernel and where its output points fall.
+///
+/// Stride 1: the padded image row after row, `pitch = w + 2`; output point `p = y*pitch + x`
+/// reads tap `(ky, kx)` at `p + ky*pitch + kx`. Stride 2: the padded image split into its
+/// four (row, column) parity planes of `pitch = ceil((w + 2) / 2)` columns; tap `(ky, kx)`
+/// of output `(y, x)` is padded pixel `(2y + ky, 2x + kx)`, which is plane
+/// `(ky % 2, kx % 2)` at `(y + ky/2, x + kx/2)`: again `p` plus a fixed offset per tap. Either
+/// way the points past each output row's end are computed and thrown away.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    step: usize,
+    h: usize,
+    w: usize,
+    out_h: usize,
+    out_w: usize,
+    pitch: usize,
+    /// Rows of one parity plane (stride 2).
+    plane_rows: usize,
+    /// Floats per input channel in the scratch, room for the last tile's furthest tap.
+    channel: usize,
+}
+
+impl Geometry {
+    fn new(step: usize, h: usize, w: usize) -> Self {
+        let (out_h, out_w) = (out_len(h, step), out_len(w, step));
+        let (pitch, plane_rows) = if step == 1 {
+            (w + 2, h + 2)
+        } else {
+            ((w + 2).div_ceil(2), (h + 2).div_ceil(2))
+        };
+        let tiles = (out_h * pitch).div_ceil(NT);
+        let furthest = Self::offsets_for(step, pitch, plane_rows)
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        let planes = if step == 1 { 1 } else { 4 };
+        let channel = (planes * plane_rows * pitch).max(furthest + tiles * NT);
+        Self {
+            step,
+            h,
+            w,
+            out_h,
+            out_w,
+            pitch,
+            plane_rows,
+            channel,
+        }
+    }
+
+    fn offsets_for(step: usize, pitch: usize, plane_rows: usize) -> [usize; 9] {
+        std::array::from_fn(|tap| {
+            let (ky, kx) = (tap / 3, tap % 3);
+            if step == 1 {
+                ky * pitch + kx
+            } else {
+                let plane = (ky % 2) * 2 + kx % 2;
+                plane * plane_rows * pitch + (ky / 2) * pitch + kx / 2
+            }
+        })
+    }
+
+    fn offsets(&self) -> [usize; 9] {
+        Self::offsets_for(self.step, self.pitch, self.plane_rows)
+    }
+
+    fn points(&self) -> usize {
+        self.out_h * self.pitch
+    }
+
+    /// Where unpadded input pixel `(y, x)` goes within its channel's scratch.
+    fn at(&self, y: usize, x: usize) -> usize {
+        let (py, px) = (y + 1, x + 1);
+        if self.step == 1 {
+            py * self.pitch + px
+        } else {
+            let plane = (py % 2) * 2 + px % 2;
+            (plane * self.plane_rows + py / 2) * self.pitch + px / 2
+        }
+    }
+}
+
+/// Output length along an axis of `len` for a 3-tap, pad-1 window moving `step` at a time.
+fn out_len(len: usize, step: usize) -> usize {
+    (len + 2 - 3) / step + 1
+}
+
+/// Runs the convolution on one image: `input` is `[cin, h, w]`, `output` `[cout, out_h,
+/// out_w]`, `bias` one value per output channel.
 fn conv_image(
     kernel: Kernel,
     packed: &Packed,
     bias: &[f32],
     input: &[f32],
-    h: usize,
-    w: usize,
+    geometry: Geometry,
     output: &mut [f32],
 ) {
-    let wp = w + 2;
-    let points = h * wp;
-    let tiles = points.div_ceil(NT);
-    // Room for the last tile's furthest tap past the padded image.
-    let stride = tiles * NT + 2 * wp + 2;
     SCRATCH.with_borrow_mut(|(padded, results)| {
         conv_image_in(
-            kernel,
-            packed,
-            bias,
-            input,
-            (h, w, stride),
-            padded,
-            results,
-            output,
+            kernel, packed, bias, input, geometry, padded, results, output,
         )
     })
 }
@@ -303,23 +379,29 @@ fn conv_image_in(
     packed: &Packed,
     bias: &[f32],
     input: &[f32],
-    (h, w, stride): (usize, usize, usize),
+    g: Geometry,
     padded: &mut Vec<f32>,
     results: &mut Vec<f32>,
     output: &mut [f32],
 ) {
-    let wp = w + 2;
-    let points = h * wp;
-    let tiles = points.div_ceil(NT);
+    let (h, w, stride) = (g.h, g.w, g.channel);
+    let tiles = g.points().div_ceil(NT);
     padded.clear();
     padded.resize(packed.cin * stride, 0.0);
     for c in 0..packed.cin {
+        let channel = &mut padded[c * stride..(c + 1) * stride];
         for y in 0..h {
             let src = &input[(c * h + y) * w..][..w];
-            padded[c * stride + (y + 1) * wp + 1..][..w].copy_from_slice(src);
+            if g.step == 1 {
+                channel[g.at(y, 0)..][..w].copy_from_slice(src);
+            } else {
+                for (x, &v) in src.iter().enumerate() {
+                    channel[g.at(y, x)] = v;
+                }
+            }
         }
     }
-    let offsets: [usize; 9] = std::array::from_fn(|tap| (tap / 3) * wp + tap % 3);
+    let offsets = g.offsets();
     // Each tile's results, all output blocks of it together, so tiles can run in parallel;
     // the tile's stretch of the padded input stays in cache across the blocks.
     let blocks = packed.cout.div_ceil(MR);
@@ -343,11 +425,12 @@ fn conv_image_in(
     for o in 0..packed.cout {
         let bias = bias[o];
         let (block, m) = (o / MR, o % MR);
-        let plane = &mut output[o * h * w..(o + 1) * h * w];
-        for (y, row) in plane.chunks_exact_mut(w).enumerate() {
+        let size = g.out_h * g.out_w;
+        let plane = &mut output[o * size..(o + 1) * size];
+        for (y, row) in plane.chunks_exact_mut(g.out_w).enumerate() {
             for (x0, dst) in row.chunks_mut(NT).enumerate() {
                 // Output row y, columns from x0*NT: flat points p..p+len, maybe across tiles.
-                let mut p = y * wp + x0 * NT;
+                let mut p = y * g.pitch + x0 * NT;
                 let mut dst = &mut dst[..];
                 while !dst.is_empty() {
                     let (t, j) = (p / NT, p % NT);
@@ -367,11 +450,13 @@ fn conv_image_in(
 
 /// The tract op: inputs `[n, cin, h, w]` and the bias (one value, or one per output channel,
 /// in any shape: tract folds a following per-channel add into it, so it need not be a
-/// constant); output `[n, cout, h, w]`.
+/// constant); output `[n, cout, h, w]`, or half that (rounded up) at stride 2.
 #[derive(Debug, Clone)]
 pub(crate) struct DirectConv3x3 {
     packed: Arc<Packed>,
     kernel: Kernel,
+    /// 1 or 2, both axes.
+    step: usize,
 }
 
 // tract compares ops to merge identical nodes; weights compare by bits, so NaN equals itself.
@@ -385,6 +470,7 @@ impl PartialEq for DirectConv3x3 {
             )
         };
         self.kernel == other.kernel
+            && self.step == other.step
             && (Arc::ptr_eq(&self.packed, &other.packed)
                 || bits(&self.packed) == bits(&other.packed))
     }
@@ -399,8 +485,8 @@ impl Op for DirectConv3x3 {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} -> {} channels, {:?} kernel",
-            self.packed.cin, self.packed.cout, self.kernel
+            "{} -> {} channels, stride {}, {:?} kernel",
+            self.packed.cin, self.packed.cout, self.step, self.kernel
         )])
     }
 
@@ -431,15 +517,16 @@ impl EvalOp for DirectConv3x3 {
         );
         let (n, h, w) = (shape[0], shape[2], shape[3]);
         let data = input.try_as_plain_ram()?.as_slice::<f32>()?;
+        let g = Geometry::new(self.step, h, w);
         // Written straight into the tensor tract gets: no copy, no second allocation.
-        let mut tensor = Tensor::zero::<f32>(&[n, self.packed.cout, h, w])?;
+        let mut tensor = Tensor::zero::<f32>(&[n, self.packed.cout, g.out_h, g.out_w])?;
         let mut view = tensor.try_as_plain_ram_mut()?;
         let output = view.as_slice_mut::<f32>()?;
         if h * w > 0 {
             let images = data.chunks_exact(self.packed.cin * h * w);
-            let outputs = output.chunks_exact_mut(self.packed.cout * h * w);
+            let outputs = output.chunks_exact_mut(self.packed.cout * g.out_h * g.out_w);
             let run = |(image, out): (&[f32], &mut [f32])| {
-                conv_image(self.kernel, &self.packed, &bias, image, h, w, out)
+                conv_image(self.kernel, &self.packed, &bias, image, g, out)
             };
             // A batch (guidance's two) splits over the pool an image each: larger pieces than
             // tiles. Inside the pool the tiles of an image then run in turn.
@@ -456,20 +543,26 @@ impl EvalOp for DirectConv3x3 {
 impl TypedOp for DirectConv3x3 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let shape = &inputs[0].shape;
-        ensure!(shape.rank() == 4);
+        ensure!(shape.rank() == 4 && inputs.len() == 2);
+        let side = |d: &TDim| -> TractResult<TDim> {
+            Ok(if self.step == 1 {
+                d.clone()
+            } else {
+                out_len(d.to_usize()?, self.step).to_dim()
+            })
+        };
         let out = [
             shape[0].clone(),
             self.packed.cout.to_dim(),
-            shape[2].clone(),
-            shape[3].clone(),
+            side(&shape[2])?,
+            side(&shape[3])?,
         ];
-        ensure!(inputs.len() == 2);
         Ok(tvec!(f32::fact(out)))
     }
 
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
         let shape = &inputs[0].shape;
-        let points = shape[0].clone() * &shape[2] * &shape[3];
+        let points = shape[0].clone() * &shape[2] * &shape[3] / (self.step * self.step) as u64;
         Ok(tvec!((
             Cost::FMA(f32::datum_type()),
             points * (self.packed.cin * 9 * self.packed.cout)
@@ -484,19 +577,29 @@ fn direct_for(model: &TypedModel, node: &TypedNode, kernel: Kernel) -> Option<Di
     let conv = node.op_as::<Conv>()?;
     let spec = &conv.pool_spec;
     let ones = |v: &Option<TVec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&d| d == 1));
-    let padded_by_one = match &spec.padding {
+    let explicit_one = match &spec.padding {
         PaddingSpec::Explicit(before, after) | PaddingSpec::ExplicitOnnxPool(before, after, _) => {
             before.iter().chain(after).all(|&p| p == 1)
         }
-        PaddingSpec::SameUpper | PaddingSpec::SameLower => true,
-        PaddingSpec::Valid => false,
+        _ => false,
     };
+    // SAME pads a 3-tap window by one on each side only at stride 1.
+    let same = matches!(
+        spec.padding,
+        PaddingSpec::SameUpper | PaddingSpec::SameLower
+    );
+    let step = match spec.strides.as_deref() {
+        None => 1,
+        Some(s) if s.iter().all(|&d| d == 1) => 1,
+        Some([2, 2]) => 2,
+        Some(_) => return None,
+    };
+    let padded_by_one = explicit_one || (same && step == 1);
     if conv.q_params.is_some()
         || conv.group != 1
         || conv.kernel_fmt != KernelFormat::OIHW
         || spec.data_format != DataFormat::NCHW
         || spec.kernel_shape.as_slice() != [3, 3]
-        || !ones(&spec.strides)
         || !ones(&spec.dilations)
         || !padded_by_one
         || node.inputs.len() != 3
@@ -504,7 +607,10 @@ fn direct_for(model: &TypedModel, node: &TypedNode, kernel: Kernel) -> Option<Di
         return None;
     }
     let input = model.outlet_fact(node.inputs[0]).ok()?;
-    if input.datum_type != f32::datum_type() || input.rank() != 4 {
+    if input.datum_type != f32::datum_type()
+        || input.rank() != 4
+        || (step == 2 && input.shape.as_concrete().is_none())
+    {
         return None;
     }
     let weights = model.outlet_fact(node.inputs[1]).ok()?.konst.clone()?;
@@ -522,6 +628,7 @@ fn direct_for(model: &TypedModel, node: &TypedNode, kernel: Kernel) -> Option<Di
     Some(DirectConv3x3 {
         packed: Arc::new(packed),
         kernel,
+        step,
     })
 }
 
@@ -556,16 +663,18 @@ mod tests {
         kernel: &[f32],
         bias: &[f32],
         (cin, cout, h, w): (usize, usize, usize, usize),
+        step: usize,
     ) -> Vec<f32> {
-        let mut out = vec![0.0; cout * h * w];
+        let (oh, ow) = (out_len(h, step), out_len(w, step));
+        let mut out = vec![0.0; cout * oh * ow];
         for o in 0..cout {
-            for y in 0..h {
-                for x in 0..w {
+            for y in 0..oh {
+                for x in 0..ow {
                     let mut sum = f64::from(bias[o]);
                     for c in 0..cin {
                         for ky in 0..3 {
                             for kx in 0..3 {
-                                let (iy, ix) = (y + ky, x + kx);
+                                let (iy, ix) = (y * step + ky, x * step + kx);
                                 if iy < 1 || ix < 1 || iy > h || ix > w {
                                     continue;
                                 }
@@ -574,7 +683,7 @@ mod tests {
                             }
                         }
                     }
-                    out[(o * h + y) * w + x] = sum as f32;
+                    out[(o * oh + y) * ow + x] = sum as f32;
                 }
             }
         }
@@ -602,19 +711,23 @@ mod tests {
                 let weights = noise(cout * cin * 9, 100 + i as u64);
                 let bias = noise(cout, 200 + i as u64);
                 let packed = Packed::new(&weights, cout, cin);
-                let want = reference(&input, &weights, &bias, (cin, cout, h, w));
-                // On the calling thread, and split over a pool as tract's executor runs it.
-                for threads in [1, 3] {
-                    let mut got = vec![f32::NAN; cout * h * w];
-                    let pool = tract_linalg::multithread::Executor::multithread(threads);
-                    tract_linalg::multithread::multithread_tract_scope(pool, || {
-                        conv_image(kernel, &packed, &bias, &input, h, w, &mut got)
-                    });
-                    for (j, (g, e)) in got.iter().zip(&want).enumerate() {
-                        assert!(
-                            (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                            "{kernel:?} {threads} threads {cin}->{cout} {h}x{w} point {j}: {g} != {e}"
-                        );
+                for step in [1, 2] {
+                    let want = reference(&input, &weights, &bias, (cin, cout, h, w), step);
+                    // On the calling thread, and split over a pool as tract's executor runs it.
+                    for threads in [1, 3] {
+                        let mut got = vec![f32::NAN; want.len()];
+                        let pool = tract_linalg::multithread::Executor::multithread(threads);
+                        let g = Geometry::new(step, h, w);
+                        tract_linalg::multithread::multithread_tract_scope(pool, || {
+                            conv_image(kernel, &packed, &bias, &input, g, &mut got)
+                        });
+                        for (j, (g, e)) in got.iter().zip(&want).enumerate() {
+                            assert!(
+                                (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                                "{kernel:?} stride {step} {threads} threads {cin}->{cout} \
+                                 {h}x{w} point {j}: {g} != {e}"
+                            );
+                        }
                     }
                 }
             }
@@ -623,7 +736,7 @@ mod tests {
 
     #[test]
     fn a_plan_with_the_direct_op_gives_what_tract_gives() {
-        // Two convolutions, a per-channel runtime add (a UNet's time embedding: at batch 1
+        // Two convolutions and a stride-2 one, a per-channel runtime add (a UNet's time embedding: at batch 1
         // tract folds it into the first one's bias) and an activation between; tract's own
         // plan and the rewritten one must agree, and the rewritten one must hold no Conv.
         let (cin, mid, cout, h, w) = (6, 16, 5, 9, 23);
@@ -633,6 +746,7 @@ mod tests {
                 let x = model.add_source("x", f32::fact([batch, cin, h, w]))?;
                 let t = model.add_source("t", f32::fact([1, mid, 1, 1]))?;
                 let conv = |model: &mut TypedModel, name: &str, x, ci: usize, co: usize, seed| {
+                    let step = if name == "down" { 2 } else { 1 };
                     let k = model.add_const(
                         format!("{name}.k"),
                         Tensor::from_shape(&[co, ci, 3, 3], &noise(co * ci * 9, seed))?,
@@ -646,7 +760,7 @@ mod tests {
                         kernel_shape: tvec![3, 3],
                         padding: PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]),
                         dilations: None,
-                        strides: None,
+                        strides: (step == 2).then(|| tvec![2, 2]),
                         input_channels: ci,
                         output_channels: co,
                     };
@@ -663,6 +777,8 @@ mod tests {
                     &[y, zero],
                 )?[0];
                 let z = conv(&mut model, "b", y, mid, cout, 3)?;
+                // A downsampler: stride 2 on odd sides.
+                let z = conv(&mut model, "down", z, cout, cout, 5)?;
                 model.select_output_outlets(&[z])?;
                 Ok(model)
             };
@@ -680,7 +796,7 @@ mod tests {
             let want = tract_plan.into_runnable().unwrap().run(input()).unwrap();
 
             let mut ours = build().unwrap().into_decluttered().unwrap();
-            assert_eq!(replace_convs(&mut ours).unwrap(), 2, "batch {batch}");
+            assert_eq!(replace_convs(&mut ours).unwrap(), 3, "batch {batch}");
             let ours = ours.into_optimized().unwrap();
             assert!(ours.nodes().iter().all(|n| n.op_as::<Conv>().is_none()));
             // On the calling thread, and on a pool (a batch then splits an image per thread).

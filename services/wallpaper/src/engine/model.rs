@@ -381,8 +381,9 @@ impl Net {
             let direct = super::conv3x3::replace_convs(&mut typed)?;
             let linear = super::linear::replace_linears(&mut typed)?;
             let attention = super::attention::replace_attention(&mut typed)?;
-            let broadcasts = super::broadcast_bin::replace_broadcast_bins(&mut typed)?;
+            // Before the broadcasts: the norms fold in the per-channel Mul and Add after them.
             let norms = super::centered_norm::replace_centered_norms(&mut typed)?;
+            let broadcasts = super::broadcast_bin::replace_broadcast_bins(&mut typed)?;
             tracing::debug!(
                 stage,
                 direct,
