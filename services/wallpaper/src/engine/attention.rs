@@ -331,12 +331,7 @@ pub(crate) fn replace_attention(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::plan_rewrite::assert_agrees_here_and_on_pool;
-
-    fn noise(len: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::engine::rng::NoiseRng::new(seed);
-        (0..len).map(|_| rng.normal() as f32).collect()
-    }
+    use crate::engine::plan_rewrite::{assert_agrees_here_and_on_pool, noise};
 
     #[test]
     fn the_exponential_is_accurate_where_a_softmax_uses_it() {

@@ -19,7 +19,7 @@ use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
 use super::attention::exp_nonpositive;
-use super::plan_rewrite::{on_tract_pool, swap_in};
+use super::plan_rewrite::{on_tract_pool, same_bits, swap_in};
 
 /// Sum of a row in 16 independent lanes: vectorises, and keeps the rounding error of a long
 /// row (a decoder's 128x320 planes) well below f32's resolution of the result.
@@ -50,12 +50,11 @@ struct Epilogue {
 
 impl PartialEq for Epilogue {
     fn eq(&self, other: &Self) -> bool {
-        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         self.shape == other.shape
             && self.inner == other.inner
             && self.silu == other.silu
-            && bits(&self.scale) == bits(&other.scale)
-            && bits(&self.shift) == bits(&other.shift)
+            && same_bits(&self.scale, &other.scale)
+            && same_bits(&self.shift, &other.shift)
     }
 }
 

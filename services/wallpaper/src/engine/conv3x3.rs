@@ -23,7 +23,7 @@ use tract_onnx::tract_core::ops::cnn::PaddingSpec;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::plan_rewrite::{on_tract_pool, swap_in};
+use super::plan_rewrite::{on_tract_pool, same_bits, swap_in};
 
 /// Output channels per register block; the packed weights are laid out in blocks of this.
 pub(super) const MR: usize = 8;
@@ -462,17 +462,11 @@ pub(crate) struct DirectConv3x3 {
 // tract compares ops to merge identical nodes; weights compare by bits, so NaN equals itself.
 impl PartialEq for DirectConv3x3 {
     fn eq(&self, other: &Self) -> bool {
-        let bits = |p: &Packed| {
-            (
-                p.cin,
-                p.cout,
-                p.weights.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            )
-        };
+        let (a, b) = (&self.packed, &other.packed);
         self.kernel == other.kernel
             && self.step == other.step
-            && (Arc::ptr_eq(&self.packed, &other.packed)
-                || bits(&self.packed) == bits(&other.packed))
+            && (Arc::ptr_eq(a, b)
+                || (a.cin, a.cout) == (b.cin, b.cout) && same_bits(&a.weights, &b.weights))
     }
 }
 
@@ -655,7 +649,7 @@ pub(crate) fn replace_convs(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::plan_rewrite::assert_agrees_here_and_on_pool;
+    use crate::engine::plan_rewrite::{assert_agrees_here_and_on_pool, noise};
 
     /// The textbook sum, zero padding, for comparison.
     fn reference(
@@ -688,11 +682,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn noise(len: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::engine::rng::NoiseRng::new(seed);
-        (0..len).map(|_| rng.normal() as f32).collect()
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::conv3x3::{Kernel, MR, NT};
-use super::plan_rewrite::{einsum_letters, on_tract_pool, swap_in};
+use super::plan_rewrite::{einsum_letters, on_tract_pool, same_bits, swap_in};
 
 /// Where the contracted and the output channel axes sit. Both tensors have the same other
 /// axes in the same order; `points` of them (the trailing ones, or all for token-major data)
@@ -41,8 +41,8 @@ struct Layout {
 }
 
 impl Layout {
-    /// (outer, k, points) for an input of `shape`.
-    fn sizes(&self, shape: &[usize]) -> (usize, usize, usize) {
+    /// (k, points per outer item) for an input of `shape`.
+    fn sizes(&self, shape: &[usize]) -> (usize, usize) {
         let outer: usize = shape[..self.outer_axes].iter().product();
         let k_start = if self.input_channel_major {
             self.outer_axes
@@ -51,7 +51,7 @@ impl Layout {
         };
         let k: usize = shape[k_start..k_start + self.k_axes].iter().product();
         let points = shape.iter().product::<usize>() / (outer * k).max(1);
-        (outer, k, points)
+        (k, points)
     }
 
     /// The output shape for an input of `shape` and `n` output channels.
@@ -131,11 +131,11 @@ impl Shared {
 }
 
 /// The tract op: input as [`Layout`] says, output the same with `k`'s axes replaced by one of
-/// `n`; the bias (if any) is one value per output channel.
+/// `n`; the bias is one value per output channel (zeros when the product had none).
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
     packed: Arc<Packed>,
-    bias: Option<Arc<Vec<f32>>>,
+    bias: Arc<Vec<f32>>,
     layout: Layout,
     kernel: Kernel,
 }
@@ -143,19 +143,13 @@ pub(crate) struct Linear {
 // tract compares ops to merge identical nodes; values compare by bits, so NaN equals itself.
 impl PartialEq for Linear {
     fn eq(&self, other: &Self) -> bool {
-        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let same_bias = match (&self.bias, &other.bias) {
-            (None, None) => true,
-            (Some(a), Some(b)) => bits(a) == bits(b),
-            _ => false,
-        };
         self.layout == other.layout
             && self.kernel == other.kernel
             && self.packed.k == other.packed.k
             && self.packed.n == other.packed.n
-            && same_bias
+            && same_bits(&self.bias, &other.bias)
             && (Arc::ptr_eq(&self.packed, &other.packed)
-                || bits(&self.packed.values) == bits(&other.packed.values))
+                || same_bits(&self.packed.values, &other.packed.values))
     }
 }
 
@@ -166,14 +160,7 @@ impl Linear {
     /// `[points][n]`, as the layout says.
     fn item(&self, x: &[f32], points: usize, out: Shared) {
         let (k, n) = (self.packed.k, self.packed.n);
-        let zeros;
-        let bias: &[f32] = match &self.bias {
-            Some(b) => b,
-            None => {
-                zeros = vec![0.0; n];
-                &zeros
-            }
-        };
+        let bias = &self.bias[..];
         let channel_major_out = self.layout.output_channel_major;
         if self.layout.input_channel_major {
             // Points along the vector axis: the input, padded to whole tiles, is the kernel's
@@ -394,12 +381,8 @@ impl Op for Linear {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} -> {}, {:?}, bias {}, {:?} kernel",
-            self.packed.k,
-            self.packed.n,
-            self.layout,
-            self.bias.is_some(),
-            self.kernel
+            "{} -> {}, {:?}, {:?} kernel",
+            self.packed.k, self.packed.n, self.layout, self.kernel
         )])
     }
 
@@ -421,7 +404,7 @@ impl EvalOp for Linear {
             shape.len() >= minimum,
             "Linear: input {shape:?} has too few axes"
         );
-        let (outer, k, points) = self.layout.sizes(shape);
+        let (k, points) = self.layout.sizes(shape);
         ensure!(
             k == self.packed.k,
             "Linear: input {shape:?} does not have {} input channels",
@@ -433,7 +416,7 @@ impl EvalOp for Linear {
         let mut tensor = Tensor::zero::<f32>(&out_shape)?;
         let mut view = tensor.try_as_plain_ram_mut()?;
         let output = view.as_slice_mut::<f32>()?;
-        if output.len() == outer * n * points && points > 0 {
+        if points > 0 {
             let base = Shared(output.as_mut_ptr());
             for (o, item) in x.chunks_exact(k * points).enumerate() {
                 // SAFETY: item `o`'s outputs are its own `n * points` slice of `output`.
@@ -548,7 +531,7 @@ fn linear_for(model: &TypedModel, node: &TypedNode, kernel: Kernel) -> Option<Li
     });
     Some(Linear {
         packed: Arc::new(packed),
-        bias: None,
+        bias: Arc::new(vec![0.0; n]),
         layout,
         kernel,
     })
@@ -612,7 +595,7 @@ pub(crate) fn replace_linears(model: &mut TypedModel) -> TractResult<usize> {
         let input = node.inputs[0];
         let at = match bias_after(model, id, &op) {
             Some((add, bias)) => {
-                op.bias = Some(Arc::new(bias));
+                op.bias = Arc::new(bias);
                 add
             }
             None => id,
@@ -626,12 +609,7 @@ pub(crate) fn replace_linears(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::plan_rewrite::assert_agrees_here_and_on_pool;
-
-    fn noise(len: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::engine::rng::NoiseRng::new(seed);
-        (0..len).map(|_| rng.normal() as f32).collect()
-    }
+    use crate::engine::plan_rewrite::{assert_agrees_here_and_on_pool, noise};
 
     #[test]
     fn every_rows_kernel_matches_the_plain_sum() {

@@ -15,6 +15,19 @@ pub(super) fn einsum_letters(op: &EinSum) -> Option<(Vec<char>, Vec<char>, Vec<c
     Some((chars(a), chars(b), chars(out)))
 }
 
+/// Whether two f32 slices hold the same bits. tract compares ops to merge identical nodes;
+/// compared by bits, a NaN weight equals itself.
+pub(super) fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// Deterministic standard-normal test values.
+#[cfg(test)]
+pub(super) fn noise(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = crate::engine::rng::NoiseRng::new(seed);
+    (0..len).map(|_| rng.normal() as f32).collect()
+}
+
 /// Wires `op` on `inputs` in place of node `id`'s single output.
 pub(super) fn swap_in(
     model: &mut TypedModel,
