@@ -139,7 +139,7 @@ def main():
           "ae": info["ae"], "un": info["unet"], "train_seconds": info["train_seconds"], "images": info["images"],
           "command": info["command"], "device": info["device"], "threads": info["threads"],
           "args": {k: info[k] for k in ("ae_channels", "unet_channels", "text_dim", "seed", "data_seed", "minutes",
-                                        "batch", "lr", "ema", "cond_drop", "ae_batch", "ae_crop")} | {"ae_layers": 1},
+                                        "batch", "lr", "ema", "cond_drop", "ae_batch", "ae_crop")} | {"ae_layers": 1, "latent_channels": vae.config.latent_channels},
           "recovered_from": str(args.model), "recovery_diffs": diffs}
     size = train.save_checkpoint(ck, args.ckpt)
     print(f"rebuilt from {args.model}; max |torch - onnxruntime| {max(diffs.values()):.2e}; "
