@@ -50,12 +50,6 @@ def build_from_configs(model: Path):
     return vae, text_encoder, unet
 
 
-def owners(vae, text_encoder, unet):
-    """Which torch module's parameters each exported part holds, with the prefix the wrapper adds."""
-    return {"text_encoder": [(text_encoder, "m.")], "unet": [(unet, "m.")],
-            "vae_encoder": [(vae, "m.")], "vae_decoder": [(vae, "m.")]}
-
-
 def name_map(model: Path, tok, vae, text_encoder, unet):
     """{part: {initializer name: (state-dict key, transposed)}} from a reference export of the same
     architecture whose parameters all hold distinct values."""
@@ -139,7 +133,8 @@ def main():
           "ae": info["ae"], "un": info["unet"], "train_seconds": info["train_seconds"], "images": info["images"],
           "command": info["command"], "device": info["device"], "threads": info["threads"],
           "args": {k: info[k] for k in ("ae_channels", "unet_channels", "text_dim", "seed", "data_seed", "minutes",
-                                        "batch", "lr", "ema", "cond_drop", "ae_batch", "ae_crop")} | {"ae_layers": 1, "latent_channels": vae.config.latent_channels},
+                                        "batch", "lr", "ema", "cond_drop", "ae_batch", "ae_crop")}
+          | {"ae_layers": 1, "latent_channels": vae.config.latent_channels},
           "recovered_from": str(args.model), "recovery_diffs": diffs}
     size = train.save_checkpoint(ck, args.ckpt)
     print(f"rebuilt from {args.model}; max |torch - onnxruntime| {max(diffs.values()):.2e}; "
