@@ -107,6 +107,14 @@ def classifier(renders, steps, seed, cache: Path | None = None):
     return predict
 
 
+def agreement(families, phases, metas):
+    """Share of predicted family / phase ids that match the labels in `metas`."""
+    return {
+        "family": float(np.mean([scenes.FAMILIES[a] == m["family"] for a, m in zip(families, metas)])),
+        "phase": float(np.mean([scenes.PHASES[a] == m["phase"] for a, m in zip(phases, metas)])),
+    }
+
+
 def autoencode(model: Path, imgs):
     """Renders (uint8) through the model's vae_encoder (posterior mean) and vae_decoder, as 0..1."""
     enc = train.ort_session(model / "vae_encoder" / "model.onnx")
@@ -138,10 +146,7 @@ def main():
     predict = classifier(args.renders, args.classifier_steps, 0, args.classifier_cache)
     val, val_metas = train.render_set(400, VAL_SEED, 2)
     pf, pp = predict(val)
-    render_acc = {
-        "family": float(np.mean([scenes.FAMILIES[a] == m["family"] for a, m in zip(pf, val_metas)])),
-        "phase": float(np.mean([scenes.PHASES[a] == m["phase"] for a, m in zip(pp, val_metas)])),
-    }
+    render_acc = agreement(pf, pp, val_metas)
     print(f"classifier on held-out renders: family {render_acc['family']:.3f}, phase {render_acc['phase']:.3f} "
           f"({time.time() - t0:.0f} s)", flush=True)
 
@@ -149,9 +154,7 @@ def main():
     sf = json.loads((args.model / "vae_decoder" / "config.json").read_text()).get("scaling_factor", 1.0)
     roundtrip = autoencode(args.model, val)
     rf, rp = predict(roundtrip)
-    ae_acc = {
-        "family": float(np.mean([scenes.FAMILIES[a] == m["family"] for a, m in zip(rf, val_metas)])),
-        "phase": float(np.mean([scenes.PHASES[a] == m["phase"] for a, m in zip(rp, val_metas)])),
+    ae_acc = agreement(rf, rp, val_metas) | {
         "psnr_db": float(10 * np.log10(1 / np.mean((roundtrip - val / 255.0) ** 2))),
     }
     print(f"classifier on autoencoded renders: family {ae_acc['family']:.3f}, phase {ae_acc['phase']:.3f}, "
