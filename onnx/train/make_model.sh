@@ -1,53 +1,68 @@
 #!/usr/bin/env bash
-# One command from nothing to the bundled wallpaper model in onnx/wallpaper-tiny:
-# train and export (train.py), move the sample sheets to docs/, write the manifest with the
-# engine's own tool, and measure prompt adherence with the render-trained classifier.
+# One command from nothing to the bundled wallpaper model in onnx/wallpaper-tiny, on 2 CPU cores.
 #
-#   onnx/train/make_model.sh [MINUTES] [THREADS]      # e.g. 95 2; CUDA is used when present
+#   onnx/train/make_model.sh [HOURS]        # this sitting's budget, default 2.5; run it again to go on
+#   FRESH=1 onnx/train/make_model.sh        # start every stage over
+#   VERSION=0.3.0 onnx/train/make_model.sh  # the manifest's version at the end
 #
-# On a GPU box without this venv, train there and export here (how 0.2.0 was made, 7 min on
-# one H200; the checkpoint travels in 15 MiB parts):
-#   gpu$  python3 onnx/train/train.py --minutes 7 --images 20000 --train-only --ae-frac 0.35 \
-#             --ae-crop 320 --ae-batch 32 --batch 256 --lr 5e-4 --ema 0.9995 --ckpt OUT/ck.pt
-#   here$ onnx/.venv/bin/python onnx/train/train.py --minutes 7 --export-only --ckpt OUT/ck.pt
-#   then the manifest and evaluation steps below (VERSION=... picks the manifest version).
+# The stages run in order; each one resumes from its checkpoint in onnx/train/checkpoints/ (fp16
+# weights, committed until the model ships) or, on the same machine, from its full state in
+# ~/.cache/cabin-train, and stops cleanly when the sitting's time is up. Run the same command again
+# in the next sitting: finished stages say "nothing to do" and the next one goes on.
+#   1. train_autoencoder.py  the x8 autoencoder (8 latent channels) on rendered crops
+#   2. train_denoiser.py     text encoder + UNet on its latents
+#   3. train_upscaler.py     the x6 display stage on (reconstruction, 768x1920 drawing) pairs
+#   4. export_model.py       the diffusers ONNX folder + upscaler/, checked with onnxruntime; samples
+#   5. cabin-wallpaper manifest, then evaluate.py at 1920x720 (docs/wallpaper-eval.json)
+# A GPU, when present, is used by the same scripts and only makes it sooner.
 #
-# The next GPU run (0.3.0). evaluate.py shows 0.2.x is bounded by its autoencoder: renders through
-# it alone score family 0.752, generated pictures 0.756. So spend the time on the autoencoder:
-# 8 latent channels and a patch discriminator for the texture L1 averages away (both options ran
-# end to end on this CPU in a 3-minute smoke run, through export and the Rust engine):
-#   gpu$  python3 onnx/train/train.py --minutes 9 --images 24000 --train-only --latent-channels 8 \
-#             --ae-adv 0.5 --ae-adv-start 0.4 --ae-frac 0.45 --ae-crop 320 --ae-batch 32 \
-#             --batch 256 --lr 5e-4 --ema 0.9995 --ckpt OUT/ck.pt
-#   here$ onnx/.venv/bin/python onnx/train/train.py --minutes 9 --export-only --ckpt OUT/ck.pt
-#   here$ onnx/.venv/bin/python onnx/train/evaluate.py --out docs/wallpaper-eval.json \
-#             --classifier-cache /tmp/cabin-classifier.pt     # reuses the classifier on a rerun
-#
-# With the checkpoint gone, from_onnx.py rebuilds one from the shipped ONNX files.
-#
-# Needs the venv of onnx/requirements-fixtures.txt at onnx/.venv. Do not run cargo builds
-# beside it on a 2-core machine (torch slows ~50x next to rustc).
+# Needs the venv of onnx/requirements-fixtures.txt at onnx/.venv (made here if missing). Never run
+# a cargo build beside it on a 2-core machine (torch slows ~50x next to rustc): step 5 builds only
+# after training is over.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-minutes=${1:-95}
-version=${VERSION:-0.2.0}
-threads=${2:-2}
+hours=${1:-2.5}
 py=onnx/.venv/bin/python
 out=onnx/wallpaper-tiny
+fresh=()
+[[ -n ${FRESH:-} ]] && fresh=(--fresh)
 
-"$py" onnx/train/train.py --minutes "$minutes" --threads "$threads" --out "$out"
-mkdir -p docs
-for sheet in samples samples_zh; do
-    if [[ -f $out/$sheet.png ]]; then mv "$out/$sheet.png" "docs/wallpaper-$sheet.png"; fi
+if [[ ! -x $py ]]; then
+    python3 -m venv onnx/.venv
+    onnx/.venv/bin/pip install -q -r onnx/requirements-fixtures.txt
+fi
+
+deadline=$(( $(date +%s) + $(awk -v h="$hours" 'BEGIN { printf "%d", h * 3600 }') ))
+minutes_left() { echo $(( (deadline - $(date +%s)) / 60 )); }
+
+for stage in autoencoder denoiser upscaler; do
+    left=$(minutes_left)
+    if (( left < 5 )); then
+        echo "make_model: the sitting's time is up before $stage; run the same command again to go on"
+        exit 0
+    fi
+    set +e
+    "$py" "onnx/train/train_$stage.py" --sitting-minutes "$left" "${fresh[@]}"
+    rc=$?
+    set -e
+    if (( rc == 75 )); then
+        echo "make_model: $stage is not finished (checkpoint saved); run the same command again to go on"
+        exit 0
+    elif (( rc != 0 )); then
+        exit "$rc"
+    fi
 done
+
+"$py" onnx/train/export_model.py --out "$out"
 cargo build --release -q -p cabin-wallpaper --bin cabin-wallpaper
 made_by=$("$py" - "$out/train_info.json" <<'PY'
 import json, sys
 i = json.load(open(sys.argv[1]))
-print("trained in-house by {} (data seed {}, seed {}, {} rendered scenes, {:.0f} min on {}, {} thread(s)); no external weights or data".format(
-    i["command"], i["data_seed"], i["seed"], i["images"], i["train_seconds"] / 60, i["device"], i["threads"]))
+hours = sum(i[k]["seconds"] for k in ("autoencoder", "denoiser", "upscaler") if i.get(k)) / 3600
+print("trained in-house from scratch by onnx/train/make_model.sh on rendered scenes "
+      f"({hours:.1f} h of training on CPUs, see MODEL_CARD.md); no external weights or data")
 PY
 )
-target/release/cabin-wallpaper manifest "$out" --name cabin-wallpaper-tiny --version "$version" \
+target/release/cabin-wallpaper manifest "$out" --name cabin-wallpaper-tiny --version "${VERSION:-0.3.0}" \
     --licence "MIT OR Apache-2.0" --made-by "$made_by"
 "$py" onnx/train/evaluate.py --model "$out" --out docs/wallpaper-eval.json

@@ -2,82 +2,173 @@
 """Procedural wallpaper scenes for training the in-house wallpaper model (numpy only).
 
 Ten scene families x four light phases (dawn, day, dusk, night) x optional style words
-(warm, cool, misty, vivid), rendered at 128x320 (H x W) from layered silhouettes, gradients and
-value-noise textures, with bilingual (English / Chinese) captions in many phrasings.
+(warm, cool, misty, vivid), drawn from layered silhouettes, gradients and value-noise textures,
+with bilingual (English / Chinese) captions in many phrasings.
 
     from scenes import random_scene, render, caption
-    meta = random_scene(rng)              # {"family", "phase", "styles"}
-    img = render(rng, meta)               # uint8 [128, 320, 3]
-    text = caption(rng, meta)             # e.g. "make me a wallpaper of snowy mountains at dusk"
+    meta = random_scene(rng)                         # {"family", "phase", "styles"}
+    img = render(np.random.default_rng(7), meta)     # uint8 [128, 320, 3]
+    big = render(np.random.default_rng(7), meta, size=(720, 1920))  # the same scene, drawn at 720x1920
+    text = caption(rng, meta)                        # e.g. "make me a wallpaper of snowy mountains at dusk"
 
-Everything is driven by the numpy Generator handed in, so a fixed seed gives fixed images.
-Run directly to write a contact sheet (`onnx/train/scene_samples.png`) and print timings:
+Sizes. All geometry is in reference units: pixels of the 128x320 (H x W) frame the model trains
+on. `render(rng, meta, size=(h, w))` scales that frame uniformly until it covers h x w (factor
+max(w / 320, h / 128)) and crops the overflow evenly, as the display engine does, so 1920x720 is
+the 1920x768 drawing less 24 rows at the top and bottom. Every output pixel is drawn at its own
+position in the frame, not upscaled: edges are anti-aliased over one output pixel, value noise is
+interpolated from random grids whose size never depends on the output, and stars, petals, rain
+streaks and windows are objects with their own randomness and sizes in reference units. The rng
+is consumed identically at every size, so the same seed and meta give the same scene at any size.
 
-    onnx/.venv/bin/python onnx/train/scenes.py [--seed 0] [--out onnx/train/scene_samples.png]
+Everything is driven by the numpy Generator handed in. The command line seeds each file on its
+own with `scene_rng(seed, family, phase)`; sizes there are WIDTHxHEIGHT:
+
+    python3 onnx/train/scenes.py [--seed 0] [--out onnx/train/scene_samples.png] [--size 320x128]
+        contact sheet (one row per family) and timings
+    python3 onnx/train/scenes.py --family city --phase night --seeds 0-7 --size 1920x720 --out-dir DIR
+        DIR/city-night-0.png ... DIR/city-night-7.png; --family and --phase take a name, a comma
+        list or `all`; --seeds `0-7`, `3` or `1,4,9`; --styles warm,misty (default none, `random`
+        draws them as training does; styles other than none go into the file name)
+    python3 onnx/train/scenes.py --list
+        {"families": [...], "phases": [...], "styles": [...]}
+    python3 onnx/train/scenes.py --check-distinct 8
+        renders 8 per family x phase at 128x320 and prints the family / phase accuracy of a ridge
+        classifier on thumbnail colours and gradient histograms (trained on half, tested on half)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-H, W = 128, 320
+H, W = 128, 320  # the reference frame: training size and the unit of all geometry
 FAMILIES = ("sea", "mountains", "stars", "city", "forest", "desert", "aurora", "lake", "rain", "blossom")
 PHASES = ("dawn", "day", "dusk", "night")
 STYLES = ("warm", "cool", "misty", "vivid")
 
-_YY, _XX = np.mgrid[0:H, 0:W].astype(np.float32)
 F32 = np.float32
 
+
 # ------------------------------------------------------------------------------------------------
-# Noise and drawing helpers
+# Output grid, noise and drawing helpers
 # ------------------------------------------------------------------------------------------------
-_interp_cache: dict = {}
+def _cell(pos, n):
+    """Left grid index and smoothstep weight of fractional positions on an n-point grid (clamped)."""
+    pos = np.clip(pos, 0, n - 1)
+    i0 = np.minimum(pos.astype(np.int64), n - 2)
+    t = (pos - i0).astype(F32)
+    return i0, t * t * (3 - 2 * t)
 
 
-def _interp(n_out: int, n_in: int) -> np.ndarray:
-    """Matrix resampling n_in grid values to n_out samples, smoothstep-interpolated."""
-    key = (n_out, n_in)
-    m = _interp_cache.get(key)
-    if m is None:
-        pos = np.linspace(0, n_in - 1, n_out)
-        i0 = np.clip(np.floor(pos).astype(int), 0, n_in - 2)
-        t = pos - i0
-        t = t * t * (3 - 2 * t)
-        m = np.zeros((n_out, n_in), F32)
-        m[np.arange(n_out), i0] = 1 - t
-        m[np.arange(n_out), i0 + 1] += t
-        _interp_cache[key] = m
-    return m
+class Grid:
+    """Output pixel centres in reference units: `y` per row, `x` per column, `YY` / `XX` per pixel,
+    and `px`, the size of one output pixel. `band` cuts out rows as a grid of their own, so work
+    confined to part of the frame (water, a skyline) is done only there."""
+
+    def __init__(self, y, x, px, rows=slice(None)):
+        self.y, self.x, self.px, self.rows = y, x, px, rows
+        self.h, self.w = len(y), len(x)
+        self.YY, self.XX = np.meshgrid(y, x, indexing="ij")
+        self._cells = {}
+
+    def band(self, y0, y1=np.inf):
+        """Rows from reference row y0 to y1, plus a pixel on each side for anti-aliased edges;
+        `rows` is their slice of this grid, for pasting back."""
+        m = max(1.0, float(self.px))
+        i, j = np.searchsorted(self.y, [y0 - m, y1 + m])
+        return Grid(self.y[i:j], self.x, self.px, slice(int(i), int(j)))
+
+    def cells(self, axis, n):
+        """Grid index and weight of every output row (axis 0) or column (axis 1) on an n-point noise
+        grid spanning the reference frame."""
+        key = (axis, n)
+        if key not in self._cells:
+            coord, extent = (self.y, H) if axis == 0 else (self.x, W)
+            self._cells[key] = _cell(coord / (extent - 1) * (n - 1), n)
+        return self._cells[key]
 
 
-def fbm2d(rng, cy, cx, octaves=4, gain=0.5, h=H, w=W):
-    """Fractal value noise, roughly zero-mean, std ~0.5; (cy, cx) cells at the lowest octave."""
-    out = np.zeros((h, w), F32)
-    amp, total = 1.0, 0.0
+@functools.lru_cache(maxsize=4)
+def grid(h, w) -> Grid:
+    """The grid of an h x w output: the reference frame scaled to cover it, the overflow cropped
+    evenly. At 128x320 pixel centres sit on integer coordinates, as the scene geometry assumes."""
+    scale = max(w / W, h / H)  # output pixels per reference unit
+    y = ((np.arange(h) + 0.5 - h / 2) / scale + (H - 1) / 2).astype(F32)
+    x = ((np.arange(w) + 0.5 - w / 2) / scale + (W - 1) / 2).astype(F32)
+    return Grid(y, x, F32(1 / scale))
+
+
+def _fractal(rng, cells, octaves, gain, caps):
+    """Random value grids, one per octave, cells doubling each time (capped at the reference
+    pixels): they depend only on the arguments, so every output size samples the same noise."""
+    layers, amp, total = [], 1.0, 0.0
+    cells = np.asarray(cells, float)
     for _ in range(octaves):
-        gy, gx = min(int(cy), h - 1) + 1, min(int(cx), w - 1) + 1
-        g = rng.standard_normal((gy, gx)).astype(F32)
-        out += amp * (_interp(h, gy) @ g @ _interp(w, gx).T)
+        shape = tuple(min(int(c), cap - 1) + 1 for c, cap in zip(cells, caps))
+        layers.append((amp, rng.standard_normal(shape).astype(F32)))
         total += amp
         amp *= gain
-        cy, cx = cy * 2, cx * 2
-    return out / total
+        cells = cells * 2
+    return [(F32(a / total), v) for a, v in layers]
 
 
-def fbm1d(rng, cells, octaves=4, gain=0.5, n=W):
-    out = np.zeros(n, F32)
-    amp, total = 1.0, 0.0
-    for _ in range(octaves):
-        g = rng.standard_normal(min(int(cells), n - 1) + 1).astype(F32)
-        out += amp * (_interp(n, len(g)) @ g)
-        total += amp
-        amp *= gain
-        cells *= 2
-    return out / total
+class Noise2:
+    """Fractal value noise over the frame, roughly zero-mean, std ~0.5; (cy, cx) cells at the
+    lowest octave. `grid(g)` samples it at every output pixel, `at(y, x)` at given points."""
+
+    def __init__(self, rng, cy, cx, octaves=4, gain=0.5):
+        self.layers = _fractal(rng, (cy, cx), octaves, gain, (H, W))
+
+    def grid(self, g: Grid):
+        # separable and sparse: interpolate each grid along x, then gather rows. No matmul: BLAS
+        # threads oversubscribe the CPU when several renderers run at once
+        out = np.zeros((g.h, g.w), F32)
+        for a, v in self.layers:
+            ix, tx = g.cells(1, v.shape[1])
+            t = a * (v[:, ix] + tx * (v[:, ix + 1] - v[:, ix]))
+            iy, ty = g.cells(0, v.shape[0])
+            step = np.diff(t, axis=0)[iy]
+            step *= ty[:, None]
+            out += t[iy]
+            out += step
+        return out
+
+    def at(self, y, x):
+        out = 0
+        for a, v in self.layers:
+            iy, ty = _cell(y / (H - 1) * (v.shape[0] - 1), v.shape[0])
+            ix, tx = _cell(x / (W - 1) * (v.shape[1] - 1), v.shape[1])
+            top = v[iy, ix] * (1 - tx) + v[iy, ix + 1] * tx
+            bottom = v[iy + 1, ix] * (1 - tx) + v[iy + 1, ix + 1] * tx
+            out = out + a * (top * (1 - ty) + bottom * ty)
+        return out
+
+
+class Noise1:
+    """Fractal value noise along x (reference columns), callable at any positions."""
+
+    def __init__(self, rng, cells, octaves=4, gain=0.5):
+        self.layers = _fractal(rng, (cells,), octaves, gain, (W,))
+
+    def __call__(self, x):
+        out = 0
+        for a, v in self.layers:
+            i0, t = _cell(np.asarray(x, F32) / (W - 1) * (len(v) - 1), len(v))
+            out = out + a * (v[i0] * (1 - t) + v[i0 + 1] * t)
+        return out
+
+
+def fbm2d(rng, g, cy, cx, octaves=4, gain=0.5):
+    return Noise2(rng, cy, cx, octaves, gain).grid(g)
+
+
+def fbm1d(rng, x, cells, octaves=4, gain=0.5):
+    return Noise1(rng, cells, octaves, gain)(x)
 
 
 def smoothstep(a, b, x):
@@ -85,33 +176,38 @@ def smoothstep(a, b, x):
     return t * t * (3 - 2 * t)
 
 
-def blur(a, passes=1):
-    """[1 2 1]/4 separable blur (edges clamped), `passes` times; works on HxW or HxWxC."""
-    for _ in range(passes):
-        p = np.concatenate([a[:1], a, a[-1:]], 0)
-        a = 0.25 * p[:-2] + 0.5 * p[1:-1] + 0.25 * p[2:]
-        p = np.concatenate([a[:, :1], a, a[:, -1:]], 1)
-        a = 0.25 * p[:, :-2] + 0.5 * p[:, 1:-1] + 0.25 * p[:, 2:]
-    return a
+def inside(g, sd):
+    """Anti-aliased alpha where the signed distance `sd` (reference units) is negative; the edge is
+    one output pixel wide at any size."""
+    return np.clip(0.5 - sd / g.px, 0, 1)
 
 
-def below(ridge):
-    """Anti-aliased alpha of the region below a per-column ridge line (row coordinates)."""
-    return np.clip(_YY - ridge[None, :] + 0.5, 0, 1)
+def below(g, line):
+    """Alpha of the region below a line: a row, or one row per output column."""
+    return inside(g, line - g.YY)
+
+
+def within(g, d, half):
+    """Alpha where |d| < half: bars, window panes, streaks."""
+    return inside(g, np.abs(d) - half)
+
+
+def disc(g, cx, cy, r):
+    return inside(g, np.hypot(g.XX - cx, g.YY - cy) - r)
 
 
 def over(img, alpha, color):
-    a = alpha[..., None]
-    return img * (1 - a) + np.asarray(color, F32) * a
+    out = np.asarray(color, F32) - img  # in place from here: these run on full-size images
+    out *= alpha[..., None]
+    out += img
+    return out
 
 
 def lerp(a, b, t):
     a, b = np.asarray(a, F32), np.asarray(b, F32)
-    return a + (b - a) * t
-
-
-def disc(cx, cy, r):
-    return np.clip(r - np.hypot(_XX - cx, _YY - cy) + 0.5, 0, 1)
+    out = (b - a) * t
+    out += a
+    return out
 
 
 def jitter(rng, c, s=0.06):
@@ -120,6 +216,62 @@ def jitter(rng, c, s=0.06):
 
 def luminance(img):
     return img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
+
+
+def splat(g, cy, cx, reach_y, reach_x, weight, shear=0.0):
+    """Sums small objects (stars, petals, streaks, glows) into an [h, w] layer, visiting only the
+    output pixels near each: object i covers rows cy[i] +- reach_y[i] and, on each row, columns
+    cx[i] + shear * dy +- reach_x[i] (reference units). weight(dy, dx) gives the value from the
+    offsets to that centre, broadcast to [n, rows, cols]; pass per-object parameters as [n, 1, 1]."""
+    cy, cx, reach_y, reach_x = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, F32))
+                                                     for v in (cy, cx, reach_y, reach_x)))
+    if cy.size == 0:
+        return np.zeros((g.h, g.w), F32)
+    ky = int(np.ceil(2 * reach_y.max() / g.px)) + 2
+    kx = int(np.ceil(2 * reach_x.max() / g.px)) + 2
+    rows = np.floor((cy - reach_y - g.y[0]) / g.px).astype(np.int64)[:, None] + np.arange(ky)
+    dy = g.y[0] + rows * g.px - cy[:, None]
+    xc = cx[:, None] + F32(shear) * dy
+    cols = np.floor((xc - reach_x[:, None] - g.x[0]) / g.px).astype(np.int64)[..., None] + np.arange(kx)
+    dx = g.x[0] + cols * g.px - xc[..., None]
+    val = np.broadcast_to(weight(dy[..., None], dx), cols.shape)
+    ok = (rows[..., None] >= 0) & (rows[..., None] < g.h) & (cols >= 0) & (cols < g.w) & (val != 0)
+    idx = (rows[..., None] * g.w + cols)[ok]
+    return np.bincount(idx, val[ok], g.h * g.w).reshape(g.h, g.w).astype(F32)
+
+
+def blur(g, a, sigma_y, sigma_x):
+    """Gaussian-like blur, sigmas in reference units, edges clamped; HxW or HxWxC. Three passes of
+    an extended box (odd width plus fractional end taps) per axis match the variance at any size."""
+    for axis, sigma in ((0, sigma_y), (1, sigma_x)):
+        var = (sigma / g.px) ** 2 / 3  # per pass, in output pixels
+        if var <= 0:
+            continue
+        r = int((np.sqrt(12 * var + 1) - 1) / 2)  # widest plain box (variance r(r+1)/3) that fits
+        f = F32(((2 * r + 1) * var - r * (r + 1) * (2 * r + 1) / 3) / (2 * ((r + 1) ** 2 - var)))
+        a = np.moveaxis(a, axis, 0)
+        n = a.shape[0]
+        for _ in range(3):
+            p = np.concatenate([a[:1]] * (r + 1) + [a] + [a[-1:]] * (r + 1))
+            c = np.concatenate([np.zeros_like(p[:1]), np.cumsum(p, 0, dtype=F32)])
+            box = c[2 * r + 2:2 * r + 2 + n] - c[1:1 + n]
+            a = (box + f * (p[:n] + p[2 * r + 2:2 * r + 2 + n])) / (2 * r + 1 + 2 * f)
+        a = np.moveaxis(a, 0, axis)
+    return a
+
+
+def reflect(g, s, img, axis, wob=0.0):
+    """`img` (on grid g) mirrored about row `axis` and sampled at the pixels of grid s (a band
+    below the axis), sources shifted by `wob` columns; bilinear, so neither the mirror line nor
+    the shift need fall on output pixels."""
+    fy = np.clip((2 * axis - s.y - g.y[0]) / g.px, 0, g.h - 1)
+    y0 = np.minimum(fy.astype(np.int64), g.h - 2)
+    ty = (fy - y0)[:, None, None]
+    rows = img[y0] * (1 - ty) + img[y0 + 1] * ty
+    fx = np.clip((s.XX + wob - g.x[0]) / g.px, 0, g.w - 1)
+    x0 = np.minimum(fx.astype(np.int64), g.w - 2)[..., None]
+    tx = (fx[..., None] - x0).astype(F32)
+    return np.take_along_axis(rows, x0, 1) * (1 - tx) + np.take_along_axis(rows, x0 + 1, 1) * tx
 
 
 # ------------------------------------------------------------------------------------------------
@@ -165,9 +317,9 @@ class Light:
         return lerp(color, self.hor * F32(0.92), depth)
 
 
-def sky(rng, L: Light, hy, sun_xy=None, sun_r=None, moon_phase=None):
+def sky(rng, g, L: Light, hy, sun_xy=None, sun_r=None, moon_phase=None):
     """Gradient sky down to row `hy`, with sun (or moon) disc and glow. Returns (img, sun_xy)."""
-    t = np.clip(_YY / max(hy, 1.0), 0, 1) ** F32(rng.uniform(0.8, 1.4))
+    t = np.clip(g.YY / max(hy, 1.0), 0, 1) ** F32(rng.uniform(0.8, 1.4))
     k = F32(rng.uniform(0.5, 0.7))
     lo = np.clip(t / k, 0, 1)[..., None]
     hi = np.clip((t - k) / (1 - k), 0, 1)[..., None]
@@ -182,66 +334,77 @@ def sky(rng, L: Light, hy, sun_xy=None, sun_r=None, moon_phase=None):
             sy = rng.uniform(0.12, 0.55) * hy
         sun_xy = (sx, sy)
     sx, sy = sun_xy
-    d = np.hypot(_XX - sx, (_YY - sy) * 1.3)
+    d = np.hypot(g.XX - sx, (g.YY - sy) * 1.3)
     if L.night:
         r = sun_r or rng.uniform(4.0, 7.0)
         img = img + (np.exp(-d / (r * 3)) * 0.10)[..., None] * L.sun
-        moon = disc(sx, sy, r)
+        moon = disc(g, sx, sy, r)
         if moon_phase is None:
             moon_phase = rng.uniform(0, 1)
         if moon_phase < 0.5:  # crescent / gibbous: bite out a shifted disc
             off = r * (0.4 + 1.2 * moon_phase) * (1 if rng.uniform() < 0.5 else -1)
-            moon = moon * (1 - disc(sx + off, sy - r * 0.2, r))
+            moon = moon * (1 - disc(g, sx + off, sy - r * 0.2, r))
         img = over(img, moon, L.sun * 0.95)
     else:
         r = sun_r or (rng.uniform(5.0, 9.0) if L.phase != "day" else rng.uniform(4.0, 6.0))
         strength = {"day": 0.35, "dawn": 0.8, "dusk": 0.9}[L.phase]
         glow = np.exp(-d / F32(rng.uniform(25, 60))) * strength + np.exp(-d / (r * 1.8)) * 0.5
         img = img + glow[..., None] * (L.sun - img * 0.5) * 0.6
-        img = over(img, disc(sx, sy, r), np.minimum(L.sun * 1.05, 1.0))
-    above = (_YY < hy)[..., None]
-    img = np.where(above, img, lerp(L.hor, L.mid, 0.2))
+        img = over(img, disc(g, sx, sy, r), np.minimum(L.sun * 1.05, 1.0))
+    img = over(img, below(g, hy), lerp(L.hor, L.mid, 0.2))
     return img.astype(F32), (sx, sy)
 
 
-def add_stars(rng, img, L: Light, hy, density=1.0, milky=False):
+def star_dots(g, ys, xs, radius, peak):
+    """Gaussian dots with `radius` (half maximum) and `peak` in reference units / brightness. The
+    output pixel's footprint widens the dot, keeping each star's light equal at every size."""
+    var = (np.asarray(radius, F32) / F32(1.18)) ** 2
+    eff = var + g.px ** 2 / 12
+    amp, eff3 = (np.asarray(peak, F32) * var / eff)[:, None, None], eff[:, None, None]
+    reach = 3 * np.sqrt(eff)
+    return splat(g, ys, xs, reach, reach, lambda dy, dx: amp * np.exp(-(dy * dy + dx * dx) / (2 * eff3)))
+
+
+def add_stars(rng, g, img, L: Light, hy, density=1.0, milky=False):
     vis = L.stars * density
     if vis <= 0:
         return img
-    n = int(rng.uniform(120, 320) * density)
-    ys = rng.uniform(0, hy * 0.97, n).astype(int)
-    xs = rng.integers(0, W, n)
-    v = (rng.uniform(0, 1, n) ** 3 * 2.2 + 0.15).astype(F32)
-    layer = np.zeros((H, W), F32)
-    np.add.at(layer, (ys, xs), v)
+    n = int(rng.uniform(100, 260) * density)
+    ys, xs = rng.uniform(0, hy * 0.97, n), rng.uniform(-0.5, W - 0.5, n)
+    b = rng.uniform(0, 1, n) ** 3  # many faint stars, a few big bright ones
+    radius, peak = 0.6 + 0.6 * b, 0.3 + 0.8 * b
+    glow = 0
     if milky:
         ang = rng.uniform(-0.5, 0.5)
         cx = rng.uniform(0.2, 0.8) * W
-        dist = np.abs((_XX - cx) * np.cos(ang) + (_YY - hy * 0.5) * np.sin(ang) * 3) / W
-        band = np.exp(-(dist / rng.uniform(0.06, 0.12)) ** 2) * (0.6 + 0.8 * fbm2d(rng, 4, 10, 4))
-        band = np.clip(band, 0, None)
+        width = rng.uniform(0.06, 0.12)
+        noise = Noise2(rng, 4, 10, 4)
+
+        def milky_way(y, x, nz):
+            dist = np.abs((x - cx) * np.cos(ang) + (y - hy * 0.5) * np.sin(ang) * 3) / W
+            return np.clip(np.exp(-(dist / width) ** 2) * (0.6 + 0.8 * nz), 0, None)
+
         m = 900
-        ys2 = rng.uniform(0, hy * 0.97, m).astype(int)
-        xs2 = rng.integers(0, W, m)
-        keep = rng.uniform(0, 1, m) < band[ys2, xs2]
-        np.add.at(layer, (ys2[keep], xs2[keep]), F32(0.6))
-        glow = band * 0.10
-    else:
-        glow = 0
-    layer = blur(layer, 1) * 1.6 + glow
-    fade = np.clip(1 - _YY / max(hy, 1.0), 0, 1) ** (0.5 if L.night else 1.5)
+        y2, x2 = rng.uniform(0, hy * 0.97, m), rng.uniform(-0.5, W - 0.5, m)
+        keep = rng.uniform(0, 1, m) < milky_way(y2, x2, noise.at(y2, x2))
+        ys, xs = np.concatenate([ys, y2[keep]]), np.concatenate([xs, x2[keep]])
+        radius = np.concatenate([radius, np.full(keep.sum(), 0.5)])
+        peak = np.concatenate([peak, np.full(keep.sum(), 0.35)])
+        glow = milky_way(g.YY, g.XX, noise.grid(g)) * 0.10
+    layer = star_dots(g, ys, xs, radius, peak) + glow
+    fade = np.clip(1 - g.YY / max(hy, 1.0), 0, 1) ** (0.5 if L.night else 1.5)
     tint = np.array([0.9, 0.93, 1.0], F32)
     return img + (layer * fade * vis)[..., None] * tint
 
 
-def clouds(rng, img, L: Light, hy, cover=None, sun_xy=None):
+def clouds(rng, g, img, L: Light, hy, cover=None):
     cover = rng.uniform(0.0, 0.6) if cover is None else cover
     if cover <= 0.02:
         return img
-    n = fbm2d(rng, rng.uniform(1.5, 3), rng.uniform(3, 7), 5)
-    n = n + 0.15 * fbm2d(rng, 8, 30, 2)
+    n = fbm2d(rng, g, rng.uniform(1.5, 3), rng.uniform(3, 7), 5)
+    n = n + 0.15 * fbm2d(rng, g, 8, 30, 2)
     th = 0.45 - cover * 0.6
-    a = smoothstep(th, th + 0.35, n) * smoothstep(hy, hy * 0.55, _YY) * F32(rng.uniform(0.6, 0.95))
+    a = smoothstep(th, th + 0.35, n) * smoothstep(hy, hy * 0.55, g.YY) * F32(rng.uniform(0.6, 0.95))
     shade = smoothstep(-0.2, 0.6, n - th)  # thicker -> darker underside
     if L.phase == "day":
         base, dark = np.array([0.97, 0.97, 0.98], F32), np.array([0.70, 0.74, 0.80], F32)
@@ -255,237 +418,253 @@ def clouds(rng, img, L: Light, hy, cover=None, sun_xy=None):
 
 
 def ridge(rng, base, amp, cells, octaves=5, sharp=0.0):
-    n = fbm1d(rng, cells, octaves)
+    """A ridge line: its row as a function of x (reference units)."""
+    n = Noise1(rng, cells, octaves)
     if sharp > 0:
-        n = (1 - sharp) * n + sharp * (0.6 - np.abs(fbm1d(rng, cells * 1.5, octaves)) * 2.5)
-    return base - amp * n
+        m = Noise1(rng, cells * 1.5, octaves)
+        return lambda x: base - amp * ((1 - sharp) * n(x) + sharp * (0.6 - np.abs(m(x)) * 2.5))
+    return lambda x: base - amp * n(x)
 
 
-# ------------------------------------------------------------------------------------------------
-# Scene families
-# ------------------------------------------------------------------------------------------------
-def scene_sea(rng, L):
-    hy = rng.uniform(0.42, 0.62) * H
-    img, (sx, sy) = sky(rng, L, hy)
-    img = add_stars(rng, img, L, hy)
-    img = clouds(rng, img, L, hy)
-    # sea: reflected sky near the horizon, deep water below
-    t = np.clip((_YY - hy) / (H - hy), 0, 1)[..., None]
-    deep = L.lit((0.05, 0.22, 0.38), 1.2) if not L.night else L.top * 1.5 + 0.01
-    water = lerp(L.hor * 0.85, deep, np.sqrt(t))
-    waves = fbm2d(rng, 10, 3, 4) + 0.5 * fbm2d(rng, 30, 6, 2)
-    persp = 0.2 + t[..., 0] * 1.2
-    water = water * (1 + 0.10 * waves * persp)[..., None]
-    # glitter path under the sun/moon
-    wide = 4 + (_YY - hy) * rng.uniform(0.5, 1.2)
-    path = np.exp(-((_XX - sx) / np.maximum(wide, 1)) ** 2) * smoothstep(0.0, 0.6, waves + 0.3)
-    glint = 0.9 if L.phase in ("dawn", "dusk") else (0.5 if L.phase == "day" else 0.45)
-    water = water + (path * glint)[..., None] * L.sun
-    # surf lines near the bottom (a beach in some images)
-    if rng.uniform() < 0.4:
-        shore = H - rng.uniform(8, 24) - 6 * fbm1d(rng, 3, 3)
-        sand = L.lit((0.80, 0.70, 0.52)) if not L.night else L.lit((0.5, 0.45, 0.4))
-        water = over(water, below(shore), sand)
-        foam = np.exp(-((_YY - shore[None, :]) / 1.5) ** 2) * 0.6
-        water = water + foam[..., None] * L.lit((1, 1, 1))
-    img = np.where((_YY >= hy)[..., None], water, img)
-    if rng.uniform() < 0.35:  # a distant headland
-        x0 = rng.uniform(-0.2, 0.7) * W
-        hl = hy - np.clip(rng.uniform(5, 14) * (1 - ((_XX[0] - x0) / rng.uniform(40, 120)) ** 2), 0, None) \
-            - 1.5 * fbm1d(rng, 12, 3)
-        img = over(img, below(hl) * (_YY < hy + 1), L.haze(L.lit((0.15, 0.2, 0.18)), 0.55))
-    return img
-
-
-def scene_mountains(rng, L):
-    hy = rng.uniform(0.55, 0.75) * H
-    img, (sx, sy) = sky(rng, L, hy)
-    img = add_stars(rng, img, L, hy)
-    img = clouds(rng, img, L, hy, cover=rng.uniform(0, 0.35))
-    layers = rng.integers(2, 4)
-    for i in range(layers):
-        depth = 1 - i / layers  # 1 = far
-        base = hy - (0.32 - 0.12 * i) * H * rng.uniform(0.7, 1.2)
-        r = ridge(rng, base, rng.uniform(14, 30) * (1.2 - 0.3 * i), rng.uniform(2, 5), 6, sharp=0.7)
-        r = np.minimum(r, H - 6 - 6 * (layers - i))
-        slope = np.convolve(np.gradient(r), np.ones(5, F32) / 5, mode="same")
-        side = np.sign(sx - W / 2) if L.phase != "day" else (1 if rng.uniform() < 0.5 else -1)
-        face = np.tanh(-slope * side * 0.5)
-        d = np.clip(_YY - r[None, :], 0, None) * F32(rng.uniform(0.5, 0.9))
-        xi = _XX.astype(int)
-        f1 = face[np.clip(xi + d.astype(int), 0, W - 1)]
-        f2 = face[np.clip(xi - d.astype(int), 0, W - 1)]
-        shade = 0.78 + 0.3 * (0.5 * (f1 + f2)) * np.exp(-d / 40)
-        rock = np.array([0.36, 0.36, 0.40], F32) * F32(rng.uniform(0.8, 1.2))
-        tex = fbm2d(rng, 8, 20, 4)
-        snowline = r[None, :] + rng.uniform(10, 30) + 10 * fbm2d(rng, 3, 12, 3) + 8 * tex
-        snow = smoothstep(-2, 2, snowline - _YY) * smoothstep(-1, 4, tex * 6 + 2 + (snowline - _YY) * 0.2)
-        mat = lerp(rock * (1 + 0.25 * tex[..., None]), np.array([0.95, 0.96, 1.0], F32), snow[..., None])
-        col = L.lit(mat) * (shade[..., None] * (1 + 0.3 * (1 - depth)))
-        col = lerp(col, L.hor * 0.9, F32(0.55 * depth ** 1.5))
-        img = over(img, below(r), col)
-    # foreground: dark pine line or meadow
-    fg = H - rng.uniform(6, 18) - 4 * fbm1d(rng, 4, 3)
-    if rng.uniform() < 0.6:
-        fg = np.minimum(fg, tree_line(rng, fg, rng.uniform(6, 16), 60))
-    img = over(img, below(fg), L.lit((0.06, 0.12, 0.08)))
-    return img
-
-
-def tree_line(rng, base, height, n):
+def tree_line(rng, g, base, height, n):
     """Conifer silhouettes on top of a base line: min over triangles (rows grow downwards)."""
+    base = np.broadcast_to(np.asarray(base, F32), g.x.shape)
     xc = rng.uniform(-5, W + 5, n).astype(F32)
     h = (height * rng.uniform(0.5, 1.2, n)).astype(F32)
     w = (h * rng.uniform(0.22, 0.38, n)).astype(F32)
-    dx = np.abs(_XX[0][None, :] - xc[:, None])
+    dx = np.abs(g.x[None, :] - xc[:, None])
     saw = 1 + 0.18 * np.sin(dx * 1.7)  # a little jaggedness on the flanks
     top = base[None, :] - h[:, None] + dx / w[:, None] * h[:, None] * saw
     return np.minimum(top.min(0), base)
 
 
-def scene_stars(rng, L):
+# ------------------------------------------------------------------------------------------------
+# Scene families
+# ------------------------------------------------------------------------------------------------
+def scene_sea(rng, g, L):
+    hy = rng.uniform(0.42, 0.62) * H
+    img, (sx, sy) = sky(rng, g, L, hy)
+    img = add_stars(rng, g, img, L, hy)
+    img = clouds(rng, g, img, L, hy)
+    # sea: reflected sky near the horizon, deep water below
+    s = g.band(hy)
+    t = np.clip((s.YY - hy) / (H - hy), 0, 1)[..., None]
+    deep = L.lit((0.05, 0.22, 0.38), 1.2) if not L.night else L.top * 1.5 + 0.01
+    water = lerp(L.hor * 0.85, deep, np.sqrt(t))
+    waves = fbm2d(rng, s, 10, 3, 4) + 0.5 * fbm2d(rng, s, 30, 6, 2)
+    persp = 0.2 + t[..., 0] * 1.2
+    water = water * (1 + 0.10 * waves * persp)[..., None]
+    # glitter path under the sun/moon
+    wide = 4 + (s.YY - hy) * rng.uniform(0.5, 1.2)
+    path = np.exp(-((s.XX - sx) / np.maximum(wide, 1)) ** 2) * smoothstep(0.0, 0.6, waves + 0.3)
+    glint = 0.9 if L.phase in ("dawn", "dusk") else (0.5 if L.phase == "day" else 0.45)
+    water = water + (path * glint)[..., None] * L.sun
+    # surf lines near the bottom (a beach in some images)
+    if rng.uniform() < 0.4:
+        shore = H - rng.uniform(8, 24) - 6 * fbm1d(rng, s.x, 3, 3)
+        sand = L.lit((0.80, 0.70, 0.52)) if not L.night else L.lit((0.5, 0.45, 0.4))
+        water = over(water, below(s, shore), sand)
+        foam = np.exp(-((s.YY - shore) / 1.5) ** 2) * 0.6
+        water = water + foam[..., None] * L.lit((1, 1, 1))
+    img[s.rows] = over(img[s.rows], below(s, hy), water)
+    if rng.uniform() < 0.35:  # a distant headland
+        x0 = rng.uniform(-0.2, 0.7) * W
+        hl = hy - np.clip(rng.uniform(5, 14) * (1 - ((g.x - x0) / rng.uniform(40, 120)) ** 2), 0, None) \
+            - 1.5 * fbm1d(rng, g.x, 12, 3)
+        img = over(img, below(g, hl) * (1 - below(g, hy + 1)), L.haze(L.lit((0.15, 0.2, 0.18)), 0.55))
+    return img
+
+
+def scene_mountains(rng, g, L):
+    hy = rng.uniform(0.55, 0.75) * H
+    img, (sx, sy) = sky(rng, g, L, hy)
+    img = add_stars(rng, g, img, L, hy)
+    img = clouds(rng, g, img, L, hy, cover=rng.uniform(0, 0.35))
+    layers = rng.integers(2, 4)
+    xs = np.arange(-16, W + 16, 0.5, dtype=F32)  # fixed sampling of the slopes: same shading at any size
+    for i in range(layers):
+        depth = 1 - i / layers  # 1 = far
+        base = hy - (0.32 - 0.12 * i) * H * rng.uniform(0.7, 1.2)
+        line = ridge(rng, base, rng.uniform(14, 30) * (1.2 - 0.3 * i), rng.uniform(2, 5), 6, sharp=0.7)
+        cap = H - 6 - 6 * (layers - i)
+        r = np.minimum(line(g.x), cap)
+        slope = np.convolve(np.gradient(np.minimum(line(xs), cap), 0.5), np.ones(10, F32) / 10, mode="same")
+        side = np.sign(sx - W / 2) if L.phase != "day" else (1 if rng.uniform() < 0.5 else -1)
+        face = np.tanh(-slope * side * 0.5)
+        s = g.band(r.min())
+        # a face takes the light of the ridge slope above it, looked up along both diagonals
+        d = np.clip(s.YY - r, 0, None) * F32(rng.uniform(0.5, 0.9))
+        f = np.interp(s.XX + d, xs, face) + np.interp(s.XX - d, xs, face)
+        shade = 0.78 + 0.15 * f * np.exp(-d / 40)
+        rock = np.array([0.36, 0.36, 0.40], F32) * F32(rng.uniform(0.8, 1.2))
+        tex = fbm2d(rng, s, 8, 20, 4)
+        snowline = r + rng.uniform(10, 30) + 10 * fbm2d(rng, s, 3, 12, 3) + 8 * tex
+        snow = smoothstep(-2, 2, snowline - s.YY) * smoothstep(-1, 4, tex * 6 + 2 + (snowline - s.YY) * 0.2)
+        mat = lerp(rock * (1 + 0.25 * tex[..., None]), np.array([0.95, 0.96, 1.0], F32), snow[..., None])
+        col = L.lit(mat) * (shade[..., None] * (1 + 0.3 * (1 - depth)))
+        col = lerp(col, L.hor * 0.9, F32(0.55 * depth ** 1.5))
+        img[s.rows] = over(img[s.rows], below(s, r), col)
+    # foreground: dark pine line or meadow
+    fg = H - rng.uniform(6, 18) - 4 * fbm1d(rng, g.x, 4, 3)
+    if rng.uniform() < 0.6:
+        fg = np.minimum(fg, tree_line(rng, g, fg, rng.uniform(6, 16), 60))
+    img = over(img, below(g, fg), L.lit((0.06, 0.12, 0.08)))
+    return img
+
+
+def scene_stars(rng, g, L):
     hy = rng.uniform(0.68, 0.85) * H
-    img, (sx, sy) = sky(rng, L, hy)
-    img = add_stars(rng, img, L, hy, density=rng.uniform(1.3, 2.0), milky=rng.uniform() < 0.7)
+    img, (sx, sy) = sky(rng, g, L, hy)
+    img = add_stars(rng, g, img, L, hy, density=rng.uniform(1.3, 2.0), milky=rng.uniform() < 0.7)
     if L.phase == "day":
-        img = clouds(rng, img, L, hy, cover=rng.uniform(0.0, 0.25))
+        img = clouds(rng, g, img, L, hy, cover=rng.uniform(0.0, 0.25))
     hill = ridge(rng, hy, rng.uniform(4, 12), rng.uniform(1, 3), 4)
     sil = L.lit((0.05, 0.07, 0.06), 0.8 if L.phase != "day" else 1.6)
-    img = over(img, below(hill), sil)
+    img = over(img, below(g, hill(g.x)), sil)
     if rng.uniform() < 0.6:  # a lone tree on the hill
         tx = rng.uniform(0.1, 0.9) * W
-        ty = hill[int(np.clip(tx, 0, W - 1))]
+        ty = float(hill(np.float32(tx)))
         th = rng.uniform(14, 28)
-        trunk = (np.abs(_XX - tx) < 1.2) & (_YY > ty - th * 0.6) & (_YY < ty + 1)
-        canopy = fbm2d(rng, 6, 16, 3)
+        trunk = within(g, g.XX - tx, 1.2) * within(g, g.YY - (ty - th * 0.3 + 0.5), th * 0.3 + 0.5)
+        canopy = fbm2d(rng, g, 6, 16, 3)
         cr = th * 0.45
-        blob = np.clip(cr - np.hypot(_XX - tx, (_YY - (ty - th * 0.7)) * 1.3) + canopy * cr * 0.6, 0, 1)
-        img = over(img, np.maximum(trunk.astype(F32), blob), sil)
+        blob = inside(g, np.hypot(g.XX - tx, (g.YY - (ty - th * 0.7)) * 1.3) - cr - canopy * cr * 0.6)
+        img = over(img, np.maximum(trunk, blob), sil)
     return img
 
 
-def buildings(rng, hy, n_min, n_max, h_lo, h_hi):
-    """Per-column building tops and ids for one skyline layer."""
-    widths = rng.uniform(n_min, n_max, 64)
-    edges = np.concatenate([[0], np.cumsum(widths)]) - rng.uniform(0, n_max)
-    edges = edges[edges < W + n_max]
-    ids = np.clip(np.searchsorted(edges, _XX[0], side="right") - 1, 0, len(edges) - 1)
-    heights = rng.uniform(h_lo, h_hi, len(edges)) * (1 + 0.8 * (rng.uniform(0, 1, len(edges)) < 0.15))
-    top = hy - heights[ids]
-    # spires on a few tall ones
-    centres = (edges[:-1] + edges[1:]) / 2
-    for k in np.nonzero(heights[:-1] > np.percentile(heights, 80))[0][:3]:
+def buildings(rng, g, hy, w_range, h_range):
+    """One skyline layer: the roof row of each output column, its building index, and each
+    building's left edge, width and main roof row (reference units)."""
+    widths = rng.uniform(*w_range, 40)
+    edges = np.concatenate([[0], np.cumsum(widths)]) - rng.uniform(0, w_range[1])
+    edges = edges[edges < W + w_range[1]]
+    n = len(edges) - 1
+    left, width = edges[:-1], np.diff(edges)
+    heights = rng.uniform(*h_range, n) * (1 + 0.6 * (rng.uniform(0, 1, n) < 0.15))
+    ids = np.clip(np.searchsorted(edges, g.x, side="right") - 1, 0, n - 1)
+    roof = hy - heights
+    # setbacks: some roofs step down near both sides, which reads as a skyline even when blurred
+    step = rng.uniform(0, 1, n) < 0.4
+    inset = width * rng.uniform(0.15, 0.3, n)
+    drop = rng.uniform(4, 12, n)
+    from_side = np.minimum(g.x - left[ids], left[ids] + width[ids] - g.x)
+    top = roof[ids] + np.where(step[ids] & (from_side < inset[ids]), drop[ids], 0)
+    for k in np.argsort(heights)[-3:]:  # masts on the tallest
         if rng.uniform() < 0.6:
-            cx = centres[k]
-            top = np.minimum(top, np.where(np.abs(_XX[0] - cx) < 1.0, hy - heights[k] - rng.uniform(5, 12), 1e9))
-    return top.astype(F32), ids, edges
+            mast = np.abs(g.x - (left[k] + width[k] / 2)) < 1.0
+            top = np.where(mast, np.minimum(top, roof[k] - rng.uniform(6, 14)), top)
+    return top.astype(F32), ids, left, width, roof
 
 
-def windows(rng, ids, top, lit_p, px=(3, 5), py=(3, 5)):
-    """Window grid mask and lit mask over the whole frame for a building layer."""
-    nb = ids.max() + 1
-    pxs = rng.integers(px[0], px[1] + 1, nb)[ids]
-    pys = rng.integers(py[0], py[1] + 1, nb)[ids]
-    offs = rng.integers(0, 7, nb)[ids]
-    xx = (_XX + offs[None, :]).astype(int)
-    yy = (_YY - top[None, :] - 3).astype(int)
-    cell_x = xx // pxs[None, :]
-    cell_y = yy // pys[None, :]
-    win = ((xx % pxs[None, :]) < np.maximum(pxs - 1, 1)[None, :] - (pxs[None, :] > 3)) & \
-        ((yy % pys[None, :]) < (pys[None, :] - 1)) & (yy >= 0)
-    table = rng.uniform(0, 1, (97, 89))
-    lit = table[cell_y % 97, (cell_x + ids[None, :] * 13) % 89] < lit_p
-    return win, lit
+def windows(rng, g, ids, left, width, roof):
+    """Window panes on a grid aligned to each building: alpha, lit draw and warmth draw per pane.
+    Panes are 3-6 px in 5.5-8 px cells so they survive the model's 8x autoencoder."""
+    n = len(left)
+    cw = rng.uniform(5.5, 8.0, n)
+    ww = cw * rng.uniform(0.5, 0.72, n)
+    ch = rng.uniform(6.0, 9.0, n)
+    wh = ch * rng.uniform(0.45, 0.65, n)
+    ncol = np.floor(np.maximum(width - 3, 0) / cw)
+    x0 = left + (width - ncol * cw) / 2
+    u = (g.x - x0[ids]) / cw[ids]
+    col = np.floor(u)
+    alpha_x = within(g, (u - col - 0.5) * cw[ids], ww[ids] / 2) * ((col >= 0) & (col < ncol[ids]))
+    v = (g.YY - (roof[ids] + 3)) / ch[ids]
+    row = np.floor(v)
+    alpha = within(g, (v - row - 0.5) * ch[ids], wh[ids] / 2) * (row >= 0) * alpha_x
+    table = rng.uniform(0, 1, (2, 97, 89))  # per-pane randomness, indexed by pane, not by pixel
+    pane = (row.astype(np.int64) % 97, (col.astype(np.int64) + ids * 13) % 89)
+    return alpha.astype(F32), table[0][pane], table[1][pane]
 
 
-def skyline(rng, img, L, hy, haze, dark, lit_p, n_range=(7, 22), h_range=(15, 45), neon=False):
-    top, ids, _ = buildings(rng, hy, *n_range, *h_range)
-    mask = below(top) * (_YY < hy + 0.5)
-    facade = np.array([0.42, 0.44, 0.5], F32) * F32(rng.uniform(0.7, 1.2)) * \
-        (1 + 0.25 * rng.uniform(-1, 1, ids.max() + 1)[ids])[None, :, None]
+def skyline(rng, g, img, L, hy, haze, dark, lit_p, w_range, h_range, neon=False):
+    top, ids, left, width, roof = buildings(rng, g, hy, w_range, h_range)
+    n = len(left)
+    s = g.band(top.min(), hy)  # the rows between the highest roof and the horizon
+    tone = 1 + 0.25 * rng.uniform(-1, 1, n)
+    facade = np.array([0.42, 0.44, 0.5], F32) * F32(rng.uniform(0.7, 1.2)) * tone[ids][None, :, None]
     col = L.lit(facade) * F32(dark)
-    win, lit = windows(rng, ids, top, lit_p)
+    alpha, lit, warmth = windows(rng, s, ids, left, width, roof)
     if L.phase == "day":
-        wcol = L.lit((0.55, 0.68, 0.82))
-        col = np.where(win[..., None], wcol, col)
+        col = lerp(col, L.lit((0.55, 0.68, 0.82)), alpha[..., None])
     else:
-        warm = lerp((1.0, 0.82, 0.45), (0.9, 0.95, 1.0), rng.uniform(0, 1, (H, W))[..., None] ** 4 * 0.6)
-        col = np.where((win & lit)[..., None], warm * F32(0.9 if L.night else 0.75), col)
-        col = np.where((win & ~lit)[..., None], col * 0.8, col)
+        warm = lerp((1.0, 0.82, 0.45), (0.9, 0.95, 1.0), warmth[..., None] ** 4 * 0.6) * F32(0.9 if L.night else 0.75)
+        col = lerp(col, np.where((lit < lit_p)[..., None], warm, col * 0.8), alpha[..., None])
         if neon:
-            nb = ids.max() + 1
-            has = rng.uniform(0, 1, nb) < 0.35
-            hue = rng.integers(0, 3, nb)
+            has = rng.uniform(0, 1, n) < 0.35
+            hue = rng.integers(0, 3, n)
             palette = np.array([[1.0, 0.2, 0.6], [0.2, 0.9, 1.0], [1.0, 0.5, 0.1]], F32)
-            sign_y = top + rng.uniform(4, 20, nb)[ids]
-            sign = has[ids][None, :] & (np.abs(_YY - sign_y[None, :]) < 1.6) & \
-                (np.abs(_XX - np.round(_XX / 14) * 14) < 5)
-            col = np.where(sign[..., None], palette[hue[ids]][None, :, :], col)
+            sign_y = roof + rng.uniform(4, 20, n)
+            sign = within(s, s.YY - sign_y[ids], 1.6) * (within(s, (s.x + 7) % 14 - 7, 5) * has[ids])
+            col = lerp(col, palette[hue[ids]][None, :, :], sign[..., None])
     col = lerp(col, L.hor * 0.9, F32(haze))
-    return over(img, mask, col), top
-
-
-def scene_city(rng, L):
-    hy = rng.uniform(0.72, 0.86) * H
-    img, sun = sky(rng, L, hy)
-    img = add_stars(rng, img, L, hy, density=0.5)
-    img = clouds(rng, img, L, hy, cover=rng.uniform(0, 0.4))
-    lit_p = {"night": 0.55, "dusk": 0.35, "dawn": 0.2, "day": 0.0}[L.phase] * rng.uniform(0.7, 1.3)
-    img, _ = skyline(rng, img, L, hy, 0.45, 0.9, lit_p * 0.6, (10, 26), (25, 60))
-    img, top = skyline(rng, img, L, hy, 0.0, 0.7, lit_p, (8, 24), (12, 40))
-    if rng.uniform() < 0.5:  # harbour water with reflections of the lights
-        src = np.clip(2 * hy - _YY, 0, H - 1).astype(int)
-        wob = (2.5 * fbm2d(rng, 20, 4, 2)).astype(int)
-        refl = img[src, np.clip(_XX.astype(int) + wob, 0, W - 1)] * 0.55
-        water = lerp(refl, L.top * 0.8, 0.25)
-        img = np.where((_YY >= hy)[..., None], water, img)
-    else:
-        ground = L.lit((0.18, 0.18, 0.2)) * (1 + 0.2 * fbm2d(rng, 4, 12, 3))[..., None]
-        img = np.where((_YY >= hy)[..., None], ground, img)
-        if L.phase != "day":  # a lit road
-            road = np.exp(-((_YY - (hy + (H - hy) * 0.5)) / 1.5) ** 2)
-            img = img + (road * 0.6)[..., None] * np.array([1.0, 0.7, 0.35], F32)
+    img[s.rows] = over(img[s.rows], below(s, top), col)
     return img
 
 
-def scene_forest(rng, L):
+def scene_city(rng, g, L):
+    hy = rng.uniform(0.74, 0.86) * H
+    img, _ = sky(rng, g, L, hy)
+    img = add_stars(rng, g, img, L, hy, density=0.5)
+    img = clouds(rng, g, img, L, hy, cover=rng.uniform(0, 0.4))
+    if L.phase != "day":  # light pollution behind the skyline keeps the silhouette readable
+        img = img + (smoothstep(hy * 0.4, hy, g.YY) * 0.1)[..., None] * np.array([1.0, 0.6, 0.35], F32)
+    lit_p = {"night": 0.55, "dusk": 0.35, "dawn": 0.2, "day": 0.0}[L.phase] * rng.uniform(0.7, 1.3)
+    img = skyline(rng, g, img, L, hy, 0.45, 0.9, lit_p * 0.6, (14, 30), (30, 64))
+    img = skyline(rng, g, img, L, hy, 0.0, 0.7, lit_p, (16, 36), (14, 44))
+    s = g.band(hy)
+    if rng.uniform() < 0.5:  # harbour water with rippled reflections of the lights
+        refl = blur(s, reflect(g, s, img, hy, 2.5 * fbm2d(rng, s, 40, 5, 2)), 1.5, 0.3) * 0.55
+        ground = lerp(refl, L.top * 0.8, 0.25)
+    else:
+        ground = L.lit((0.18, 0.18, 0.2)) * (1 + 0.2 * fbm2d(rng, s, 4, 12, 3))[..., None]
+        if L.phase != "day":  # a lit road
+            road = np.exp(-((s.YY - (hy + (H - hy) * 0.5)) / 1.5) ** 2)
+            ground = ground + (road * 0.6)[..., None] * np.array([1.0, 0.7, 0.35], F32)
+    img[s.rows] = over(img[s.rows], below(s, hy), ground)
+    return img
+
+
+def scene_forest(rng, g, L):
     hy = rng.uniform(0.45, 0.65) * H
-    img, (sx, sy) = sky(rng, L, hy)
-    img = add_stars(rng, img, L, hy)
-    img = clouds(rng, img, L, hy, cover=rng.uniform(0, 0.45))
+    img, (sx, sy) = sky(rng, g, L, hy)
+    img = add_stars(rng, g, img, L, hy)
+    img = clouds(rng, g, img, L, hy, cover=rng.uniform(0, 0.45))
     layers = rng.integers(3, 5)
     green = np.array([0.10, 0.30, 0.14], F32) * F32(rng.uniform(0.7, 1.3))
     autumn = rng.uniform() < 0.15
     for i in range(layers):
         depth = 1 - (i + 0.5) / layers
-        base = hy + (H - hy) * (i / layers) * 0.85 + 3 * fbm1d(rng, 2, 3) + 4
+        base = hy + (H - hy) * (i / layers) * 0.85 + 3 * fbm1d(rng, g.x, 2, 3) + 4
         height = rng.uniform(10, 22) * (0.6 + 0.6 * i / layers) + 6
-        top = tree_line(rng, base, height, int(rng.uniform(35, 70) * (1 - 0.3 * i / layers)))
-        tex = fbm2d(rng, 12, 30, 3)
+        top = tree_line(rng, g, base, height, int(rng.uniform(35, 70) * (1 - 0.3 * i / layers)))
+        s = g.band(top.min())
+        tex = fbm2d(rng, s, 12, 30, 3)
         mat = green * (1 + 0.35 * tex[..., None])
         if autumn:
             mat = lerp(mat, np.array([0.55, 0.30, 0.08], F32), (0.5 + 0.5 * np.clip(tex, -1, 1))[..., None] * 0.8)
         col = L.lit(mat) * F32(0.7 + 0.4 * i / layers)
         col = lerp(col, L.hor * 0.9, F32(0.75 * depth ** 1.2))
-        img = over(img, below(top), col)
-    if L.phase in ("day", "dawn") and rng.uniform() < 0.5:  # god rays
-        ang = np.arctan2(_YY - sy, _XX - sx)
-        rays = np.clip(fbm1d(rng, 24, 2, n=360)[((ang + np.pi) / (2 * np.pi) * 359).astype(int)], 0, None)
-        img = img + (rays * 0.25 * smoothstep(H, 0, _YY))[..., None] * L.sun
+        img[s.rows] = over(img[s.rows], below(s, top), col)
+    if L.phase in ("day", "dawn") and rng.uniform() < 0.5:  # god rays: noise over the angle from the sun
+        ang = np.arctan2(g.YY - sy, g.XX - sx)
+        rays = np.clip(fbm1d(rng, (ang + np.pi) / (2 * np.pi) * (W - 1), 24, 2), 0, None)
+        img = img + (rays * 0.25 * smoothstep(H, 0, g.YY))[..., None] * L.sun
     return img
 
 
-def scene_desert(rng, L):
+def scene_desert(rng, g, L):
     hy = rng.uniform(0.50, 0.70) * H
-    img, (sx, sy) = sky(rng, L, hy)
-    img = add_stars(rng, img, L, hy)
-    img = clouds(rng, img, L, hy, cover=rng.uniform(0, 0.25))
+    img, (sx, sy) = sky(rng, g, L, hy)
+    img = add_stars(rng, g, img, L, hy)
+    img = clouds(rng, g, img, L, hy, cover=rng.uniform(0, 0.25))
     sand = np.array([0.85, 0.62, 0.36], F32) * F32(rng.uniform(0.85, 1.1))
     if rng.uniform() < 0.4:  # mesas on the horizon
         x0 = rng.uniform(0, W)
         wd = rng.uniform(30, 90)
-        prof = hy - rng.uniform(8, 20) * smoothstep(wd, wd * 0.75, np.abs(_XX[0] - x0))
-        img = over(img, below(prof), L.haze(L.lit(sand * np.array([0.8, 0.55, 0.45], F32)), 0.5))
+        prof = hy - rng.uniform(8, 20) * smoothstep(wd, wd * 0.75, np.abs(g.x - x0))
+        img = over(img, below(g, prof), L.haze(L.lit(sand * np.array([0.8, 0.55, 0.45], F32)), 0.5))
     layers = rng.integers(2, 5)
     side = np.sign(sx - W / 2) or 1.0
     for i in range(layers):
@@ -494,172 +673,181 @@ def scene_desert(rng, L):
         amp = rng.uniform(6, 16) * (0.6 + i / layers)
         ph = rng.uniform(0, 2 * np.pi)
         fr = rng.uniform(1.5, 4) * 2 * np.pi / W
-        r = base - amp * (0.5 + 0.5 * np.sin(_XX[0] * fr + ph + 0.8 * fbm1d(rng, 2, 2))) ** 1.5
-        slope = np.gradient(r)
-        lit_side = 0.55 + 0.45 * smoothstep(-0.15, 0.15, -slope * side)
-        below_crest = np.clip((_YY - r[None, :]) / 20, 0, 1)
+        r = base - amp * (0.5 + 0.5 * np.sin(g.x * fr + ph + 0.8 * fbm1d(rng, g.x, 2, 2))) ** 1.5
+        lit_side = 0.55 + 0.45 * smoothstep(-0.15, 0.15, -np.gradient(r, g.x) * side)
+        s = g.band(r.min())
+        below_crest = np.clip((s.YY - r) / 20, 0, 1)
         shade = lerp(lit_side[None, :], 0.8, below_crest)
-        ripple = 1 + 0.05 * np.sin(_YY * rng.uniform(1.2, 2.0) + 6 * fbm2d(rng, 3, 10, 2))
+        ripple = 1 + 0.05 * np.sin(s.YY * rng.uniform(1.2, 2.0) + 6 * fbm2d(rng, s, 3, 10, 2))
         col = L.lit(sand) * (shade * ripple)[..., None]
         col = lerp(col, L.hor * 0.9, F32(0.5 * depth ** 1.5))
-        img = over(img, below(r), col)
+        img[s.rows] = over(img[s.rows], below(s, r), col)
     if rng.uniform() < 0.3:  # a cactus
         cx, cy = rng.uniform(0.1, 0.9) * W, H - rng.uniform(3, 15)
         ch = rng.uniform(14, 28)
-        body = (np.abs(_XX - cx) < 1.8) & (_YY > cy - ch) & (_YY < cy)
-        arm = (np.abs(_XX - cx - 5) < 1.4) & (_YY > cy - ch * 0.75) & (_YY < cy - ch * 0.4)
-        link = (np.abs(_YY - cy + ch * 0.42) < 1.4) & (_XX > cx) & (_XX < cx + 6)
-        img = over(img, (body | arm | link).astype(F32), L.lit((0.12, 0.25, 0.12)))
+        body = within(g, g.XX - cx, 1.8) * within(g, g.YY - (cy - ch / 2), ch / 2)
+        arm = within(g, g.XX - cx - 5, 1.4) * within(g, g.YY - (cy - ch * 0.575), ch * 0.175)
+        link = within(g, g.YY - (cy - ch * 0.42), 1.4) * within(g, g.XX - (cx + 3), 3)
+        img = over(img, np.maximum(np.maximum(body, arm), link), L.lit((0.12, 0.25, 0.12)))
     return img
 
 
-def scene_aurora(rng, L):
+def scene_aurora(rng, g, L):
     hy = rng.uniform(0.60, 0.78) * H
-    img, sun = sky(rng, L, hy)
-    img = add_stars(rng, img, L, hy, density=1.2)
-    strength = {"night": 1.0, "dusk": 0.75, "dawn": 0.65, "day": 0.55}[L.phase]
+    img, _ = sky(rng, g, L, hy)
+    img = add_stars(rng, g, img, L, hy, density=1.2)
+    strength = {"night": 1.0, "dusk": 0.85, "dawn": 0.8, "day": 0.7}[L.phase]
     green = np.array([0.15, 1.0, 0.45], F32)
     pink = np.array([0.75, 0.25, 0.95], F32) if rng.uniform() < 0.6 else np.array([0.2, 0.6, 1.0], F32)
-    curtain = np.zeros((H, W, 3), F32)
-    for _ in range(rng.integers(1, 4)):
-        yc = hy * rng.uniform(0.35, 0.7) + hy * 0.2 * fbm1d(rng, 2, 4)
+    curtain = np.zeros((g.h, g.w, 3), F32)
+    for _ in range(rng.integers(2, 4)):
+        yc = hy * rng.uniform(0.35, 0.7) + hy * 0.2 * fbm1d(rng, g.x, 2, 4)
         ext = hy * rng.uniform(0.25, 0.5)
-        rays = np.clip(0.55 + fbm1d(rng, 40, 3) * 1.2, 0, 1.2) * np.clip(0.6 + fbm1d(rng, 3, 2) * 1.5, 0, 1)
-        up = (yc[None, :] - _YY) / ext
+        rays = np.clip(0.55 + fbm1d(rng, g.x, 40, 3) * 1.2, 0, 1.2) * np.clip(0.6 + fbm1d(rng, g.x, 3, 2) * 1.5, 0, 1)
+        up = (yc - g.YY) / ext
         prof = np.where(up > 0, np.exp(-up * 2.2), np.exp(-((up * ext / 3) ** 2)))
         c = lerp(green, pink, np.clip(up, 0, 1)[..., None] ** 1.5)
-        curtain += (prof * rays[None, :])[..., None] * c
+        curtain += (prof * rays)[..., None] * c
     curtain = np.clip(curtain, 0, 1.3)
     if L.phase == "day":
         img = lerp(img, img * 0.55 + curtain * 0.6, np.clip(curtain.max(-1), 0, 1)[..., None] * strength)
     else:
         img = img + curtain * F32(0.55 * strength)
     mtn = ridge(rng, hy - rng.uniform(0, 6), rng.uniform(5, 14), rng.uniform(2, 5), 5, sharp=0.5)
-    img = over(img, below(mtn), L.haze(L.lit((0.12, 0.14, 0.2)), 0.3))
-    snow = lerp(np.array([0.85, 0.9, 1.0], F32), curtain.mean(1, keepdims=True).mean(0) * 0.5, 0.15)
-    ground = L.lit(snow) * (0.85 + 0.15 * smoothstep(hy, H, _YY))[..., None] + curtain[::-1] * 0.08
-    img = np.where((_YY >= hy + 2)[..., None], ground, img)
-    trees = tree_line(rng, hy + 2 + rng.uniform(2, 8) + 0 * _XX[0], rng.uniform(5, 12), 30)
-    img = over(img, below(trees) * (_YY < hy + 14), L.lit((0.03, 0.06, 0.05)))
+    img = over(img, below(g, mtn(g.x)), L.haze(L.lit((0.12, 0.14, 0.2)), 0.3))
+    snow = lerp(np.array([0.85, 0.9, 1.0], F32), curtain.mean((0, 1)) * 0.5, 0.15)
+    # the crop is symmetric, so flipping the rows mirrors the frame about its middle at any size
+    ground = L.lit(snow) * (0.85 + 0.15 * smoothstep(hy, H, g.YY))[..., None] + curtain[::-1] * 0.08
+    img = over(img, below(g, hy + 2), ground)
+    trees = tree_line(rng, g, hy + 2 + rng.uniform(2, 8), rng.uniform(5, 12), 30)
+    img = over(img, below(g, trees) * (1 - below(g, hy + 14)), L.lit((0.03, 0.06, 0.05)))
     return img
 
 
-def scene_lake(rng, L):
+def scene_lake(rng, g, L):
     wy = rng.uniform(0.50, 0.66) * H
     hy = wy - rng.uniform(0, 6)
-    img, (sx, sy) = sky(rng, L, hy)
-    img = add_stars(rng, img, L, hy)
-    img = clouds(rng, img, L, hy, cover=rng.uniform(0, 0.5))
+    img, (sx, sy) = sky(rng, g, L, hy)
+    img = add_stars(rng, g, img, L, hy)
+    img = clouds(rng, g, img, L, hy, cover=rng.uniform(0, 0.5))
     if rng.uniform() < 0.5:  # far mountains
-        r = ridge(rng, wy - rng.uniform(16, 34), rng.uniform(10, 22), rng.uniform(2, 4), 5, sharp=0.6)
-        tex = fbm2d(rng, 6, 16, 3)
-        snow = smoothstep(-1, 1, (r[None, :] + 10 + 6 * tex) - _YY)
+        r = ridge(rng, wy - rng.uniform(16, 34), rng.uniform(10, 22), rng.uniform(2, 4), 5, sharp=0.6)(g.x)
+        tex = fbm2d(rng, g, 6, 16, 3)
+        snow = smoothstep(-1, 1, (r + 10 + 6 * tex) - g.YY)
         mat = lerp(np.array([0.3, 0.32, 0.36], F32), np.array([0.95, 0.96, 1.0], F32), snow[..., None])
-        img = over(img, below(r), L.haze(L.lit(mat), 0.35))
-    top = tree_line(rng, np.full(W, wy, F32) - 1, rng.uniform(6, 16), 70)
-    img = over(img, below(top), L.lit(np.array([0.08, 0.2, 0.1], F32) * (1 + 0.3 * fbm2d(rng, 10, 30, 2))[..., None]))
+        img = over(img, below(g, r), L.haze(L.lit(mat), 0.35))
+    top = tree_line(rng, g, wy - 1, rng.uniform(6, 16), 70)
+    forest = np.array([0.08, 0.2, 0.1], F32) * (1 + 0.3 * fbm2d(rng, g, 10, 30, 2))[..., None]
+    img = over(img, below(g, top), L.lit(forest))
     # mirror with ripples
-    src_y = np.clip(2 * wy - _YY, 0, H - 1)
-    wob = 2.0 * fbm2d(rng, 28, 4, 2) * smoothstep(wy, H, _YY) * rng.uniform(0.5, 2.0)
-    src_x = np.clip(_XX + wob, 0, W - 1)
-    refl = img[src_y.astype(int), src_x.astype(int)]
+    s = g.band(wy)
+    wob = 2.0 * fbm2d(rng, s, 28, 4, 2) * smoothstep(wy, H, s.YY) * rng.uniform(0.5, 2.0)
     tint = lerp(np.ones(3, F32), np.array([0.7, 0.85, 0.95], F32), 0.5)
-    water = refl * tint * F32(rng.uniform(0.7, 0.85))
-    streak = np.clip(fbm2d(rng, 40, 3, 2), 0, None) * 0.15
+    water = reflect(g, s, img, wy, wob) * tint * F32(rng.uniform(0.78, 0.9))
+    streak = np.clip(fbm2d(rng, s, 40, 3, 2), 0, None) * 0.15
     water = water + streak[..., None] * L.hor
-    img = np.where((_YY >= wy)[..., None], water, img)
+    img[s.rows] = over(img[s.rows], below(s, wy), water)
     if rng.uniform() < 0.4:  # a pier or a near shore
-        shore = H - rng.uniform(3, 12) - 4 * fbm1d(rng, 3, 3)
-        img = over(img, below(shore), L.lit((0.16, 0.2, 0.12)))
+        shore = H - rng.uniform(3, 12) - 4 * fbm1d(rng, g.x, 3, 3)
+        img = over(img, below(g, shore), L.lit((0.16, 0.2, 0.12)))
     return img
 
 
-def scene_rain(rng, L):
-    hy = rng.uniform(0.62, 0.78) * H
+def scene_rain(rng, g, L):
+    hy = rng.uniform(0.62, 0.76) * H
     # overcast: pull the palette towards grey
     for name in ("top", "mid", "hor"):
         c = getattr(L, name)
         setattr(L, name, lerp(c, np.full(3, c.mean(), F32) * 0.85, 0.6))
     L.sun = lerp(L.sun, np.full(3, 0.8, F32), 0.5)
-    img, sun = sky(rng, L, hy, sun_xy=(rng.uniform(0, W), -100.0), sun_r=1.0)
-    img = clouds(rng, img, L, hy, cover=rng.uniform(0.5, 0.9))
+    img, _ = sky(rng, g, L, hy, sun_xy=(rng.uniform(0, W), -100.0), sun_r=1.0)
+    img = clouds(rng, g, img, L, hy, cover=rng.uniform(0.5, 0.9))
     lit_p = {"night": 0.6, "dusk": 0.45, "dawn": 0.25, "day": 0.05}[L.phase] * rng.uniform(0.8, 1.2)
-    img, _ = skyline(rng, img, L, hy, 0.55, 0.9, lit_p * 0.6, (10, 24), (20, 55))
-    img, top = skyline(rng, img, L, hy, 0.2, 0.75, lit_p, (8, 20), (12, 36), neon=L.phase != "day")
+    img = skyline(rng, g, img, L, hy, 0.55, 0.9, lit_p * 0.6, (14, 30), (22, 56))
+    img = skyline(rng, g, img, L, hy, 0.2, 0.75, lit_p, (16, 34), (12, 38), neon=L.phase != "day")
     if L.phase != "day":  # city glow in the haze
-        img = img + (smoothstep(hy * 0.3, hy, _YY) * 0.06)[..., None] * np.array([1.0, 0.5, 0.3], F32)
-    # wet street: stretched, darkened reflections of the lights
-    src_y = np.clip(2 * hy - _YY, 0, H - 1).astype(int)
-    refl = img[src_y, _XX.astype(int)]
-    refl = blur(refl, 2)
-    refl = np.maximum(refl - 0.05, 0) * 0.8 + (refl ** 2) * 0.5
-    street = L.lit((0.1, 0.1, 0.12)) + refl * 0.7
-    img = np.where((_YY >= hy)[..., None], street, img)
-    if L.phase != "day":  # street lamps
-        n = rng.integers(3, 7)
-        for k in range(n):
-            lx = (k + rng.uniform(0.2, 0.8)) * W / n
-            ly = hy - rng.uniform(6, 14)
-            g = np.exp(-np.hypot(_XX - lx, _YY - ly) / 3.0)
-            img = img + (g * 0.8)[..., None] * np.array([1.0, 0.8, 0.5], F32)
-    # rain streaks
-    drops = (rng.uniform(0, 1, (H, W)) < rng.uniform(0.006, 0.015)).astype(F32)
-    ln = int(rng.integers(6, 12))
-    slant = rng.choice([-1, 0, 1])
-    streaks = np.zeros((H, W), F32)
-    for k in range(ln):
-        streaks += np.roll(np.roll(drops, k, 0), slant * (k // 3), 1)
-    level = 0.22 if L.phase == "day" else 0.16
+        img = img + (smoothstep(hy * 0.3, hy, g.YY) * 0.06)[..., None] * np.array([1.0, 0.5, 0.3], F32)
+    # wet street: the lights mirrored and smeared into long vertical trails
+    s = g.band(hy)
+    refl = blur(s, reflect(g, s, img, hy), 3.0, 0.6)
+    refl = np.maximum(refl - 0.05, 0) * 0.8 + refl ** 2 * 0.5
+    street = L.lit((0.1, 0.1, 0.12)) + refl * 0.8
+    img[s.rows] = over(img[s.rows], below(s, hy), street)
+    if L.phase != "day":  # street lamps: posts, halos and their trails on the wet street
+        n = int(rng.integers(3, 7))
+        lx = (np.arange(n) + rng.uniform(0.2, 0.8, n)) * W / n
+        ly = hy - rng.uniform(8, 16, n)
+        half = ((hy - ly) / 2)[:, None, None]
+        posts = splat(g, (ly + hy) / 2, lx, (hy - ly) / 2 + 1, 1.5,
+                      lambda dy, dx: within(g, dy, half) * within(g, dx, 0.6))
+        img = over(img, np.minimum(posts, 1), L.lit((0.05, 0.05, 0.06)))
+        halo = splat(g, ly, lx, 18, 18, lambda dy, dx: 0.8 * np.exp(-np.hypot(dx, dy) / 3.0))
+        lamp = np.array([1.0, 0.8, 0.5], F32)
+        img = img + halo[..., None] * lamp
+        trail = np.exp(-np.abs(s.x[None, :] - lx[:, None]) / 1.5).sum(0) * np.exp(-(s.YY - hy) / 30) * below(s, hy)
+        img[s.rows] += (0.45 * trail)[..., None] * lamp
+    # rain: slanted streaks 14-26 px long, about 1 px wide, drawn as objects so they match at any size
+    n = int(rng.uniform(160, 320))
+    sy, sx = rng.uniform(-10, H + 10, n), rng.uniform(-10, W + 10, n)
+    ln, wd = rng.uniform(14, 26, n), rng.uniform(0.9, 1.5, n)
+    slant = rng.choice([-1, 0, 1]) * rng.uniform(0.15, 0.35)
+    ln3, wd3 = ln[:, None, None], wd[:, None, None]
+    streaks = splat(g, sy, sx, ln / 2 + 1, wd / 2 + 1, shear=slant,
+                    weight=lambda dy, dx: within(g, dy, ln3 / 2) * within(g, dx, wd3 / 2) * (0.9 + 0.6 * dy / ln3))
+    level = 0.26 if L.phase == "day" else 0.2
     img = img + (np.clip(streaks, 0, 1) * level)[..., None] * lerp(L.hor, np.ones(3, F32), 0.5)
     return img * F32(0.92)
 
 
-def scene_blossom(rng, L):
+def scene_blossom(rng, g, L):
     hy = rng.uniform(0.55, 0.75) * H
-    img, (sx, sy) = sky(rng, L, hy)
-    img = add_stars(rng, img, L, hy, density=0.6)
-    img = clouds(rng, img, L, hy, cover=rng.uniform(0, 0.3))
+    img, (sx, sy) = sky(rng, g, L, hy)
+    img = add_stars(rng, g, img, L, hy, density=0.6)
+    img = clouds(rng, g, img, L, hy, cover=rng.uniform(0, 0.3))
     hill = ridge(rng, hy, rng.uniform(4, 14), 2, 4)
-    img = over(img, below(hill), L.haze(L.lit((0.3, 0.45, 0.3)), 0.4))
-    ground = hy + rng.uniform(4, 12) + 3 * fbm1d(rng, 3, 3)
-    grass = np.array([0.35, 0.55, 0.25], F32) * (1 + 0.2 * fbm2d(rng, 6, 20, 3))[..., None]
-    img = over(img, below(ground), L.lit(grass))
+    img = over(img, below(g, hill(g.x)), L.haze(L.lit((0.3, 0.45, 0.3)), 0.4))
+    ground = ridge(rng, hy + rng.uniform(4, 12), -3, 3, 3)
+    grass = np.array([0.35, 0.55, 0.25], F32) * (1 + 0.2 * fbm2d(rng, g, 6, 20, 3))[..., None]
+    img = over(img, below(g, ground(g.x)), L.lit(grass))
     pink = lerp(np.array([1.0, 0.62, 0.78], F32), np.array([1.0, 0.86, 0.92], F32), rng.uniform(0, 1))
-    canopy = np.zeros((H, W), F32)
-    trunks = np.zeros((H, W), F32)
+    canopy = np.zeros((g.h, g.w), F32)
+    trunks = np.zeros((g.h, g.w), F32)
     for _ in range(rng.integers(1, 4)):
         tx = rng.uniform(0.05, 0.95) * W
-        base = ground[int(np.clip(tx, 0, W - 1))] + rng.uniform(2, 10)
+        base = float(ground(np.float32(tx))) + rng.uniform(2, 10)
         th = rng.uniform(0.45, 0.75) * H
         lean = rng.uniform(-0.3, 0.3)
         ty = base - th
-        yy = np.clip((base - _YY) / th, 0, 1)
-        trunk_x = tx + lean * (base - _YY) * 0.5
+        yy = np.clip((base - g.YY) / th, 0, 1)
+        trunk_x = tx + lean * (base - g.YY) * 0.5
         tw = 2.5 * (1 - yy * 0.6)
-        trunks = np.maximum(trunks, np.clip(tw - np.abs(_XX - trunk_x) + 0.5, 0, 1) * (_YY > ty + th * 0.3) * (_YY < base))
+        trunk = within(g, g.XX - trunk_x, tw) * below(g, ty + th * 0.3) * (1 - below(g, base))
+        trunks = np.maximum(trunks, trunk)
         cx, cy = tx + lean * th * 0.5, ty + th * 0.3
         rx, ry = th * rng.uniform(0.7, 1.1), th * 0.42
-        d = np.hypot((_XX - cx) / rx, (_YY - cy) / ry)
-        canopy = np.maximum(canopy, 1 - d)
+        canopy = np.maximum(canopy, 1 - np.hypot((g.XX - cx) / rx, (g.YY - cy) / ry))
     if rng.uniform() < 0.5:  # an overhanging branch along the top
         cy = rng.uniform(-10, 8)
-        canopy = np.maximum(canopy, 0.6 - np.abs(_YY - cy - 10 * fbm1d(rng, 2, 3)[None, :]) / 22)
-    tex = fbm2d(rng, 6, 16, 3)
-    fine = fbm2d(rng, 24, 60, 2)
+        canopy = np.maximum(canopy, 0.6 - np.abs(g.YY - cy - 10 * fbm1d(rng, g.x, 2, 3)) / 22)
+    tex = fbm2d(rng, g, 6, 16, 3)
+    fine = fbm2d(rng, g, 24, 60, 2)
     blossom = smoothstep(0.0, 0.18, canopy + 0.12 * tex + 0.06 * fine)
     img = over(img, trunks, L.lit((0.22, 0.14, 0.12)))
     petal = lerp(pink * 0.72, pink * 1.12, smoothstep(-0.4, 0.4, fine + 0.5 * tex)[..., None])
     bright = 1.0 if not L.night else 1.6  # blossoms glow a little under lanterns and moon
     img = over(img, blossom, np.minimum(L.lit(petal, bright), 1.0))
-    # falling petals
-    pts = (rng.uniform(0, 1, (H, W)) < 0.004).astype(F32)
-    pts = blur(pts, 1) * 3
+    # falling petals: little ellipses
+    m = int(0.004 * H * W)
+    py, px = rng.uniform(-2, H + 2, m), rng.uniform(-2, W + 2, m)
+    pr = rng.uniform(0.8, 1.5, m)
+    pr3 = pr[:, None, None]
+    pts = splat(g, py, px, pr + 1, pr * 1.4 + 1, lambda dy, dx: inside(g, np.hypot(dx / 1.4, dy) - pr3))
     img = over(img, np.clip(pts, 0, 1) * 0.8, np.minimum(L.lit(pink, bright), 1.0))
     if L.night and rng.uniform() < 0.6:  # lanterns
-        for _ in range(rng.integers(2, 6)):
-            lx, ly = rng.uniform(0, W), rng.uniform(0.2, 0.6) * H
-            g = np.exp(-np.hypot(_XX - lx, (_YY - ly) * 0.8) / 2.5)
-            img = img + (g * 0.9)[..., None] * np.array([1.0, 0.45, 0.2], F32)
+        k = int(rng.integers(2, 6))
+        lx, ly = rng.uniform(0, W, k), rng.uniform(0.2, 0.6, k) * H
+        glow = splat(g, ly, lx, 20, 16, lambda dy, dx: 0.9 * np.exp(-np.hypot(dx, dy * 0.8) / 2.5))
+        img = img + glow[..., None] * np.array([1.0, 0.45, 0.2], F32)
     return img
 
 
@@ -673,7 +861,7 @@ SCENES = {
 # ------------------------------------------------------------------------------------------------
 # Styles and the top-level renderer
 # ------------------------------------------------------------------------------------------------
-def apply_styles(rng, img, styles, L: Light):
+def apply_styles(rng, g, img, styles, L: Light):
     for s in styles:
         if s == "warm":
             img = img * np.array([1.12, 1.0, 0.80], F32) + np.array([0.03, 0.01, 0.0], F32) * L.amb
@@ -682,7 +870,7 @@ def apply_styles(rng, img, styles, L: Light):
         elif s == "misty":
             fog = lerp(L.hor, np.full(3, L.hor.mean(), F32), 0.5) * (0.9 if not L.night else 0.8)
             amount = F32(rng.uniform(0.35, 0.55))
-            prof = amount * (0.55 + 0.45 * smoothstep(0, H * 0.7, _YY)) * (0.85 + 0.3 * fbm2d(rng, 2, 5, 3))
+            prof = amount * (0.55 + 0.45 * smoothstep(0, H * 0.7, g.YY)) * (0.85 + 0.3 * fbm2d(rng, g, 2, 5, 3))
             img = lerp(img, fog, np.clip(prof, 0, 0.8)[..., None])
         elif s == "vivid":
             lum = luminance(img)[..., None]
@@ -691,15 +879,18 @@ def apply_styles(rng, img, styles, L: Light):
     return img
 
 
-def render(rng, meta) -> np.ndarray:
-    """Renders `meta` ({"family", "phase", "styles"}) to uint8 [H, W, 3]."""
+def render(rng, meta, size=(H, W)) -> np.ndarray:
+    """Renders `meta` ({"family", "phase", "styles"}) to uint8 [h, w, 3] for size = (h, w): the
+    128x320 reference frame scaled to cover it and centre-cropped (see the module docstring)."""
+    g = grid(*size)
     L = Light(rng, meta["phase"])
-    img = SCENES[meta["family"]](rng, L)
-    img = apply_styles(rng, np.asarray(img, F32), meta.get("styles", ()), L)
+    img = SCENES[meta["family"]](rng, g, L)
+    img = apply_styles(rng, g, np.asarray(img, F32), meta.get("styles", ()), L)
     if rng.uniform() < 0.5:
         img = img[:, ::-1]
-    img = np.clip(img, 0, 1) ** F32(1 / 1.0)
-    return (img * 255 + rng.uniform(0, 1, (H, W, 1))).astype(np.uint8)  # 1-level dither, no banding
+    # 1-level dither against banding, from its own stream so `rng` advances alike at every size
+    dither = np.random.default_rng(rng.integers(2**63)).random((g.h, g.w, 1), dtype=F32)
+    return (np.clip(img, 0, 1) * 255 + dither).astype(np.uint8)
 
 
 def random_scene(rng, family=None, phase=None, styles=None):
@@ -715,6 +906,11 @@ def random_scene(rng, family=None, phase=None, styles=None):
             if extra not in styles and {extra, styles[0]} != {"warm", "cool"}:
                 styles.append(extra)
     return {"family": fam, "phase": ph, "styles": list(styles)}
+
+
+def scene_rng(seed, family, phase):
+    """The generator behind one command-line image: each (seed, family, phase) is its own scene."""
+    return np.random.default_rng([seed, FAMILIES.index(family), PHASES.index(phase)])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -851,10 +1047,14 @@ def corpus(rng, n=20000):
     return out
 
 
+
 # ------------------------------------------------------------------------------------------------
-def contact_sheet(path: Path, seed=0):
+# Command line: contact sheet, image files, distinctness check
+# ------------------------------------------------------------------------------------------------
+def contact_sheet(path: Path, seed=0, size=(H, W)):
     from PIL import Image, ImageDraw
 
+    h, w = size
     rng = np.random.default_rng(seed)
     rows = []
     t0 = time.perf_counter()
@@ -864,46 +1064,177 @@ def contact_sheet(path: Path, seed=0):
         row = []
         for ph in PHASES:
             meta = random_scene(rng, fam, ph, styles=[])
-            img = render(rng, meta)
+            img = render(rng, meta, size)
             stats[ph].append(luminance(img.astype(F32) / 255).mean())
             row.append(img)
             n += 1
         # one extra column with a random style
         meta = random_scene(rng, fam, PHASES[rng.integers(4)], styles=[STYLES[rng.integers(4)]])
-        row.append(render(rng, meta))
+        row.append(render(rng, meta, size))
         rows.append((row, fam, meta))
         n += 1
     dt = (time.perf_counter() - t0) / n
     pad = 4
-    sheet = Image.new("RGB", (5 * (W + pad) + pad, len(rows) * (H + pad + 12) + pad + 12), (24, 24, 24))
+    sheet = Image.new("RGB", (5 * (w + pad) + pad, len(rows) * (h + pad + 12) + pad + 12), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
     for j, name in enumerate(list(PHASES) + ["+style"]):
-        draw.text((pad + j * (W + pad) + 4, 2), name, fill=(230, 230, 230))
+        draw.text((pad + j * (w + pad) + 4, 2), name, fill=(230, 230, 230))
     for i, (row, fam, meta) in enumerate(rows):
-        y = 12 + pad + i * (H + pad + 12)
+        y = 12 + pad + i * (h + pad + 12)
         draw.text((pad + 4, y), f"{fam}   (last: {meta['phase']}, {', '.join(meta['styles'])})", fill=(230, 230, 230))
         for j, img in enumerate(row):
-            sheet.paste(Image.fromarray(img), (pad + j * (W + pad), y + 12))
+            sheet.paste(Image.fromarray(img), (pad + j * (w + pad), y + 12))
     sheet.save(path)
     return dt, {p: float(np.mean(v)) for p, v in stats.items()}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "scene_samples.png")
-    a = ap.parse_args()
-    dt, lum = contact_sheet(a.out, a.seed)
-    print(f"wrote {a.out}; {dt * 1e3:.1f} ms per image; mean luminance by phase: "
-          + ", ".join(f"{k} {v:.2f}" for k, v in lum.items()))
-    rng = np.random.default_rng(a.seed + 1)
+def write_images(out_dir: Path, families, phases, styles, seeds, size):
+    """One PNG per family x phase x seed, each from scene_rng(seed, family, phase); styles None
+    draws them as training does. Returns the paths written."""
+    from PIL import Image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fam in families:
+        for ph in phases:
+            for seed in seeds:
+                rng = scene_rng(seed, fam, ph)
+                meta = random_scene(rng, fam, ph, styles)
+                name = "-".join([fam, ph] + (["+".join(meta["styles"])] if meta["styles"] else []) + [str(seed)])
+                path = out_dir / f"{name}.png"
+                Image.fromarray(render(rng, meta, size)).save(path)
+                paths.append(path)
+    return paths
+
+
+def features(img):
+    """Cheap stand-ins for what survives the model's 8x autoencoder, from a 128x320 image: colour
+    layout, row profile and colour histogram of a 16x40 thumbnail, and gradient-orientation
+    histograms (with their log energy) on a 4x10 grid."""
+    x = img.astype(F32) / 255
+    thumb = x.reshape(16, 8, 40, 8, 3).mean((1, 3))
+    layout = thumb.reshape(4, 4, 10, 4, 3).mean((1, 3)).ravel()
+    rows = thumb.mean(1).ravel()  # horizon, water and ground show up in the vertical profile
+    q = np.minimum((thumb * 4).astype(int), 3)
+    hist = np.bincount((q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]).ravel(), minlength=64) / q[..., 0].size
+    gy, gx = np.gradient(luminance(x))
+    mag = np.hypot(gx, gy)
+    orient = np.minimum((np.arctan2(gy, gx) % np.pi / np.pi * 8).astype(int), 7)
+    cell = (np.arange(H)[:, None] // (H // 4)) * 10 + np.arange(W)[None, :] // (W // 10)
+    hog = np.bincount((cell * 8 + orient).ravel(), mag.ravel(), 40 * 8).reshape(40, 8)
+    energy = hog.sum(1, keepdims=True)
+    return np.concatenate([layout, rows, hist, (hog / (energy + 1e-3)).ravel(), np.log(energy.ravel() + 1e-3)])
+
+
+def ridge_classify(train_x, labels, test_x, k, lams=(1, 3, 10, 30, 100, 300, 1000)):
+    """One-vs-rest ridge regression on standardised features, in dual form (fewer images than
+    features), with the ridge picked by leave-one-out accuracy on the training set."""
+    mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
+    a, b = (np.hstack([(v - mu) / sd, np.ones((len(v), 1))]) for v in (train_x, test_x))
+    y = -np.ones((len(a), k))
+    y[np.arange(len(a)), labels] = 1
+    s, u = np.linalg.eigh(a @ a.T)
+    uy = u.T @ y
+
+    def loo_accuracy(lam):
+        shrink = s / (s + lam)
+        fit = u @ (shrink[:, None] * uy)
+        leverage = np.einsum("ij,j,ij->i", u, shrink, u)
+        return np.mean(((fit - leverage[:, None] * y) / (1 - leverage[:, None])).argmax(1) == labels)
+
+    lam = max(lams, key=loo_accuracy)
+    return (b @ a.T @ (u @ (uy / (s + lam)[:, None]))).argmax(1)
+
+
+def check_distinct(n):
+    """Renders n scenes per family x phase at 128x320 (random styles, as in training), trains
+    classifiers on the first half of the seeds and prints family / phase accuracy on the rest."""
     t0 = time.perf_counter()
-    for _ in range(100):
-        render(rng, random_scene(rng))
-    print(f"random scenes: {(time.perf_counter() - t0) * 10:.1f} ms per image")
-    for _ in range(6):
-        m = random_scene(rng)
-        print(m, "|", caption(rng, m, "en"), "|", caption(rng, m, "zh"))
+    feats, fams, phs, seeds = [], [], [], []
+    for fi, fam in enumerate(FAMILIES):
+        for pi, ph in enumerate(PHASES):
+            for seed in range(n):
+                rng = scene_rng(seed, fam, ph)
+                feats.append(features(render(rng, random_scene(rng, fam, ph))))
+                fams.append(fi)
+                phs.append(pi)
+                seeds.append(seed)
+    x, train = np.array(feats), np.array(seeds) < n // 2
+    result = {}
+    for task, labels, names in (("family", np.array(fams), FAMILIES), ("phase", np.array(phs), PHASES)):
+        pred = ridge_classify(x[train], labels[train], x[~train], len(names))
+        truth = labels[~train]
+        result[task] = float(np.mean(pred == truth))
+        print(f"{task} accuracy {result[task]:.3f} on {len(truth)} test images; "
+              + ", ".join(f"{nm} {np.mean(pred[truth == k] == k):.2f}" for k, nm in enumerate(names)))
+    print(f"{len(x)} renders and fits in {time.perf_counter() - t0:.1f} s")
+    return result
+
+
+def _names(arg, allowed, ap, what):
+    if arg == "all":
+        return list(allowed)
+    names = [s.strip() for s in arg.split(",") if s.strip()]
+    bad = [s for s in names if s not in allowed]
+    if bad:
+        ap.error(f"unknown {what} {', '.join(bad)}; choose from {', '.join(allowed)} or all")
+    return names
+
+
+def _seeds(arg):
+    out = []
+    for part in arg.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _size(arg):
+    """WIDTHxHEIGHT -> (h, w)."""
+    w, h = (int(v) for v in arg.lower().split("x"))
+    return h, w
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=_size, default=(H, W), help="WIDTHxHEIGHT (default 320x128)")
+    ap.add_argument("--seed", type=int, default=0, help="contact sheet seed")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "scene_samples.png",
+                    help="contact sheet path (the default mode)")
+    ap.add_argument("--out-dir", type=Path, help="write one PNG per family x phase x seed here")
+    ap.add_argument("--family", default="all", help="name, comma list or all (with --out-dir)")
+    ap.add_argument("--phase", default="all", help="name, comma list or all (with --out-dir)")
+    ap.add_argument("--styles", default="none", help="comma list, none or random (with --out-dir)")
+    ap.add_argument("--seeds", default="0-3", help="e.g. 0-7, 3 or 1,4,9 (with --out-dir)")
+    ap.add_argument("--list", action="store_true", help="print families, phases and styles as JSON")
+    ap.add_argument("--check-distinct", type=int, metavar="N",
+                    help="render N per family x phase and print a simple classifier's accuracy")
+    a = ap.parse_args()
+
+    if a.list:
+        print(json.dumps({"families": FAMILIES, "phases": PHASES, "styles": STYLES}))
+    elif a.check_distinct:
+        check_distinct(a.check_distinct)
+    elif a.out_dir:
+        styles = None if a.styles == "random" else [] if a.styles == "none" else _names(a.styles, STYLES, ap, "style")
+        t0 = time.perf_counter()
+        paths = write_images(a.out_dir, _names(a.family, FAMILIES, ap, "family"),
+                             _names(a.phase, PHASES, ap, "phase"), styles, _seeds(a.seeds), a.size)
+        print(f"wrote {len(paths)} images to {a.out_dir} "
+              f"({(time.perf_counter() - t0) / max(len(paths), 1) * 1e3:.0f} ms per image incl. PNG)")
+    else:
+        dt, lum = contact_sheet(a.out, a.seed, a.size)
+        print(f"wrote {a.out}; {dt * 1e3:.1f} ms per image; mean luminance by phase: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in lum.items()))
+        rng = np.random.default_rng(a.seed + 1)
+        t0 = time.perf_counter()
+        for _ in range(20):
+            render(rng, random_scene(rng), a.size)
+        print(f"random scenes: {(time.perf_counter() - t0) * 50:.1f} ms per image")
+        for _ in range(6):
+            m = random_scene(rng)
+            print(m, "|", caption(rng, m, "en"), "|", caption(rng, m, "zh"))
 
 
 if __name__ == "__main__":

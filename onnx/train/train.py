@@ -50,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 import scenes  # noqa: E402
+from models import nparams, patch_discriminator  # noqa: E402
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -263,8 +264,7 @@ def load_checkpoint(path: Path):
 # ------------------------------------------------------------------------------------------------
 def build_models(args, vocab_size, tok):
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import AutoencoderKL
 
     torch.manual_seed(args.seed)
     ae_ch = tuple(int(c) for c in args.ae_channels.split(","))
@@ -275,7 +275,14 @@ def build_models(args, vocab_size, tok):
         block_out_channels=ae_ch, layers_per_block=args.ae_layers, latent_channels=args.latent_channels,
         norm_num_groups=groups, sample_size=(scenes.H, scenes.W), scaling_factor=1.0,
     )
-    d = args.text_dim
+    text_encoder = build_text_encoder(args.text_dim, vocab_size, tok)
+    unet = build_unet(args.latent_channels, args.unet_channels, args.text_dim)
+    return vae, text_encoder, unet
+
+
+def build_text_encoder(d, vocab_size, tok):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
     te_cfg = CLIPTextConfig(
         vocab_size=vocab_size, hidden_size=d, intermediate_size=2 * d, num_hidden_layers=3,
         num_attention_heads=4, max_position_embeddings=MAX_LEN, projection_dim=d,
@@ -283,20 +290,20 @@ def build_models(args, vocab_size, tok):
         bos_token_id=tok.bos, eos_token_id=tok.eos, pad_token_id=tok.pad,
     )
     te_cfg._attn_implementation = "eager"
-    text_encoder = CLIPTextModel(te_cfg)
-    un_ch = tuple(int(c) for c in args.unet_channels.split(","))
-    unet = UNet2DConditionModel(
-        sample_size=LATENT_HW, in_channels=args.latent_channels, out_channels=args.latent_channels, layers_per_block=1,
+    return CLIPTextModel(te_cfg)
+
+
+def build_unet(latent_channels, channels, text_dim):
+    from diffusers import UNet2DConditionModel
+
+    un_ch = tuple(int(c) for c in channels.split(","))
+    return UNet2DConditionModel(
+        sample_size=LATENT_HW, in_channels=latent_channels, out_channels=latent_channels, layers_per_block=1,
         block_out_channels=un_ch,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=d, attention_head_dim=4, norm_num_groups=math.gcd(32, *un_ch),
+        cross_attention_dim=text_dim, attention_head_dim=4, norm_num_groups=math.gcd(32, *un_ch),
     )
-    return vae, text_encoder, unet
-
-
-def nparams(m):
-    return sum(p.numel() for p in m.parameters())
 
 
 def alphas_cumprod():
@@ -356,17 +363,6 @@ def psnr(vae, val_u8, dev):
     vae.train()
     mse = torch.cat(out).mean().item()
     return 10 * math.log10(1 / max(mse, 1e-10))
-
-
-def patch_discriminator():
-    """A PatchGAN critic (receptive field ~30 px): judges local texture, not the whole scene."""
-    import torch.nn as nn
-
-    act = lambda: nn.LeakyReLU(0.2)  # noqa: E731
-    return nn.Sequential(nn.Conv2d(3, 32, 4, 2, 1), act(),
-                         nn.Conv2d(32, 64, 4, 2, 1), nn.GroupNorm(8, 64), act(),
-                         nn.Conv2d(64, 128, 4, 2, 1), nn.GroupNorm(8, 128), act(),
-                         nn.Conv2d(128, 1, 3, 1, 1))
 
 
 def train_ae(args, vae, imgs, val, dev, budget_s, rng):
