@@ -34,7 +34,7 @@ from sitting import Progress, Sitting, add_sitting_args, cosine_lr, device_and_a
 from train import ae_losses, log, render_set, to_tensor  # noqa: E402
 
 # ---- settings (each one is a --flag) -----------------------------------------------------------
-steps = 60_000            # optimiser steps over all sittings
+steps = 40_000            # optimiser steps over all sittings
 batch = 8                 # crops per step
 crop = (128, 128)         # H x W of a training crop (random position, random horizontal flip)
 lr = 4e-4
