@@ -20,6 +20,19 @@ interpolated from random grids whose size never depends on the output, and stars
 streaks and windows are objects with their own randomness and sizes in reference units. The rng
 is consumed identically at every size, so the same seed and meta give the same scene at any size.
 
+Captions. `caption(rng, meta)` (`caption_en` / `caption_zh` for one language) writes what people
+type or say to the car: a subject from the family's lexicon (names, synonyms, adjectives, "X with
+Y", and indirect words that belong nearest it: ski slope, camels, arctic, 冰岛, 丁达尔效应), the
+phase before or after it or around the whole request ("at dusk", "sunset ...", "雪山的日落",
+"黄昏的时候，…") or a phrase that carries it ("sea sunset", "日照金山"), style words likewise
+("misty", "in warm tones", "make it vivid", "暖色调一点"), inside one of 85-120 request wordings
+per language (commands, wishes, questions, car screens, bare subjects). About a third are speech
+transcripts: lowercase, no punctuation, fillers (um, like, 嗯, 那个), a stutter, a misheard word
+(dessert, 深林), a wake word; some Chinese requests carry an English word ("来一张 sunset 的海").
+A family's general lists never name a phase or a style, so a caption does not contradict its
+picture, and over-long draws are redrawn so the text encoder's 30 tokens hold the whole caption.
+All choices come from `rng`. `canonical(meta, lang)` is the fixed prompt of sample sheets.
+
 Everything is driven by the numpy Generator handed in. The command line seeds each file on its
 own with `scene_rng(seed, family, phase)`; sizes there are WIDTHxHEIGHT:
 
@@ -916,107 +929,699 @@ def scene_rng(seed, family, phase):
 # ------------------------------------------------------------------------------------------------
 # Captions
 # ------------------------------------------------------------------------------------------------
+#
+# Everything is data. Each list runs from the most to the least common phrasing: names and phase
+# words are drawn leaning towards the front (`_Draw.common`), so the plain forms stay frequent and
+# the first entry of NAMES_* and PHASE_* is the canonical word (canonical() and sample sheets use
+# it). A family's general lists go with every phase and style, so they never name a light phase
+# ("starry night", "夜景") or a style ("misty", "golden"): phase-bound phrases live in SPECIAL_*.
+# RELATED_* are indirect subjects (ski slope, camels, arctic) that should land on the nearest
+# family; WITH_* are things a scene may have ("mountains with glaciers", "有灯塔的海边").
 NAMES_EN = {
-    "sea": ["sea", "the sea", "ocean", "the ocean", "seaside", "ocean view", "seascape"],
-    "mountains": ["snowy mountains", "snow mountains", "snow-capped peaks", "mountains with snow", "snowy peaks"],
-    "stars": ["starry sky", "starry night", "stars", "a sky full of stars", "the milky way"],
-    "city": ["city skyline", "skyline", "city", "downtown skyline", "skyscrapers", "the city"],
-    "forest": ["forest", "pine forest", "woods", "woodland", "a forest"],
-    "desert": ["desert", "sand dunes", "dunes", "desert dunes", "the desert"],
-    "aurora": ["aurora", "northern lights", "aurora borealis", "polar lights", "the northern lights"],
-    "lake": ["lake with reflections", "lake", "mirror lake", "calm lake", "lake reflection", "a lake"],
-    "rain": ["rainy city", "city in the rain", "rainy street", "rain in the city", "rainy city street"],
-    "blossom": ["cherry blossoms", "sakura", "cherry blossom trees", "blossoming cherry trees", "cherry trees in bloom"],
+    "sea": ["sea", "the sea", "ocean", "the ocean", "seaside", "ocean view", "seascape", "beach", "sea view",
+            "the beach", "coast", "waves", "ocean waves", "the coast", "shore", "coastline", "open sea",
+            "the seaside", "sandy beach", "sea and sky", "the open ocean", "a beach", "an ocean view",
+            "beach and waves", "the sea horizon", "waves on the shore"],
+    "mountains": ["snowy mountains", "snow mountains", "snow-capped peaks", "mountains with snow", "snowy peaks",
+                  "mountains", "the mountains", "mountain peaks", "peaks", "a mountain range", "snowcapped mountains",
+                  "mountain view", "alpine peaks", "mountain landscape", "high mountains", "a snowy mountain",
+                  "mountain scenery", "snow-covered mountains", "a snow-covered ridge", "the summit",
+                  "a range of snowy peaks"],
+    "stars": ["starry sky", "stars", "a sky full of stars", "the milky way", "the stars", "a starry sky",
+              "the starry sky", "milky way", "stars in the sky", "star sky", "a field of stars", "starscape",
+              "the galaxy", "twinkling stars", "countless stars", "sky of stars", "star field",
+              "the sky full of stars", "stars above a hill"],
+    "city": ["city skyline", "skyline", "city", "downtown skyline", "skyscrapers", "the city", "cityscape",
+             "the skyline", "downtown", "tall buildings", "a big city", "city view", "urban skyline", "high-rises",
+             "a modern city", "the city center", "metropolis", "office towers", "city towers",
+             "the downtown skyline", "urban view", "buildings"],
+    "forest": ["forest", "pine forest", "woods", "woodland", "a forest", "the forest", "trees", "the woods",
+               "pine trees", "a pine forest", "forest landscape", "dense forest", "deep forest", "evergreen forest",
+               "tall trees", "conifer forest", "a forest of pines", "the woodland", "a grove of trees",
+               "forest scenery", "pines"],
+    "desert": ["desert", "sand dunes", "dunes", "desert dunes", "the desert", "a desert", "sand",
+               "desert landscape", "the dunes", "rolling dunes", "sandy desert", "desert sands", "endless dunes",
+               "dune field", "arid desert", "desert plains", "desert scenery"],
+    "aurora": ["aurora", "northern lights", "aurora borealis", "polar lights", "the northern lights",
+               "the aurora", "auroras", "aurora sky", "green aurora", "aurora lights", "the aurora borealis",
+               "northern lights sky", "southern lights", "aurora australis", "aurora over the snow",
+               "dancing lights in the sky", "green lights in the sky", "the polar lights"],
+    "lake": ["lake with reflections", "lake", "mirror lake", "calm lake", "lake reflection", "a lake", "the lake",
+             "lakeside", "lake view", "a calm lake", "still lake", "lakeshore", "a mountain lake",
+             "reflections on the lake", "a quiet lake", "lake scenery", "the lake shore", "lake water",
+             "mirror-like lake", "a lake with a reflection"],
+    "rain": ["rainy city", "city in the rain", "rainy street", "rain in the city", "rainy city street",
+             "rain", "rainy streets", "city rain", "a rainy city", "the city in the rain", "rainy downtown",
+             "wet city streets", "a rainy street", "streets in the rain", "rainy weather in the city",
+             "rain falling on the city", "rainy skyline", "downpour in the city", "a city in the rain"],
+    "blossom": ["cherry blossoms", "sakura", "cherry blossom trees", "blossoming cherry trees",
+                "cherry trees in bloom", "cherry blossom", "blossoms", "sakura trees", "pink blossoms",
+                "cherry trees", "sakura in bloom", "blooming sakura", "flowering trees", "a cherry tree",
+                "cherry blossom season", "pink cherry blossoms", "blossom trees", "sakura petals",
+                "a cherry tree in full bloom"],
+}
+ADJ_EN = {
+    "sea": ["calm", "endless", "open", "wide", "gentle", "quiet", "rolling", "deep", "vast", "peaceful", "wild",
+            "tropical", "empty"],
+    "mountains": ["tall", "high", "majestic", "towering", "rugged", "jagged", "distant", "alpine", "huge", "steep",
+                  "rocky", "remote", "massive", "icy"],
+    "stars": ["countless", "twinkling", "endless", "clear", "deep", "infinite", "sparkling", "silent", "peaceful"],
+    "city": ["big", "busy", "modern", "sprawling", "bustling", "tall", "huge", "futuristic", "crowded", "quiet"],
+    "forest": ["deep", "dense", "quiet", "old", "wild", "tall", "lush", "silent", "ancient", "thick", "green"],
+    "desert": ["endless", "vast", "empty", "dry", "rolling", "lonely", "sandy", "hot", "silent", "arid", "remote",
+               "windswept"],
+    "aurora": ["dancing", "glowing", "swirling", "shimmering", "green", "magical", "flowing", "rippling",
+               "mysterious", "wavy"],
+    "lake": ["calm", "still", "quiet", "peaceful", "tranquil", "clear", "glassy", "serene", "smooth", "silent",
+             "small", "hidden"],
+    "rain": ["gloomy", "wet", "moody", "lonely", "quiet", "busy", "cozy", "melancholy", "soaked"],
+    "blossom": ["pink", "blooming", "soft pink", "delicate", "full-bloom", "romantic", "fluffy", "pale pink",
+                "gentle"],
+}
+ADJ_ANY_EN = ["beautiful", "pretty", "lovely", "nice", "stunning", "gorgeous", "scenic", "peaceful", "relaxing",
+              "quiet", "simple", "minimalist", "breathtaking"]
+RELATED_EN = {
+    "sea": ["a lighthouse by the sea", "harbour", "the harbor", "surf", "surfing waves", "a bay", "a quiet cove",
+            "the tide", "an island", "a tropical island", "seagulls over the water", "a sailboat on the water",
+            "a seaside cliff", "salt water", "the maldives", "hawaii", "bali", "the pacific", "the mediterranean",
+            "a beach vacation", "seashells on the sand", "the tide coming in", "a lighthouse"],
+    "mountains": ["the alps", "the himalayas", "the rockies", "mount everest", "switzerland", "a ski slope",
+                  "ski resort", "skiing", "a glacier", "glaciers", "a summit", "hiking in the mountains",
+                  "a mountain pass", "a snowfield", "an alpine valley", "the top of the world", "mountaineering",
+                  "a mountain cabin", "snow and rock", "fresh powder on the slopes"],
+    "stars": ["galaxy", "constellations", "the cosmos", "the universe", "outer space", "space",
+              "shooting stars", "a meteor shower", "stargazing", "a nebula", "the big dipper", "orion",
+              "astronomy", "a galaxy far away", "deep space", "the heavens"],
+    "city": ["new york", "manhattan", "tokyo", "hong kong", "shanghai skyline", "chicago", "singapore", "dubai",
+             "a harbor city", "a city by the water", "rooftops", "the financial district", "a skyscraper",
+             "towers and bridges", "urban life", "office buildings", "the view from a rooftop",
+             "a waterfront skyline", "the big city"],
+    "forest": ["jungle", "a pine", "evergreens", "a hiking trail in the woods", "camping in the woods",
+               "a cabin in the woods", "treetops", "fir trees", "spruce trees", "redwoods", "the black forest",
+               "taiga", "a walk in the woods", "moss and ferns", "nature", "wilderness", "the amazon"],
+    "desert": ["camels", "a camel caravan", "the sahara", "sahara", "the gobi", "a cactus", "cactus", "mesas",
+               "a canyon", "the grand canyon", "an oasis", "the wild west", "arizona", "death valley",
+               "the badlands", "tumbleweeds", "a road trip through the desert", "sand and rock"],
+    "aurora": ["arctic", "the arctic", "arctic sky", "polar", "a polar sky", "iceland", "norway", "lapland",
+               "finland", "alaska", "tromso", "the north pole", "the far north", "an arctic winter",
+               "a polar winter", "a snowy plain in the far north", "snow and pines up north"],
+    "lake": ["a pond", "pond", "reflection", "reflections", "still water", "a mirror of water", "a wooden pier",
+             "a dock on the lake", "a boat on the lake", "a reservoir", "lake tahoe", "lake como", "a canoe",
+             "a fishing pier", "a quiet river", "calm water", "glassy water"],
+    "rain": ["umbrellas", "an umbrella", "storm", "a storm over the city", "thunderstorm", "wet streets",
+             "puddles", "raindrops", "drizzle", "a downpour", "heavy rain", "a rainstorm", "london", "seattle",
+             "a wet road", "rain on the window", "rainy weather", "street lamps in the rain",
+             "people with umbrellas", "rain"],
+    "blossom": ["hanami", "spring", "springtime", "spring flowers", "pink petals", "petals in the wind",
+                "falling petals", "kyoto", "japan in spring", "a japanese garden in spring", "plum blossoms",
+                "peach blossoms", "a spring park", "flower viewing", "pink trees", "a park full of pink trees"],
+}
+WITH_EN = {
+    "sea": ["a lighthouse", "waves", "a sandy beach", "seagulls", "a sailboat", "an island", "a headland",
+            "crashing waves", "gentle waves", "rocks", "surf"],
+    "mountains": ["a pine forest below", "snow", "glaciers", "a valley", "pine trees", "a meadow",
+                  "sharp ridges", "snowy ridges"],
+    "stars": ["a lone tree", "a hill", "the milky way", "shooting stars", "a tree silhouette", "a quiet hill"],
+    "city": ["skyscrapers", "tall towers", "a harbor", "a river", "a road", "antenna masts", "a bridge"],
+    "forest": ["tall pines", "a clearing", "ferns", "moss", "a winding trail", "dark trunks"],
+    "desert": ["camels", "a cactus", "mesas", "rolling dunes", "rocky mesas", "a lone cactus",
+               "ripples in the sand"],
+    "aurora": ["snow", "pine trees", "a snowy plain", "mountains", "snowy hills", "green curtains of light"],
+    "lake": ["reflections", "a wooden pier", "mountains behind it", "a reflection of the sky", "ripples",
+             "a dock", "a near shore"],
+    "rain": ["umbrellas", "puddles", "wet streets", "street lamps", "raindrops", "reflections on the street",
+             "heavy rain"],
+    "blossom": ["falling petals", "a branch overhead", "pink petals", "petals in the air", "a petal shower"],
 }
 NAMES_ZH = {
-    "sea": ["海", "大海", "海边", "海景", "海面"],
-    "mountains": ["雪山", "雪峰", "雪山风景", "积雪的山峰"],
-    "stars": ["星空", "满天星", "星夜", "银河", "满天繁星"],
-    "city": ["城市天际线", "城市", "都市", "高楼", "城市风景"],
-    "forest": ["森林", "树林", "松林", "林海"],
-    "desert": ["沙漠", "沙丘", "大漠"],
-    "aurora": ["极光", "北极光", "极光夜空"],
-    "lake": ["湖", "湖泊", "湖面倒影", "倒影湖", "平静的湖面"],
-    "rain": ["雨中的城市", "下雨的城市", "雨城", "雨中街道", "雨天的城市"],
-    "blossom": ["樱花", "樱花树", "樱花盛开", "盛开的樱花"],
+    "sea": ["海", "大海", "海边", "海景", "海面", "沙滩", "海浪", "海滩", "海岸", "一片海", "海岸线", "一片大海",
+            "海边风景", "海天一色", "海平面", "海水", "浪花", "海边沙滩", "大海的风景", "蓝色大海"],
+    "mountains": ["雪山", "雪峰", "雪山风景", "积雪的山峰", "山峰", "高山", "群山", "一座雪山", "山脉", "几座雪山",
+                  "雪山群", "大山", "山景", "白雪覆盖的山", "雪岭", "山顶", "高山雪景", "连绵的雪山", "远处的雪山"],
+    "stars": ["星空", "满天星", "银河", "满天繁星", "星星", "繁星", "星河", "一片星空", "满天的星星", "天上的星星",
+              "璀璨星空", "星辰", "满天星斗", "星光", "漫天繁星"],
+    "city": ["城市天际线", "城市", "都市", "高楼", "城市风景", "天际线", "高楼大厦", "摩天大楼", "市中心",
+             "城市全景", "一座城市", "大城市", "现代都市", "城市建筑", "楼群", "都市风光", "城市远景", "市区", "CBD"],
+    "forest": ["森林", "树林", "松林", "林海", "一片森林", "树木", "松树林", "林子", "大森林", "原始森林", "密林",
+               "森林风景", "树林深处", "针叶林", "一片树林", "丛林", "林间"],
+    "desert": ["沙漠", "沙丘", "大漠", "一片沙漠", "沙漠风光", "茫茫沙漠", "戈壁", "荒漠", "连绵的沙丘", "沙漠景色",
+               "黄沙", "大漠风光", "沙地", "无边的沙丘"],
+    "aurora": ["极光", "北极光", "绿色极光", "欧若拉", "一场极光", "漫天极光", "南极光", "天空中的极光",
+               "极光雪原", "北极光风景", "一片极光"],
+    "lake": ["湖", "湖泊", "湖面倒影", "倒影湖", "平静的湖面", "湖面", "湖水", "湖边", "湖畔", "一个湖", "一汪湖水",
+             "镜湖", "湖景", "湖光山色", "湖中倒影", "山间湖泊", "高山湖泊", "湖边风景"],
+    "rain": ["雨中的城市", "下雨的城市", "雨城", "雨中街道", "雨天的城市", "雨中的街道", "城市雨景", "雨景", "雨天",
+             "下雨的街道", "雨中都市", "下着雨的城市", "大雨中的城市", "雨里的街景", "下雨天", "雨中的高楼"],
+    "blossom": ["樱花", "樱花树", "樱花盛开", "盛开的樱花", "樱花林", "一树樱花", "一片樱花", "樱花满开",
+                "粉色樱花", "樱花季", "满树樱花", "樱花大道", "樱花飘落", "樱花雨", "漫天樱花"],
 }
-# phase-specific whole names (used sometimes instead of name + phase)
-SPECIAL_EN = {("sea", "dusk"): ["sea sunset", "sunset over the sea", "ocean sunset"],
-              ("sea", "dawn"): ["sunrise over the sea", "ocean sunrise"],
-              ("stars", "night"): ["starry night"], ("rain", "night"): ["rainy night in the city"],
-              ("desert", "dusk"): ["desert sunset"], ("city", "night"): ["city lights at night"]}
-SPECIAL_ZH = {("sea", "dusk"): ["海上日落", "海边夕阳"], ("sea", "dawn"): ["海上日出"],
-              ("rain", "night"): ["雨夜城市", "雨夜的街道"], ("desert", "dusk"): ["沙漠落日"],
-              ("city", "night"): ["城市夜景"], ("stars", "night"): ["夜晚的星空"]}
+ADJ_ZH = {
+    "sea": ["平静的", "辽阔的", "一望无际的", "宁静的", "广阔的", "无边无际的", "安静的", "壮阔的", "汹涌的"],
+    "mountains": ["高耸的", "巍峨的", "连绵的", "壮观的", "白雪皑皑的", "远处的", "雄伟的", "险峻的", "壮丽的"],
+    "stars": ["璀璨的", "闪烁的", "浩瀚的", "密密麻麻的", "无边的", "宁静的", "深邃的", "神秘的"],
+    "city": ["繁华的", "现代的", "热闹的", "宏伟的", "安静的", "巨大的", "未来感的", "忙碌的"],
+    "forest": ["茂密的", "幽静的", "深深的", "原始的", "宁静的", "安静的", "古老的", "神秘的", "绿色的", "高大的"],
+    "desert": ["一望无际的", "广袤的", "荒凉的", "无边的", "寂静的", "干旱的", "炎热的", "孤独的", "辽阔的"],
+    "aurora": ["梦幻的", "舞动的", "流动的", "神奇的", "绿色的", "飘动的", "神秘的", "壮观的"],
+    "lake": ["平静的", "宁静的", "清澈的", "如镜的", "安静的", "静谧的", "波光粼粼的", "小小的"],
+    "rain": ["湿漉漉的", "阴沉的", "安静的", "孤独的", "忧郁的", "冷清的", "热闹的"],
+    "blossom": ["粉色的", "盛开的", "粉粉的", "浪漫的", "满开的", "娇嫩的", "梦幻的"],
+}
+ADJ_ANY_ZH = ["美丽的", "好看的", "漂亮的", "唯美的", "安静的", "宁静的", "治愈的", "绝美的", "简约的"]
+RELATED_ZH = {
+    "sea": ["灯塔", "海边的灯塔", "海港", "港湾", "海湾", "冲浪", "海岛", "小岛", "海鸥", "潮汐", "帆船", "三亚",
+            "马尔代夫", "夏威夷", "海南", "海边度假", "赶海", "浪花拍岸", "潮起潮落"],
+    "mountains": ["阿尔卑斯山", "喜马拉雅", "珠穆朗玛峰", "珠峰", "瑞士", "玉龙雪山", "梅里雪山", "滑雪", "滑雪场",
+                  "冰川", "登山", "雪线", "山谷", "雪坡", "高原雪山", "爬雪山"],
+    "stars": ["宇宙", "银河系", "星系", "星座", "流星", "流星雨", "太空", "星云", "北斗七星", "猎户座", "观星",
+              "看星星", "天文", "外太空"],
+    "city": ["香港", "纽约", "东京", "陆家嘴", "深圳", "曼哈顿", "迪拜", "新加坡", "外滩", "港口城市", "城市屋顶",
+             "写字楼", "金融中心", "大都市", "城市的楼顶"],
+    "forest": ["松树", "林间小路", "森林小屋", "露营", "徒步", "大兴安岭", "西双版纳", "黑森林", "杉树", "松柏",
+               "参天大树", "树梢", "苔藓", "大自然", "野外"],
+    "desert": ["骆驼", "驼队", "撒哈拉", "撒哈拉沙漠", "敦煌", "鸣沙山", "戈壁滩", "仙人掌", "绿洲", "峡谷",
+               "丝绸之路", "塔克拉玛干", "西部荒野", "大漠孤烟"],
+    "aurora": ["北极", "北极圈", "冰岛", "挪威", "芬兰", "漠河", "极地", "南极", "阿拉斯加", "雪原", "北欧",
+               "拉普兰", "冰天雪地", "极寒之地"],
+    "lake": ["池塘", "倒影", "镜面", "水面如镜", "静水", "西湖", "天池", "九寨沟", "湖边码头", "小船", "木栈道",
+             "水中倒影", "一潭静水", "河湾", "湖上的小船"],
+    "rain": ["雨伞", "打伞", "暴雨", "雷雨", "大雨", "小雨", "毛毛雨", "雨滴", "积水的街道", "湿漉漉的街道", "伦敦",
+             "雨季", "梅雨", "路灯和雨", "雨中的路灯", "下雨了"],
+    "blossom": ["春天", "春日", "花瓣", "粉色花瓣", "赏樱", "赏花", "花见", "京都", "武汉大学", "桃花", "花开",
+                "落花", "春暖花开", "日本的春天", "粉色的树"],
+}
+WITH_ZH = {
+    "sea": ["灯塔", "海鸥", "帆船", "小岛", "沙滩", "礁石", "浪花", "岬角"],
+    "mountains": ["松林", "冰川", "山谷", "草甸", "松树", "雪坡"],
+    "stars": ["一棵孤树", "小山坡", "银河", "流星", "山丘"],
+    "city": ["高楼", "摩天楼", "港口", "河流", "大桥", "公路", "天线塔"],
+    "forest": ["高大的松树", "林间空地", "小路", "苔藓", "蕨类"],
+    "desert": ["骆驼", "仙人掌", "沙丘", "岩石山", "沙纹"],
+    "aurora": ["雪原", "松树", "雪山", "雪地", "森林"],
+    "lake": ["倒影", "远山", "木栈道", "码头", "小船", "涟漪"],
+    "rain": ["雨伞", "积水", "路灯", "行人打伞", "雨丝", "湿漉漉的路面"],
+    "blossom": ["花瓣", "落花", "树枝", "飘落的花瓣", "粉色花瓣"],
+}
+# phrases that carry their own phase (used sometimes instead of subject + phase word)
+SPECIAL_EN = {
+    ("sea", "dusk"): ["sea sunset", "sunset over the sea", "ocean sunset", "beach sunset", "sunset at the beach",
+                      "sunset by the sea", "the sun setting over the ocean", "golden hour at the beach"],
+    ("sea", "dawn"): ["sunrise over the sea", "ocean sunrise", "sunrise at the beach", "dawn on the coast",
+                      "beach at daybreak"],
+    ("sea", "day"): ["sunny beach", "a sunny day at the beach", "sea under a clear sky"],
+    ("sea", "night"): ["moonlit sea", "the sea under the moon", "moonlight on the ocean", "night beach"],
+    ("mountains", "dawn"): ["sunrise over the mountains", "first light on the peaks", "alpenglow at sunrise"],
+    ("mountains", "dusk"): ["sunset over the mountains", "mountain sunset", "alpenglow"],
+    ("mountains", "day"): ["sunny alps", "snowy peaks under a blue sky"],
+    ("mountains", "night"): ["moonlit peaks", "mountains under the moon"],
+    ("stars", "night"): ["starry night", "night sky", "a night sky full of stars", "the milky way at night",
+                         "night sky full of stars", "stargazing at night"],
+    ("stars", "dusk"): ["first stars at twilight", "twilight sky with stars"],
+    ("stars", "dawn"): ["the last stars before dawn"],
+    ("city", "night"): ["city lights at night", "city lights", "night skyline", "the city at night",
+                        "the city lit up at night", "night city"],
+    ("city", "dusk"): ["sunset skyline", "the city at golden hour", "sunset over the city"],
+    ("city", "dawn"): ["sunrise over the city", "the city waking up at dawn"],
+    ("forest", "dawn"): ["morning light in the forest", "sunrise in the woods"],
+    ("forest", "day"): ["sunlight through the trees", "sunbeams in the forest", "sun rays through the pines"],
+    ("forest", "dusk"): ["sunset through the trees", "forest at sundown"],
+    ("forest", "night"): ["the forest under the moon", "moonlit woods"],
+    ("desert", "dusk"): ["desert sunset", "sunset over the dunes"],
+    ("desert", "dawn"): ["desert sunrise", "sunrise over the dunes"],
+    ("desert", "day"): ["sunny desert", "blazing desert sun", "scorching desert"],
+    ("desert", "night"): ["desert night sky", "moonlit dunes", "the desert under the moon"],
+    ("aurora", "night"): ["aurora at night", "northern lights night sky", "arctic night"],
+    ("lake", "dawn"): ["sunrise over the lake", "morning at the lake"],
+    ("lake", "dusk"): ["lake sunset", "sunset over the lake", "sunset reflection on the lake"],
+    ("lake", "night"): ["moonlit lake", "the moon on the lake"],
+    ("rain", "night"): ["rainy night in the city", "rainy night", "a rainy night downtown",
+                        "city lights in the rain", "neon in the rain", "neon lights in the rain"],
+    ("rain", "dusk"): ["rainy evening in the city", "a wet evening downtown"],
+    ("rain", "dawn"): ["a rainy morning in the city"],
+    ("rain", "day"): ["a rainy day in the city", "rainy afternoon downtown", "a grey rainy day"],
+    ("blossom", "night"): ["cherry blossoms at night with lanterns", "night sakura", "lanterns and cherry blossoms",
+                           "yozakura"],
+    ("blossom", "day"): ["a hanami picnic", "sunny cherry blossoms"],
+    ("blossom", "dawn"): ["a spring morning with cherry blossoms"],
+    ("blossom", "dusk"): ["sakura at sunset"],
+}
+SPECIAL_ZH = {
+    ("sea", "dusk"): ["海上日落", "海边夕阳", "海边的日落", "夕阳下的海边", "落日余晖下的大海", "海边看日落"],
+    ("sea", "dawn"): ["海上日出", "海边日出", "看日出的海边"],
+    ("sea", "day"): ["阳光沙滩", "晴天的海边"],
+    ("sea", "night"): ["月光下的海", "夜晚的海边", "夜海"],
+    ("mountains", "dawn"): ["日照金山", "雪山日出"],
+    ("mountains", "dusk"): ["雪山日落", "日照金山"],
+    ("mountains", "day"): ["蓝天雪山", "晴天的雪山"],
+    ("mountains", "night"): ["星空下的雪山", "月光下的雪山"],
+    ("stars", "night"): ["夜晚的星空", "星夜", "夜空", "满天星斗的夜晚", "星光璀璨的夜空", "繁星点点的夜晚"],
+    ("stars", "dusk"): ["黄昏的星空"],
+    ("stars", "dawn"): ["黎明前的星空"],
+    ("city", "night"): ["城市夜景", "夜景", "万家灯火", "灯火通明的城市", "都市夜景", "璀璨的夜景"],
+    ("city", "dusk"): ["日落时的城市", "夕阳下的高楼"],
+    ("city", "dawn"): ["清晨的城市", "日出时的高楼"],
+    ("forest", "dawn"): ["晨光中的森林", "林间的晨光"],
+    ("forest", "day"): ["阳光穿过树林", "阳光透过树叶", "林间光束", "丁达尔效应"],
+    ("forest", "dusk"): ["夕阳下的树林"],
+    ("forest", "night"): ["月光下的森林"],
+    ("desert", "dusk"): ["沙漠落日", "大漠落日", "沙漠日落", "长河落日"],
+    ("desert", "dawn"): ["沙漠日出"],
+    ("desert", "day"): ["烈日下的沙漠", "炎炎烈日下的沙漠"],
+    ("desert", "night"): ["沙漠星空", "星空下的沙漠"],
+    ("aurora", "night"): ["极光夜空", "夜空中的极光", "极光之夜"],
+    ("lake", "dusk"): ["湖边日落", "夕阳下的湖面", "湖上落日"],
+    ("lake", "dawn"): ["湖上日出", "清晨的湖面"],
+    ("lake", "night"): ["月光下的湖", "湖中月", "星空倒映的湖面"],
+    ("rain", "night"): ["雨夜城市", "雨夜的街道", "雨夜", "下雨的夜晚", "雨夜霓虹", "夜雨"],
+    ("rain", "dusk"): ["傍晚下雨的街道"],
+    ("rain", "dawn"): ["下雨的早晨"],
+    ("rain", "day"): ["阴雨天的城市"],
+    ("blossom", "night"): ["夜樱", "夜晚的樱花", "灯笼和樱花"],
+    ("blossom", "day"): ["阳光下的樱花", "赏樱的午后"],
+    ("blossom", "dusk"): ["夕阳下的樱花"],
+}
+# English phase words: (after the subject: "at dusk", before it: "dusk")
 PHASE_EN = {
-    "dawn": (["at dawn", "at sunrise", "in the early morning", "at daybreak"], ["dawn", "sunrise", "early morning"]),
-    "day": (["during the day", "at noon", "in daylight", "in the daytime", "on a sunny day"], ["daytime", "sunny", "midday"]),
-    "dusk": (["at dusk", "at sunset", "in the evening", "at twilight"], ["dusk", "sunset", "evening"]),
-    "night": (["at night", "at midnight", "by night", "in the night"], ["night", "midnight", "nighttime"]),
+    "dawn": (["at dawn", "at sunrise", "in the early morning", "at daybreak", "in the morning", "at first light",
+              "early in the morning", "as the sun rises", "at the break of dawn", "in the morning light"],
+             ["dawn", "sunrise", "early morning", "morning", "daybreak"]),
+    "day": (["during the day", "at noon", "in daylight", "in the daytime", "on a sunny day", "in the afternoon",
+             "at midday", "in broad daylight", "under a blue sky", "under clear skies", "in the sun"],
+            ["daytime", "sunny", "midday", "afternoon", "noon"]),
+    "dusk": (["at dusk", "at sunset", "in the evening", "at twilight", "at golden hour", "at sundown",
+              "as the sun goes down", "in the evening light", "during sunset", "at the end of the day"],
+             ["dusk", "sunset", "evening", "twilight", "golden hour", "sundown"]),
+    "night": (["at night", "at midnight", "by night", "in the night", "after dark", "late at night",
+               "under the moon", "in the moonlight", "in the dead of night", "tonight"],
+              ["night", "midnight", "nighttime", "late-night", "moonlit", "night-time"]),
 }
-PHASE_ZH = {"dawn": ["黎明", "清晨", "日出时", "早晨", "拂晓"], "day": ["白天", "中午", "晴天", "白日"],
-            "dusk": ["黄昏", "傍晚", "日落时", "夕阳下"], "night": ["夜晚", "晚上", "深夜", "夜里", "夜间"]}
-STYLE_EN = {"warm": ["warm", "warm-toned", "golden"], "cool": ["cool", "cool-toned", "blue-toned"],
-            "misty": ["misty", "foggy", "hazy"], "vivid": ["vivid", "colorful", "vibrant"]}
-STYLE_ZH = {"warm": ["暖色调", "温暖的", "暖色的"], "cool": ["冷色调", "清冷的", "冷色的"],
-            "misty": ["有雾的", "雾气弥漫的", "朦胧的", "起雾的"], "vivid": ["鲜艳的", "色彩鲜艳的", "绚丽的"]}
-FILLER_EN = ["{}", "{}", "{}", "make me a wallpaper of {}", "a wallpaper of {}", "{} wallpaper", "show me {}",
-             "i want {}", "change the wallpaper to {}", "a picture of {}", "generate {}", "draw {}",
-             "can you make {}", "background with {}", "new wallpaper: {}", "set the background to {}",
-             "give me {}", "please show {}", "a beautiful view of {}", "{}, wallpaper"]
-FILLER_ZH = ["{}", "{}", "{}", "换一张{}的壁纸", "来个{}壁纸", "给我一张{}", "{}壁纸", "生成{}", "我想要{}",
-             "画一张{}", "把壁纸换成{}", "来一张{}的图片", "换个{}的背景", "请生成{}的壁纸", "来点{}", "显示{}"]
+# Chinese phase words: (times of day, which also open a request: "黄昏的时候，…"; scene words, which
+# also follow the subject: "雪山的日落"; modifiers, before the subject only: "夕阳下的雪山")
+PHASE_ZH = {
+    "dawn": (["黎明", "清晨", "早晨", "拂晓", "早上", "一大早"],
+             ["日出", "晨曦", "朝霞", "清晨", "黎明"],
+             ["日出时", "天刚亮时", "太阳升起时", "朝阳下", "晨光中", "黎明时分", "破晓时分"]),
+    "day": (["白天", "中午", "白日", "午后", "下午", "正午", "大白天"],
+            ["午后", "正午", "白天", "晴天"],
+            ["晴天", "阳光明媚的", "蓝天下", "阳光下", "晴朗的", "白天里", "正午时分"]),
+    "dusk": (["黄昏", "傍晚", "薄暮"],
+             ["日落", "夕阳", "落日", "晚霞", "黄昏", "傍晚"],
+             ["日落时", "夕阳下", "太阳下山时", "落日余晖下", "晚霞中", "傍晚时分"]),
+    "night": (["夜晚", "晚上", "深夜", "夜里", "夜间", "半夜", "午夜"],
+              ["夜晚", "夜色", "深夜", "午夜"],
+              ["夜色中", "月光下", "入夜后", "星光下", "深夜里"]),
+}
+# phase words that contradict a family's picture (its rain is always overcast)
+CLASH = {"rain": ("sunny", "blue sky", "clear sk", "in the sun", "moon", "晴", "阳光", "蓝天", "月", "星")}
+# style words
+STYLE_EN = {  # (before the subject, after it, at the end of the request)
+    "warm": (["warm", "warm-toned", "golden", "amber", "warm-colored"],
+             ["in warm tones", "with warm colors", "in golden tones", "with a warm glow", "in warm colors"],
+             ["make it warm", "warmer colors please", "use warm colors", "warm tones", "warm tones please"]),
+    "cool": (["cool", "cool-toned", "blue-toned", "bluish", "cold-toned", "icy blue"],
+             ["in cool tones", "with cool colors", "in blue tones", "with a cold blue tint", "in cold colors"],
+             ["make it cool", "cooler colors please", "go for cool blue tones", "cool tones", "cool tones please"]),
+    "misty": (["misty", "foggy", "hazy", "mist-covered", "fog-covered"],
+              ["in the fog", "in the mist", "with mist", "shrouded in mist", "covered in fog", "with some haze"],
+              ["add some fog", "make it misty", "with a bit of haze", "foggy please", "add a little mist"]),
+    "vivid": (["vivid", "colorful", "vibrant", "saturated", "colourful", "bright-colored"],
+              ["in vivid colors", "with vibrant colors", "full of color", "in bright colors"],
+              ["make it vivid", "more colorful please", "make the colors pop", "boost the saturation",
+               "super colorful"]),
+}
+STYLE_ZH = {  # (before the subject, after it or at the end of the request)
+    "warm": (["暖色调的", "温暖的", "暖色的", "金色的", "暖暖的", "暖黄色的", "暖色系的"],
+             ["暖色调", "暖色调一点", "偏暖色", "色调暖一些", "暖一点", "要暖色的", "暖色系"]),
+    "cool": (["冷色调的", "清冷的", "冷色的", "蓝色调的", "冷冷的", "冷色系的", "冰蓝色的"],
+             ["冷色调", "冷色调一点", "偏冷色", "色调冷一些", "冷一点", "要冷色的", "蓝调一点"]),
+    "misty": (["有雾的", "雾气弥漫的", "朦胧的", "起雾的", "雾蒙蒙的", "薄雾笼罩的", "云雾缭绕的", "雾中的"],
+              ["有雾", "起雾了", "朦胧一点", "加点雾", "雾蒙蒙的感觉", "带点薄雾", "雾气重一点"]),
+    "vivid": (["鲜艳的", "色彩鲜艳的", "绚丽的", "浓郁的", "色彩丰富的", "高饱和的", "艳丽的"],
+              ["色彩鲜艳", "鲜艳一点", "颜色鲜艳点", "饱和度高一点", "颜色浓一点", "色彩丰富一些"]),
+}
+# Request wordings. "{}" is the subject; "{a}" marks one used as a modifier ("a {a} wallpaper": no
+# article of its own). A trailing "?" makes it a question: typed text keeps the mark, speech drops it.
+FILLER_EN = [
+    "{}", "{}", "{}", "{}", "{}", "{}",
+    # commands
+    "make me a wallpaper of {}", "a wallpaper of {}", "{a} wallpaper", "show me {}", "change the wallpaper to {}",
+    "a picture of {}", "generate {}", "draw {}", "background with {}", "new wallpaper: {}",
+    "set the background to {}", "give me {}", "please show {}", "a beautiful view of {}", "{}, wallpaper",
+    "switch to {}", "switch the wallpaper to {}", "change it to {}", "paint {}", "create a wallpaper with {}",
+    "make a background of {}", "show {}", "display {}", "put up {}", "let me see {}", "lemme see {}",
+    "gimme {}", "{a} background", "a {a} wallpaper", "a {a} background", "{a} theme", "set a {a} wallpaper",
+    "give me a {a} wallpaper", "switch to a {a} theme", "new {a} wallpaper", "{a} pic", "{a} picture",
+    "wallpaper {}", "background {}",
+    # wishes
+    "i want {}", "i'd like {}", "i would love {}", "i feel like seeing {}", "in the mood for {}",
+    "i'm in the mood for {}", "i miss {}", "take me to {}", "dreaming of {}", "something like {}",
+    "something with {}", "i need {}", "it would be nice to see {}", "i wanna see {}", "i want to see {}",
+    "would love to see {}", "i want a {a} background", "{a} vibes",
+    # questions
+    "can you make {}?", "can you show me {}?", "could you make {}?", "can i get {}?", "could i have {}?",
+    "how about {}?", "what about {}?", "do you have {}?", "can we do {}?", "would you draw {}?",
+    "can you set the wallpaper to {}?", "got any {a} wallpapers?", "any {a} backgrounds?",
+    "is there a {a} wallpaper?", "can you find me {}?",
+    # polite and casual
+    "{}, please", "{} please", "please set the wallpaper to {}", "could you please show {}?",
+    "would you mind showing {}?", "please change the background to {}", "{} pls", "{}, thanks",
+    "{} if you can", "ok {}", "yeah {}", "just {}", "{} now", "{} for me", "let's go with {}", "let's do {}",
+    "go with {}", "{} would be nice", "{a} wallpaper please", "now show {}",
+    # in the car
+    "{} on the center screen", "put {} on the center screen", "set the center screen to {}",
+    "{} for the dashboard", "dashboard wallpaper: {}", "change the car display to {}", "show {} on the display",
+    "i want {} on my screen", "{} as the car wallpaper", "can you put {} on the center display?",
+    "use {} for the infotainment screen", "{a} wallpaper for the center screen", "{} for the drive",
+    "put {} on the main display",
+    # descriptions
+    "a photo of {}", "an image of {}", "a painting of {}", "a landscape of {}", "{}, high resolution",
+    "{}, 4k wallpaper", "{}, hd", "scenic view of {}", "{a} scenery", "{a} landscape", "digital art of {}",
+    "{}, desktop background",
+]
+FILLER_ZH = [
+    "{}", "{}", "{}", "{}", "{}", "{}",
+    # commands
+    "换一张{}的壁纸", "来个{}壁纸", "给我一张{}", "{}壁纸", "生成{}", "我想要{}", "画一张{}", "把壁纸换成{}",
+    "来一张{}的图片", "换个{}的背景", "请生成{}的壁纸", "来点{}", "显示{}", "帮我换成{}", "换成{}", "切换到{}",
+    "把背景换成{}", "把背景改成{}", "壁纸换成{}", "来一张{}", "来张{}", "整一张{}的", "弄个{}的壁纸", "搞一张{}",
+    "放一张{}", "给我来张{}的图", "做一张{}的壁纸", "帮我画一张{}", "画个{}", "生成一张{}的图片",
+    "换一个{}主题", "设置成{}", "用{}当壁纸", "来一张{}的风景", "换张{}", "给我换成{}", "背景换成{}",
+    # wishes
+    "我想看{}", "想看看{}", "好想看{}", "想要一张{}的壁纸", "我要{}", "要{}的", "我想要一张{}的图",
+    "想换个{}的壁纸", "今天想看{}", "突然想看{}", "有点想看{}",
+    # questions
+    "有没有{}的壁纸？", "能不能换成{}？", "可以给我一张{}吗？", "能给我画个{}吗？", "能换个{}的背景吗？",
+    "{}的壁纸有吗？", "来一张{}好不好？", "可以换成{}吗？", "能不能来点{}？", "换成{}怎么样？", "有{}的图吗？",
+    # polite
+    "请把壁纸换成{}", "麻烦换成{}", "麻烦帮我生成一张{}", "请帮我换一张{}的壁纸", "请显示{}",
+    "麻烦来一张{}，谢谢", "请给我一张{}的图片", "帮我换个{}的壁纸，谢谢",
+    # in the car
+    "中控屏换成{}", "把中控屏的壁纸换成{}", "车机壁纸换成{}", "中控屏显示{}", "仪表盘背景换成{}", "屏幕换成{}",
+    "换个{}的车机壁纸", "大屏上放一张{}", "中控屏来一张{}", "把车里的屏幕换成{}", "车机背景换成{}的",
+    # descriptions
+    "一张{}的照片", "{}的风景", "{}风景图", "{}的画面", "{}，高清壁纸", "{}，4K", "一幅{}的画",
+]
+# speech: what an assistant's recogniser passes through, and what it gets wrong
+VOICE_EN = {"fillers": ["um", "uh", "uh", "umm", "er", "hmm", "like", "so", "okay so", "well", "you know",
+                        "i mean", "oh", "ah", "uh like"],
+            "wake": ["hey cabin", "ok cabin", "hi cabin"]}
+VOICE_ZH = {"fillers": ["嗯", "呃", "额", "那个", "就是", "嗯嗯", "那个那个", "就是说", "这个", "诶", "哎"],
+            "wake": ["你好小卡", "小卡小卡", "小卡"],
+            "particles": ["吧", "啊", "呀", "哈", "嘛", "呗"]}
+SLIPS_EN = {"sea": "see", "desert": "dessert", "dusk": "dust", "night": "knight", "skyline": "sky line",
+            "sunset": "sun set", "sunrise": "sun rise", "wallpaper": "wall paper", "background": "back ground",
+            "forest": "forrest", "mountains": "mountain", "lights": "light", "blossoms": "blossom",
+            "waves": "ways", "rainy": "raining", "dawn": "don", "aurora": "arora", "dunes": "tunes",
+            "cherry": "sherry", "beach": "beech", "peaks": "peeks", "stars": "stairs", "lake": "like"}
+SLIPS_ZH = [("森林", "深林"), ("星空", "星控"), ("城市", "程式"), ("极光", "急光"), ("雪山", "雪杉"),
+            ("沙漠", "沙莫"), ("樱花", "英花"), ("黄昏", "黄婚"), ("壁纸", "币纸"), ("夜景", "叶景"),
+            ("湖面", "胡面"), ("日落", "日洛"), ("海边", "还边"), ("晚霞", "晚夏"), ("银河", "音河"),
+            ("下雨", "夏雨"), ("朦胧", "蒙龙"), ("换成", "还成"), ("中控屏", "中空屏"), ("沙滩", "沙摊")]
+CAPTION_P = {
+    "special": 0.3,     # a phase-bound phrase, when there is one and the phase is named
+    "related": 0.18,    # an indirect subject instead of a name
+    "with": 0.14,       # name + a thing in the scene
+    "adj": 0.3,         # a family adjective (generic adjectives at a quarter of this)
+    "voice": 0.3,       # speech transcript: lowercase, no punctuation, fillers, slips
+    "mixed": 0.1,       # zh request with an English word in it (0.02 the other way round)
+}
+# words / characters: the text encoder keeps 30 tokens, and a rarer CJK character takes two
+MAX_LEN_EN, MAX_LEN_ZH = 20, 22
 
 
-def _pick(rng, xs):
-    return xs[rng.integers(len(xs))]
+def _split(templates):
+    """(template, question, attributive) with the "?" and "{a}" marks taken out."""
+    out = []
+    for t in templates:
+        q = t.endswith("?") or t.endswith("？")
+        out.append((t.rstrip("?？").replace("{a}", "{}"), q, "{a}" in t))
+    return out
+
+
+def _clean(words, fam):
+    """Drops phase words that clash with the family's picture."""
+    bad = CLASH.get(fam, ())
+    return [w for w in words if not any(b in w for b in bad)]
+
+
+_FIXED = ("a ", "an ", "the ")  # English entries that bring their own article take no adjective
+
+
+def _short(words):
+    """Words fit for mixing into the other language: one or two, no article."""
+    return [w for w in words if len(w.split()) <= 2 and not w.startswith(_FIXED)]
+
+
+_TPL_EN, _TPL_ZH = _split(FILLER_EN), _split(FILLER_ZH)
+_PH_EN = {(f, p): tuple(_clean(ws, f) for ws in PHASE_EN[p]) for f in FAMILIES for p in PHASES}
+_PH_ZH = {(f, p): tuple(_clean(ws, f) for ws in PHASE_ZH[p]) for f in FAMILIES for p in PHASES}
+_MIX_EN = {f: _short(NAMES_EN[f] + RELATED_EN[f]) for f in FAMILIES}  # English words in a zh request
+_MIX_PH = {p: PHASE_EN[p][1] for p in PHASES}
+_MIX_ST = {s: STYLE_EN[s][0][:3] for s in STYLES}
+_ST_TAIL_EN = {s: STYLE_EN[s][1] + STYLE_EN[s][2] for s in STYLES}
+
+
+class _Draw:
+    """The uniforms for one caption, drawn from `rng` in blocks: one numpy call per choice would
+    cost about a microsecond each, more than the caption itself."""
+
+    def __init__(self, rng, n=48):
+        self.rng, self.u, self.i = rng, rng.random(n).tolist(), 0
+
+    def __call__(self):
+        if self.i == len(self.u):
+            self.u, self.i = self.rng.random(len(self.u)).tolist(), 0
+        self.i += 1
+        return self.u[self.i - 1]
+
+    def pick(self, xs):
+        return xs[int(self() * len(xs))]
+
+    def common(self, xs):
+        """Leans to the front of the list: the first quarter is drawn half the time."""
+        u = self()
+        return xs[int(u * u * len(xs))]
+
+
+def _join_en(d, parts):
+    return parts[0] if len(parts) == 1 else d.pick((" and ", ", ", " ")).join(parts)
+
+
+def _en(d, fam, ph, styles, with_phase, voice):
+    tpl, question, attr = d.pick(_TPL_EN)
+    P = CAPTION_P
+    special = with_phase and SPECIAL_EN.get((fam, ph))
+    phase_done = not with_phase
+    r = d()
+    if special and d() < P["special"]:
+        noun, phase_done = d.pick(special), True
+    elif r < P["related"]:
+        noun = d.pick(RELATED_EN[fam])
+    elif d() < 0.02:
+        noun = d.common(NAMES_ZH[fam])  # a Chinese name in an English request
+    else:
+        noun = d.common(NAMES_EN[fam])
+        a = d()
+        if not noun.startswith(_FIXED) and a < P["adj"]:
+            noun = f"{d.pick(ADJ_EN[fam] if a < P['adj'] * 0.75 else ADJ_ANY_EN)} {noun}"
+        if r > 1 - P["with"]:
+            noun = f"{noun} {d.pick(('with', 'with', 'and'))} {d.pick(WITH_EN[fam])}"
+    fixed = noun.startswith(_FIXED)
+    pre, post, tail = [], [], []
+    for s in styles:  # each style word goes before the subject, after it or to the end of the request
+        u = d()
+        if u < 0.45 and not fixed:
+            pre.append(d.pick(STYLE_EN[s][0]))
+        elif u < 0.75:
+            post.append(d.pick(STYLE_EN[s][1]))
+        else:
+            tail.append(d.pick(_ST_TAIL_EN[s]))
+    front = back = ""
+    if not phase_done:
+        after, before = _PH_EN[(fam, ph)]
+        u = d()
+        if u < 0.33 and not fixed:
+            noun = f"{d.common(before)} {noun}"
+        elif u < 0.8:
+            post.insert(int(d() * (len(post) + 1)), d.common(after))
+        elif u < 0.9:
+            front = d.common(after)
+        else:
+            back = d.common(after)
+    if pre:
+        noun = f"{_join_en(d, pre)} {noun}"
+    if post:
+        noun = f"{noun}{d.pick((' ', ' ', ', ')) if len(post) == 1 else ' '}{' '.join(post)}"
+    if attr:
+        noun = noun.split(" ", 1)[1] if noun.startswith(_FIXED) else noun
+        if "a {}" in tpl and noun[0] in "aeiou":
+            tpl = tpl.replace("a {}", "an {}")
+    elif not noun.startswith(_FIXED) and d() < 0.2:
+        noun = "the " + noun
+    text = tpl.format(noun)
+    if front:
+        text = f"{front}{d.pick((', ', ' '))}{text}"
+    if back:
+        text = f"{text}{d.pick((', ', ' '))}{back}"
+    if tail:
+        text = f"{text}{d.pick((', ', ' ', ' and '))}{_join_en(d, tail)}"
+    if voice:
+        return _voice_en(d, text)
+    if question and d() < 0.7:
+        text += "?"
+    elif d() < 0.05:
+        text += d.pick(("!", "."))
+    return text[0].upper() + text[1:] if d() < 0.15 else text
+
+
+def _voice_en(d, text):
+    """Recogniser output: lowercase, no punctuation, fillers, a stutter or a misheard word."""
+    words = text.lower().replace(",", "").replace(":", "").split()
+    if d() < 0.15:  # a misheard word: the first one in the slip table from a random point on
+        k = int(d() * len(words))
+        for w in words[k:] + words[:k]:
+            if w in SLIPS_EN:
+                words[words.index(w)] = SLIPS_EN[w]
+                break
+    if d() < 0.15:
+        k = int(d() * min(4, len(words)))
+        words.insert(k, words[k])
+    for _ in range(int(d() * 2.6)):  # 0-2 fillers, anywhere
+        words.insert(int(d() * (len(words) + 1)), d.pick(VOICE_EN["fillers"]))
+    if d() < 0.04:
+        words.insert(0, d.pick(VOICE_EN["wake"]))
+    return " ".join(words)
+
+
+def _mix(d, word):
+    """An English word inside Chinese text, with or without spaces around it."""
+    return f" {word} " if d() < 0.5 else word
+
+
+def _zh(d, fam, ph, styles, with_phase, voice):
+    tpl, question, _ = d.pick(_TPL_ZH)
+    closed = not tpl.endswith("{}")  # text follows the subject: "，" phrases go to the end instead
+    P = CAPTION_P
+    special = with_phase and SPECIAL_ZH.get((fam, ph))
+    phase_done = not with_phase
+    mixed = int(d() * 3) if d() < P["mixed"] else -1  # 0: the subject, 1: the phase, 2: a style in English
+    measure = ""
+    r = d()
+    if special and d() < P["special"]:
+        noun, phase_done = d.pick(special), True
+    elif mixed == 0:
+        noun = _mix(d, d.common(_MIX_EN[fam]))
+    elif r < P["related"]:
+        noun = d.pick(RELATED_ZH[fam])
+    else:
+        noun = d.common(NAMES_ZH[fam])
+        if noun[0] in "一几":  # modifiers go after the measure word: 一片(夜晚的)森林
+            measure, noun = noun[:2], noun[2:]
+            at = tpl.index("{}")
+            if at and tpl[at - 1] in "张幅个点":  # but not after another one: 来一张(一片)森林
+                measure = ""
+        a = d()
+        if a < P["adj"]:
+            adj = d.pick(ADJ_ZH[fam] if a < P["adj"] * 0.75 else ADJ_ANY_ZH)
+            noun = noun if noun.startswith(adj) else adj + noun
+        if r > 1 - P["with"]:
+            w = d.pick(WITH_ZH[fam])
+            also = f"{noun}和{w}" if closed else f"{noun}，还有{w}"
+            noun = d.pick((f"有{w}的{noun}", f"带{w}的{noun}", f"{noun}和{w}", also))
+    pre, post, tail = [], [], []
+    for s in styles:
+        u = d()
+        if mixed == 2:
+            pre.append(_mix(d, d.pick(_MIX_ST[s])) + d.pick(("的", "")))
+            mixed = -1
+        elif u < 0.5:
+            pre.append(d.pick(STYLE_ZH[s][0]))
+        else:
+            (post if u < 0.75 and not closed else tail).append(d.pick(STYLE_ZH[s][1]))
+    noun = "".join(pre) + noun
+    front = ""
+    if not phase_done:
+        times, words, mods = _PH_ZH[(fam, ph)]
+        u, v = d(), d()
+        if mixed == 1:
+            noun = f"{_mix(d, d.common(_MIX_PH[ph]))}{d.pick(('的', ''))}{noun}"
+        elif u < 0.45:  # 黄昏的雪山 / 夕阳下的雪山 / 日落雪山
+            p = d.common(times) if v < 0.5 else d.pick(words) if v < 0.75 else d.pick(mods)
+            noun = p + noun if p.endswith("的") else f"{p}{'的' if measure else d.pick(('的', '的', ''))}{noun}"
+        elif u < 0.65:  # 雪山的日落
+            noun = f"{measure}{noun}的{d.common(words)}"
+            measure = ""
+        elif u < 0.78 and not closed:  # 雪山，黄昏
+            noun = f"{measure}{noun}，{d.common(times if v < 0.6 else words)}"
+            measure = ""
+        elif u < 0.9:  # 黄昏的时候，来一张雪山
+            front = d.common(times) + d.pick(("，", "的时候，", ""))
+        else:  # 来一张雪山，要黄昏的
+            tail.insert(0, d.pick(("{}", "要{}的", "{}的")).format(d.common(times)))
+    noun = measure + noun
+    if post:
+        noun = f"{noun}，{'，'.join(post)}"
+    fill = d.pick(VOICE_ZH["fillers"]) if voice and d() < 0.25 else ""  # 来一张 那个 雪山
+    text = front + tpl.format(fill + noun)
+    if tail:
+        text = f"{text}，{'，'.join(tail)}"
+    if not question and d() < (0.2 if voice else 0.1):
+        text += d.pick(VOICE_ZH["particles"])
+    if voice:
+        return _voice_zh(d, text)
+    if question:
+        text += d.pick(("？", "？", "？", "?", "", ""))
+    elif d() < 0.1:
+        text += d.pick(("。", "！", "~"))
+    if d() < 0.1:
+        text = text.replace("，", d.pick((",", " ")))
+    return " ".join(text.split())
+
+
+def _voice_zh(d, text):
+    """Recogniser output: no punctuation, fillers, a stutter or a homophone."""
+    for mark in "，。？！,":
+        text = text.replace(mark, " " if d() < 0.2 else "")
+    if d() < 0.15:  # a homophone: the first one in the slip table from a random point on
+        k = int(d() * len(SLIPS_ZH))
+        for a, b in SLIPS_ZH[k:] + SLIPS_ZH[:k]:
+            if a in text:
+                text = text.replace(a, b, 1)
+                break
+    if d() < 0.12:  # 我我想要 / 换一换一张
+        k = 1 + int(d() * 2)
+        text = text[:k] + text
+    if d() < 0.35:
+        text = d.pick(VOICE_ZH["fillers"]) + d.pick(("", " ")) + text
+    if d() < 0.04:
+        text = d.pick(VOICE_ZH["wake"]) + d.pick(("", " ")) + text
+    return " ".join(text.split())
 
 
 def caption_en(rng, meta, with_phase=True):
-    fam, ph, styles = meta["family"], meta["phase"], meta["styles"]
-    st = " and ".join(_pick(rng, STYLE_EN[s]) for s in styles)
-    special = SPECIAL_EN.get((fam, ph))
-    if with_phase and special and rng.uniform() < 0.4:
-        core = _pick(rng, special)
-        core = f"{st} {core}" if st else core
-    else:
-        name = _pick(rng, NAMES_EN[fam])
-        if not with_phase:
-            core = f"{st} {name}" if st else name
-        elif rng.uniform() < 0.65:
-            core = f"{name} {_pick(rng, PHASE_EN[ph][0])}"
-            if st:
-                core = f"{st} {core}" if rng.uniform() < 0.5 else f"{core}, {st}"
-        else:
-            core = f"{_pick(rng, PHASE_EN[ph][1])} {name}"
-            if st:
-                core = f"{st} {core}" if rng.uniform() < 0.5 else f"{core}, {st}"
-    text = _pick(rng, FILLER_EN).format(core)
-    if rng.uniform() < 0.15:
-        text = text.capitalize()
-    return text
+    """An English (typed or spoken) request for the scene; with_phase=False leaves the phase out."""
+    d = _Draw(rng)
+    voice = d() < CAPTION_P["voice"]
+    best = None
+    for _ in range(3):  # an over-long draw is drawn again (the shortest kept): no subject is truncated
+        text = _en(d, meta["family"], meta["phase"], meta["styles"], with_phase, voice)
+        if text.count(" ") < MAX_LEN_EN:
+            return text
+        best = text if best is None or len(text) < len(best) else best
+    return best
 
 
 def caption_zh(rng, meta, with_phase=True):
-    fam, ph, styles = meta["family"], meta["phase"], meta["styles"]
-    st = "".join(_pick(rng, STYLE_ZH[s]) for s in styles)
-    special = SPECIAL_ZH.get((fam, ph))
-    if with_phase and special and rng.uniform() < 0.4:
-        core = st + _pick(rng, special)
-    else:
-        name = _pick(rng, NAMES_ZH[fam])
-        if not with_phase:
-            core = st + name
-        else:
-            p = _pick(rng, PHASE_ZH[ph])
-            form = rng.integers(3)
-            if form == 0:
-                core = f"{p}的{st}{name}"
-            elif form == 1:
-                core = f"{st}{name}的{p}" if not st or rng.uniform() < 0.5 else f"{name}的{p}，{st}"
-            else:
-                core = f"{p}{st}{name}"
-    return _pick(rng, FILLER_ZH).format(core)
+    """A Chinese (typed or spoken) request for the scene, now and then with an English word in it."""
+    d = _Draw(rng)
+    voice = d() < CAPTION_P["voice"]
+    best = None
+    for _ in range(3):
+        text = _zh(d, meta["family"], meta["phase"], meta["styles"], with_phase, voice)
+        if len(text) <= MAX_LEN_ZH:
+            return text
+        best = text if best is None or len(text) < len(best) else best
+    return best
 
 
 def caption(rng, meta, lang=None, phase_p=0.88):
@@ -1031,7 +1636,7 @@ def canonical(meta, lang="en"):
     fam, ph = meta["family"], meta["phase"]
     if lang == "en":
         return f"{NAMES_EN[fam][0]} {PHASE_EN[ph][0][0]}"
-    return f"{PHASE_ZH[ph][0]}的{NAMES_ZH[fam][0]}"
+    return f"{PHASE_ZH[ph][0][0]}的{NAMES_ZH[fam][0]}"
 
 
 def corpus(rng, n=20000):
