@@ -921,6 +921,18 @@ def random_scene(rng, family=None, phase=None, styles=None):
     return {"family": fam, "phase": ph, "styles": list(styles)}
 
 
+def fingerprint() -> str:
+    """A short hash of what the renderer draws (a few fixed scenes of every family): caches of rendered
+    data key on it, so a caption edit keeps them and a drawing change renews them."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, fam in enumerate(FAMILIES):
+        for ph in PHASES:
+            h.update(render(scene_rng(k, fam, ph), {"family": fam, "phase": ph, "styles": []}, (32, 80)).tobytes())
+    return h.hexdigest()[:12]
+
+
 def scene_rng(seed, family, phase):
     """The generator behind one command-line image: each (seed, family, phase) is its own scene."""
     return np.random.default_rng([seed, FAMILIES.index(family), PHASES.index(phase)])

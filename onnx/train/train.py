@@ -129,7 +129,7 @@ thanks thank hello hi hey ok okay yes no not don't stop next previous again
 """
 
 
-def build_tokenizer(out_dir: Path, data_seed: int):
+def build_tokenizer(out_dir: Path, data_seed: int, vocab_size: int = 1024):
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     rng = np.random.default_rng(data_seed + 7)
@@ -143,7 +143,7 @@ def build_tokenizer(out_dir: Path, data_seed: int):
         pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True),
     ])
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1024, min_frequency=3, special_tokens=[BOS, EOS, PAD],
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=3, special_tokens=[BOS, EOS, PAD],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus, trainer)
     bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)

@@ -14,7 +14,6 @@ when present, only makes it sooner.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -43,6 +42,7 @@ cond_drop = 0.1
 scenes_n = 12_000         # rendered scenes, encoded once per autoencoder checkpoint
 unet_channels = "64,96,128"
 text_dim = 128
+vocab = 2048              # BPE ids: 1024 split most Chinese characters into 2+ byte tokens
 data_seed = 20261208
 # -------------------------------------------------------------------------------------------------
 
@@ -51,7 +51,7 @@ def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = globals()
     for name in ("steps", "batch", "lr", "warmup", "ema", "cond_drop", "scenes_n", "unet_channels", "text_dim",
-                 "data_seed"):
+                 "vocab", "data_seed"):
         ap.add_argument("--" + name.replace("_", "-"), type=type(g[name]), default=g[name])
     ap.add_argument("--autoencoder", type=Path, default=HERE / "checkpoints" / "autoencoder.pt")
     add_sitting_args(ap, HERE / "checkpoints" / "denoiser.pt")
@@ -60,8 +60,7 @@ def parse_args():
 
 def encoded_scenes(a, ae, ae_step, dev):
     """(metas, mean, logvar) of the rendered scene set for this autoencoder checkpoint, cached."""
-    renderer = hashlib.sha256((HERE / "scenes.py").read_bytes()).hexdigest()[:12]
-    path = a.state_dir / f"denoiser-latents-{renderer}-ae{ae_step}-{a.scenes_n}-{a.data_seed}.pt"
+    path = a.state_dir / f"denoiser-latents-{scenes.fingerprint()}-ae{ae_step}-{a.scenes_n}-{a.data_seed}.pt"
     if path.exists():
         d = torch.load(path, weights_only=False)
         return d["metas"], d["mean"], d["logvar"]
@@ -87,7 +86,7 @@ def tokenizer_for(a):
     kept = a.checkpoint.parent / "tokenizer"
     if not (kept / "tokenizer.json").exists():
         tmp = a.state_dir / "tokenizer-build"
-        build_tokenizer(tmp, a.data_seed)
+        build_tokenizer(tmp, a.data_seed, a.vocab)
         kept.mkdir(parents=True, exist_ok=True)
         for f in tmp.iterdir():
             shutil.copy(f, kept / f.name)

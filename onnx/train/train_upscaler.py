@@ -17,7 +17,6 @@ autoencoder (sitting.py); a GPU, when present, only makes it sooner.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import multiprocessing as mp
 import os
@@ -99,8 +98,7 @@ def make_pairs(ae, n, seed, k, dev, procs):
 
 def cached_pairs(a, ae, ae_step, n, seed, dev, procs):
     """Pairs for this autoencoder checkpoint and renderer, made once and kept in --state-dir."""
-    renderer = hashlib.sha256((HERE / "scenes.py").read_bytes()).hexdigest()[:12]
-    path = a.state_dir / f"upscaler-pairs-{renderer}-ae{ae_step}-{n}x{a.crops_per_scene}-{seed}.npz"
+    path = a.state_dir / f"upscaler-pairs-{scenes.fingerprint()}-ae{ae_step}-{n}x{a.crops_per_scene}-{seed}.npz"
     if path.exists():
         d = np.load(path)
         return d["recon"], d["highs"], d["boxes"]
