@@ -34,6 +34,7 @@ print(f"model {t['model']} native {t['native']} -> {t['display']}, {t['steps']} 
 print(f"{'':18}{'tract':>10}{'onnxruntime':>13}{'ratio':>8}")
 for key, label in [("end_to_end_ms", "end to end ms"), ("text_encoder_ms", "text encoder ms"),
                    ("unet_step_ms", "UNet step ms"), ("decoder_ms", "decoder ms"),
+                   ("display_stage_ms", "display stage ms"),
                    ("resize_encode_ms", "resize+PNG ms"), ("load_ms", "load ms"),
                    ("first_run_ms", "first run ms"), ("peak_rss_mib", "peak RSS MiB")]:
     a, b = t.get(key), o.get(key)

@@ -66,8 +66,8 @@ fn main() {
     let load = load_started.elapsed();
 
     // The first run also optimises the tract plans for these shapes; report it apart.
-    let (mut e2e, mut text, mut unet, mut decode, mut finish) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut e2e, mut text, mut unet, mut decode, mut display_stage, mut finish) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut first_run = Duration::ZERO;
     let mut steps_run = 0;
     let by_shape = args.iter().any(|a| a == "--ops-by-shape");
@@ -93,6 +93,7 @@ fn main() {
         text.push(ms(out.timings.text_encoder));
         unet.extend(out.timings.unet_steps.iter().map(|&d| ms(d)));
         decode.push(ms(out.timings.decoder));
+        display_stage.push(ms(out.timings.display_stage));
         finish.push(ms(finish_started.elapsed()));
     }
     if ops {
@@ -117,6 +118,8 @@ fn main() {
         "text_encoder_ms": median(text),
         "unet_step_ms": median(unet),
         "decoder_ms": median(decode),
+        "display_scale": model.info.display_scale,
+        "display_stage_ms": median(display_stage),
         "resize_encode_ms": median(finish),
         "peak_rss_mib": peak_rss_kib().map(|k| k as f64 / 1024.0),
     });

@@ -5,7 +5,7 @@
 //! The night cap holds even with time-awareness off: a bright picture at night dazzles a
 //! driver whatever the setting.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, hash_map};
 use std::path::PathBuf;
 
 use image::{Rgb32FImage, RgbImage};
@@ -81,7 +81,9 @@ pub struct Presenter {
     /// By display name.
     shown: HashMap<String, Shown>,
     /// Decoded pictures of the sets on show, by (id, word); word "base" or an anchor word.
-    cache: HashMap<(String, String), Rgb32FImage>,
+    /// Kept as the 8-bit pictures they are on disk: at a display stage's size (1920x768) one
+    /// is 4.4 MB, where as floats a set of five would hold 88 MB.
+    cache: HashMap<(String, String), RgbImage>,
 }
 
 impl Presenter {
@@ -171,14 +173,21 @@ impl Presenter {
         Ok(changes)
     }
 
-    fn picture(&mut self, store: &Store, id: &str, word: &str) -> Result<Rgb32FImage, StoreError> {
-        let key = (id.to_string(), word.to_string());
-        if let Some(image) = self.cache.get(&key) {
-            return Ok(image.clone());
+    /// Reads `id`'s pictures called `words` into the cache unless they are there.
+    fn load(&mut self, store: &Store, id: &str, words: &[&str]) -> Result<(), StoreError> {
+        for word in words {
+            let key = (id.to_string(), word.to_string());
+            if let hash_map::Entry::Vacant(slot) = self.cache.entry(key) {
+                slot.insert(store.load(id, word)?);
+            }
         }
-        let image = to_f32(&store.load(id, word)?);
-        self.cache.insert(key, image.clone());
-        Ok(image)
+        Ok(())
+    }
+
+    fn cached(&self, id: &str, word: &str) -> Option<Rgb32FImage> {
+        self.cache
+            .get(&(id.to_string(), word.to_string()))
+            .map(to_f32)
     }
 
     fn compose(
@@ -188,13 +197,20 @@ impl Presenter {
         sun: &SunPosition,
         time_aware: bool,
     ) -> Result<Rgb32FImage, StoreError> {
-        let base = self.picture(store, &entry.id, "base")?;
-        if time_aware && entry.time_aware {
-            let mut variants = HashMap::new();
-            for word in &entry.variants {
-                variants.insert(word.clone(), self.picture(store, &entry.id, word)?);
-            }
-            let variant = |word: &str| variants.get(word).cloned();
+        let blended = time_aware && entry.time_aware;
+        let mut words = vec!["base"];
+        if blended {
+            words.extend(entry.variants.iter().map(String::as_str));
+        }
+        self.load(store, &entry.id, &words)?;
+        let base = self
+            .cached(&entry.id, "base")
+            .ok_or_else(|| StoreError::NotFound(format!("{}/base", entry.id)))?;
+        if blended {
+            let variant = |word: &str| {
+                let made = entry.variants.iter().any(|w| w == word);
+                made.then(|| self.cached(&entry.id, word)).flatten()
+            };
             return Ok(compose(&variant, &base, sun, &self.look));
         }
         let mut plain = base;
@@ -228,7 +244,12 @@ fn render(composed: &Rgb32FImage, display: &Display) -> RgbImage {
 }
 
 fn to_f32(image: &RgbImage) -> Rgb32FImage {
-    image::DynamicImage::ImageRgb8(image.clone()).to_rgb32f()
+    let values = image
+        .as_raw()
+        .iter()
+        .map(|&v| f32::from(v) / 255.0)
+        .collect();
+    Rgb32FImage::from_raw(image.width(), image.height(), values).expect("one float per 8-bit value")
 }
 
 #[cfg(test)]

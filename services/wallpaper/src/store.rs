@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! library.json              the index
-//! images/<id>/base.png      the picture as generated (model size)
+//! images/<id>/base.png      the picture as generated (model size, times its display scale)
 //! images/<id>/<word>.png    phase variants of a time-aware set (night, dawn, dusk, day)
 //! shown/<display>.png       what each display shows now (the `CurrentPath` the HMI reads)
 //! ```

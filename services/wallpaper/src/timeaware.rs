@@ -5,6 +5,7 @@
 //! Pure image arithmetic: the service feeds it the sun from `sun` and the variants from the
 //! engine.
 
+use image::imageops::{self, FilterType};
 use image::{Rgb, Rgb32FImage};
 
 use crate::sun::{Phase, SunPosition};
@@ -161,6 +162,9 @@ pub fn perceptibly_different(a: &Rgb32FImage, b: &Rgb32FImage, look: &Look) -> b
 }
 
 /// What the display shows for `sun`, given the set's variants by anchor word.
+///
+/// A variant of another size than `base` is resized to it first: a set begun before the
+/// model gained (or lost) its display stage holds pictures of both sizes.
 pub fn compose(
     variant: &dyn Fn(&str) -> Option<Rgb32FImage>,
     base: &Rgb32FImage,
@@ -168,7 +172,12 @@ pub fn compose(
     look: &Look,
 ) -> Rgb32FImage {
     let (a, b, t) = pick(sun);
-    let get = |anchor: Anchor| variant(anchor.word).unwrap_or_else(|| base.clone());
+    let (w, h) = base.dimensions();
+    let get = |anchor: Anchor| match variant(anchor.word) {
+        Some(v) if v.dimensions() == (w, h) => v,
+        Some(v) => imageops::resize(&v, w, h, FilterType::Triangle),
+        None => base.clone(),
+    };
     let mixed = if t <= 0.0 || a == b {
         get(a)
     } else {
@@ -416,6 +425,29 @@ mod tests {
         // No jump across an anchor.
         assert!((at(-0.01) - at(0.01)).abs() < 0.01);
         assert!((at(24.99) - at(25.01)).abs() < 0.01);
+    }
+
+    #[test]
+    fn variants_of_another_size_are_fitted_to_the_base() {
+        // A set begun before the model had its display stage: a native-size base, variants
+        // made since at 6x (and the other way round).
+        let small = flat(0.5);
+        let large = Rgb32FImage::from_pixel(192, 72, Rgb([0.8, 0.8, 0.8]));
+        let dusk = SunPosition {
+            elevation_deg: 10.0,
+            azimuth_deg: 270.0,
+            phase: Phase::Day,
+            morning: false,
+        };
+        let look = Look::default();
+        // Only the dusk variant is made yet: dusk blends with the base standing in for day.
+        assert_eq!((pick(&dusk).0.word, pick(&dusk).1.word), ("dusk", "day"));
+        let upscaled = |word: &str| (word == "dusk").then(|| large.clone());
+        let shown = compose(&upscaled, &small, &dusk, &look);
+        assert_eq!(shown.dimensions(), small.dimensions());
+        let native = |word: &str| (word == "dusk").then(|| small.clone());
+        let shown = compose(&native, &large, &dusk, &look);
+        assert_eq!(shown.dimensions(), large.dimensions());
     }
 
     #[test]

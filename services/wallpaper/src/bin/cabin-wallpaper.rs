@@ -184,8 +184,27 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
     let (w, h) = args.size;
+    let fit_started = std::time::Instant::now();
     let png = display::encode_png(&display::to_display(&generated.image, w, h, args.fit));
+    let fit = fit_started.elapsed();
     std::fs::write(&args.out, png).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let t = &generated.timings;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let (gw, gh) = generated.image.dimensions();
+    let scale = engine.model().ok().and_then(|m| m.info.display_scale);
+    let display_stage = match scale {
+        Some(s) => format!("display stage x{s} {:.0} ms", ms(t.display_stage)),
+        None => "no display stage".into(),
+    };
+    eprintln!(
+        "text encoder {:.0} ms, {} steps {:.0} ms, decoder {:.0} ms, {display_stage} \
+         ({gw}x{gh}), fit + PNG {:.0} ms",
+        ms(t.text_encoder),
+        t.unet_steps.len(),
+        t.unet_steps.iter().copied().map(ms).sum::<f64>(),
+        ms(t.decoder),
+        ms(fit),
+    );
     eprintln!(
         "wrote {} ({w}x{h}) in {:.2} s",
         args.out.display(),

@@ -1,6 +1,12 @@
 //! From a generated picture to what a display shows: resize with a Lanczos filter, fill the
 //! screen's aspect by cropping or extending (never stretching), then quantise to 8 bits with
 //! ordered dithering so skies and night gradients show no banding.
+//!
+//! A model with a display stage (`super::upscaler`) hands over a picture already near the
+//! display's size (128x320 x6 = 768x1920 for 720x1920): the fit is then a crop, or a resize
+//! by a small factor, and no longer a 6x stretch. The dither only decides how values between
+//! two 8-bit levels round (grading and resizing make those); a picture already on 8-bit
+//! levels comes through it unchanged.
 
 use image::imageops::{self, FilterType};
 use image::{Rgb, Rgb32FImage, RgbImage};
@@ -69,8 +75,13 @@ fn cover_f32(image: &Rgb32FImage, width: u32, height: u32) -> Rgb32FImage {
     let scale = (f64::from(width) / f64::from(w)).max(f64::from(height) / f64::from(h));
     let (sw, sh) = scaled(w, h, scale);
     let (sw, sh) = (sw.max(width), sh.max(height));
+    let (x, y) = ((sw - width) / 2, (sh - height) / 2);
+    // Already the size (an upscaled picture): crop without a full-size copy first.
+    if (sw, sh) == (w, h) {
+        return imageops::crop_imm(image, x, y, width, height).to_image();
+    }
     let resized = imageops::resize(image, sw, sh, FilterType::Lanczos3);
-    imageops::crop_imm(&resized, (sw - width) / 2, (sh - height) / 2, width, height).to_image()
+    imageops::crop_imm(&resized, x, y, width, height).to_image()
 }
 
 fn extend_f32(image: &Rgb32FImage, width: u32, height: u32) -> Rgb32FImage {
@@ -164,6 +175,18 @@ mod tests {
         assert!((mid - 0.5).abs() < 0.02, "{mid}");
         // The left edge keeps x≈0 (no horizontal crop at this aspect).
         assert!(out.get_pixel(0, 360)[0] < 6);
+    }
+
+    #[test]
+    fn an_upscaled_picture_is_only_cropped_and_keeps_its_8_bit_values() {
+        // 1/20 of 1920x768 onto 1/20 of 1920x720: two rows cut at top and bottom, no resize,
+        // and values already on 8-bit levels come through the dither unchanged.
+        let level = |x: u32, y: u32| [(x * 7 + y * 3) % 256, y * 6, 128].map(|v| v as u8);
+        let src = Rgb32FImage::from_fn(96, 40, |x, y| Rgb(level(x, y).map(|v| v as f32 / 255.0)));
+        let out = to_display(&src, 96, 36, Fit::Crop);
+        for (x, y, p) in out.enumerate_pixels() {
+            assert_eq!(p.0, level(x, y + 2), "at {x},{y}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The text-to-image engine: a diffusers-layout ONNX model run by tract.
 //!
 //! `model` loads and verifies a model folder, `tokenizer` turns prompts into ids,
-//! `scheduler` holds the samplers, `pipeline` runs prompt → image, `display` fits the image
-//! to a screen. Nothing here knows about D-Bus.
+//! `scheduler` holds the samplers, `pipeline` runs prompt → image, `upscaler` is the model's
+//! optional learned display stage (run by `pipeline` after the decoder), `display` fits the
+//! image to a screen. Nothing here knows about D-Bus.
 
 mod attention;
 mod broadcast_bin;
@@ -17,6 +18,7 @@ mod plan_rewrite;
 pub mod rng;
 pub mod scheduler;
 pub mod tokenizer;
+pub mod upscaler;
 
 use std::path::PathBuf;
 

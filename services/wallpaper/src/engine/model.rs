@@ -4,9 +4,15 @@
 //! model_index.json  manifest.json  scheduler/scheduler_config.json
 //! tokenizer/{tokenizer.json,tokenizer_config.json}
 //! text_encoder/model.onnx  unet/model.onnx  vae_decoder/model.onnx  [vae_encoder/model.onnx]
+//! [upscaler/{model.onnx,config.json}]
 //! ```
 //!
 //! A pixel-space model (no `vae_decoder/`) is allowed: its denoiser works on RGB directly.
+//! The latent grid's pixels per cell come from `vae_decoder/config.json`: its
+//! `spatial_compression_ratio` (cabin's own autoencoder says so) or else diffusers'
+//! AutoencoderKL rule, one halving per `block_out_channels` entry after the first.
+//! `upscaler/` is the optional display stage (`super::upscaler`): a network that lifts the
+//! decoded picture by an integer scale before it is fitted to a display.
 //! Each network is parsed once; tract plans are optimised per concrete input shape on first
 //! use and cached, so a model that serves one display size pays the optimisation once.
 
@@ -24,6 +30,7 @@ use super::EngineError;
 use super::manifest::Manifest;
 use super::scheduler::SchedulerConfig;
 use super::tokenizer::PromptTokenizer;
+use super::upscaler::{self, Upscaler};
 
 /// How to load a model.
 #[derive(Debug, Clone)]
@@ -79,6 +86,9 @@ pub struct ModelInfo {
     pub recommended: Recommended,
     /// Width of the guidance embedding an LCM-distilled UNet takes, if any.
     pub time_cond_dim: Option<usize>,
+    /// The display stage's scale when the folder carries `upscaler/`: generated pictures come
+    /// out this many times the generation size. `None`: they come out at generation size.
+    pub display_scale: Option<usize>,
 }
 
 pub struct Model {
@@ -89,6 +99,7 @@ pub struct Model {
     pub(crate) unet: Net,
     pub(crate) vae_decoder: Option<Net>,
     pub(crate) vae_encoder: Option<Net>,
+    pub(crate) upscaler: Option<Upscaler>,
     /// Last, so it runs after the networks are freed.
     _give_back: heap::GiveBackOnDrop,
 }
@@ -99,8 +110,8 @@ pub struct Model {
 /// (9,400 page faults and ~0.1 s of system time per 12-step picture on two threads,
 /// `onnx/bench/README.md`). With fixed thresholds it keeps them; dropping a model hands the
 /// memory back. The thresholds are process-wide, which suits a service process.
-mod heap {
-    pub(super) fn keep_freed_memory() {
+pub(crate) mod heap {
+    pub(crate) fn keep_freed_memory() {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         {
             static ONCE: std::sync::Once = std::sync::Once::new();
@@ -188,6 +199,17 @@ impl Model {
             None
         };
 
+        let upscaler = if dir.join(upscaler::FOLDER).exists() {
+            Some(Upscaler::load(
+                &covered(upscaler::WEIGHTS)?,
+                &covered(upscaler::CONFIG)?,
+                upscaler::CONFIG,
+                threads,
+            )?)
+        } else {
+            None
+        };
+
         let seq_len = text_encoder
             .input("input_ids")?
             .dims
@@ -209,14 +231,7 @@ impl Model {
             .map(|c| c as usize)
             .or(sample.dims.get(1).copied().flatten())
             .ok_or_else(|| EngineError::Model("cannot tell the UNet's channel count".into()))?;
-        let latent_factor = if has_vae {
-            match vae_cfg["block_out_channels"].as_array() {
-                Some(blocks) if !blocks.is_empty() => 1 << (blocks.len() - 1),
-                _ => 8,
-            }
-        } else {
-            1
-        };
+        let latent_factor = if has_vae { latent_factor(&vae_cfg)? } else { 1 };
         let sample_size = |axis: usize| -> Option<usize> {
             match &unet_cfg["sample_size"] {
                 Value::Number(n) => n.as_u64().map(|n| n as usize),
@@ -257,6 +272,7 @@ impl Model {
                 }),
                 recommended,
                 time_cond_dim,
+                display_scale: upscaler.as_ref().map(Upscaler::scale),
             },
             scheduler,
             tokenizer,
@@ -264,8 +280,40 @@ impl Model {
             unet,
             vae_decoder,
             vae_encoder,
+            upscaler,
             _give_back: heap::GiveBackOnDrop,
         })
+    }
+}
+
+/// Pixels per latent cell, from `vae_decoder/config.json` (`Null` when there is none).
+fn latent_factor(vae_cfg: &Value) -> Result<usize, EngineError> {
+    const MAX: u64 = 64;
+    if let Some(ratio) = vae_cfg.get("spatial_compression_ratio") {
+        return ratio
+            .as_u64()
+            .filter(|r| (1..=MAX).contains(r))
+            .map(|r| r as usize)
+            .ok_or_else(|| {
+                EngineError::Model(format!(
+                    "vae_decoder/config.json: `spatial_compression_ratio` must be an integer in \
+                     1..={MAX}, got {ratio}"
+                ))
+            });
+    }
+    match vae_cfg["block_out_channels"].as_array() {
+        Some(blocks) if !blocks.is_empty() => 1u64
+            .checked_shl(blocks.len() as u32 - 1)
+            .filter(|f| *f <= MAX)
+            .map(|f| f as usize)
+            .ok_or_else(|| {
+                EngineError::Model(format!(
+                    "vae_decoder/config.json: {} `block_out_channels` would shrink the picture \
+                     more than {MAX}x",
+                    blocks.len()
+                ))
+            }),
+        _ => Ok(8),
     }
 }
 
@@ -302,7 +350,11 @@ pub(crate) struct Net {
 }
 
 impl Net {
-    fn load(path: &Path, stage: &'static str, threads: usize) -> Result<Self, EngineError> {
+    pub(crate) fn load(
+        path: &Path,
+        stage: &'static str,
+        threads: usize,
+    ) -> Result<Self, EngineError> {
         let fail = |e: TractError| EngineError::Model(format!("{}: {e:#}", path.display()));
         if !path.exists() {
             return Err(EngineError::Model(format!("{} is missing", path.display())));

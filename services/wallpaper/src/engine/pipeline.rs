@@ -1,6 +1,11 @@
 //! Prompt → image: tokenize, encode (cond and uncond), denoise with classifier-free
-//! guidance, decode. Mirrors diffusers' `StableDiffusionPipeline` and its img2img sibling,
-//! so a model behaves here as it does there.
+//! guidance, decode, then lift with the model's display stage when it has one. Mirrors
+//! diffusers' `StableDiffusionPipeline` and its img2img sibling, so a model behaves here as it
+//! does there.
+//!
+//! Every picture a caller gets from [`generate`] is a display picture: the service's
+//! requests, their phase variants and the CLI's PNG all come through here, so all of them
+//! are upscaled once, in one place, and only fitted to a screen afterwards.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -42,7 +47,9 @@ pub struct Request {
 pub struct Progress<'a> {
     pub step: usize,
     pub total: usize,
-    /// The current guess of the final picture at latent resolution.
+    /// The current guess of the final picture at latent resolution. A progress indicator,
+    /// not a display picture: it is never decoded nor put through the display stage, which
+    /// would cost a decoder run per step.
     pub preview: Option<&'a RgbImage>,
 }
 
@@ -51,10 +58,13 @@ pub struct Timings {
     pub text_encoder: Duration,
     pub unet_steps: Vec<Duration>,
     pub decoder: Duration,
+    /// The upscaler and the conversion to an image (without an upscaler, the conversion only).
+    pub display_stage: Duration,
 }
 
 pub struct Generated {
-    /// RGB in [0, 1] at generation size.
+    /// RGB in [0, 1] at generation size times the model's display scale
+    /// (`ModelInfo::display_scale`; 1 without an upscaler).
     pub image: Rgb32FImage,
     pub timings: Timings,
     /// Latents just before decoding (unscaled), for checks against a reference.
@@ -100,6 +110,17 @@ fn plan(model: &Model, req: &Request) -> Result<Plan, EngineError> {
             return Err(EngineError::InvalidArgument(format!(
                 "{what} must be a multiple of {f} in {f}..={MAX_SIDE}, got {v}"
             )));
+        }
+    }
+    if let Some(scale) = info.display_scale {
+        // The display stage multiplies the picture; keep it within what a display can be.
+        let max = super::display::MAX_DISPLAY_SIDE as usize;
+        for (what, v) in [("width", width), ("height", height)] {
+            if v * scale > max {
+                return Err(EngineError::InvalidArgument(format!(
+                    "{what} {v} times this model's display scale {scale} is over {max}"
+                )));
+            }
         }
     }
     let sample = model.unet.input("sample")?;
@@ -285,8 +306,25 @@ pub fn generate_with_scheduler(
     }
 
     let started = Instant::now();
-    let image = decode(model, &latents, c, h, w)?;
+    let (planes, ph, pw) = decode(model, &latents, c, h, w)?;
     timings.decoder = started.elapsed();
+    let started = Instant::now();
+    let image = match &model.upscaler {
+        Some(upscaler) => {
+            let upscaled = upscaler.upscale(planes, ph, pw)?;
+            let s = upscaler.scale();
+            let values = upscaled
+                .try_as_plain_ram()
+                .and_then(|view| view.as_slice::<f32>())
+                .map_err(|e| EngineError::Inference {
+                    stage: "upscaler",
+                    message: e.to_string(),
+                })?;
+            picture(values, s * ph, s * pw)
+        }
+        None => picture(&planes, ph, pw),
+    };
+    timings.display_stage = started.elapsed();
     Ok(Generated {
         image,
         timings,
@@ -360,6 +398,8 @@ fn run_batched(
     Ok(out)
 }
 
+/// The img2img start picture as latents. `image` may be any size (a stored picture is at the
+/// display stage's size): it is fitted back to the generation size the encoder works at.
 fn encode_image(
     model: &Model,
     image: &RgbImage,
@@ -410,14 +450,15 @@ fn encode_image(
         .collect())
 }
 
+/// The decoder's picture, planar RGB in -1..1, with its height and width.
 fn decode(
     model: &Model,
     latents: &[f32],
     c: usize,
     h: usize,
     w: usize,
-) -> Result<Rgb32FImage, EngineError> {
-    let (pixels, ph, pw) = match &model.vae_decoder {
+) -> Result<(Vec<f32>, usize, usize), EngineError> {
+    Ok(match &model.vae_decoder {
         Some(vae) => {
             let scaled: Vec<f32> = latents
                 .iter()
@@ -431,7 +472,7 @@ fn decode(
                 }
             })?;
             let shape = t.shape().to_vec();
-            if shape.len() != 4 || shape[1] != 3 {
+            if shape.len() != 4 || shape[0] == 0 || shape[1] != 3 {
                 return Err(EngineError::Model(format!(
                     "vae decoder gave shape {shape:?}"
                 )));
@@ -448,12 +489,20 @@ fn decode(
                 "a pixel-space model must have 3 channels, not {c}"
             )));
         }
-    };
-    let plane = ph * pw;
-    Ok(Rgb32FImage::from_fn(pw as u32, ph as u32, |x, y| {
-        let i = y as usize * pw + x as usize;
-        image::Rgb([0, 1, 2].map(|ch| (pixels[ch * plane + i] / 2.0 + 0.5).clamp(0.0, 1.0)))
-    }))
+    })
+}
+
+/// Planar RGB in -1..1 (`[3, height, width]`) as an image in [0, 1], clamped.
+fn picture(planes: &[f32], height: usize, width: usize) -> Rgb32FImage {
+    let plane = height * width;
+    let (r, rest) = planes.split_at(plane);
+    let (g, b) = rest.split_at(plane);
+    let mut interleaved = Vec::with_capacity(3 * plane);
+    for ((&r, &g), &b) in r.iter().zip(g).zip(&b[..plane]) {
+        interleaved.extend([r, g, b].map(|v| (v / 2.0 + 0.5).clamp(0.0, 1.0)));
+    }
+    Rgb32FImage::from_raw(width as u32, height as u32, interleaved)
+        .expect("3 values per pixel of a width x height picture")
 }
 
 /// A latent-resolution RGB guess: the clean-sample prediction for a pixel model, and a
