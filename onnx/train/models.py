@@ -142,5 +142,27 @@ def patch_discriminator():
                          nn.Conv2d(128, 1, 3, 1, 1))
 
 
+def adversarial_loss(disc, fake, rec_loss, last_weight, weight, autocast=None):
+    """Hinge-GAN generator term with the adaptive weight of taming-transformers / SD's VAE: the
+    critic's gradient at the generator's last layer is scaled to the reconstruction's, times
+    `weight`. Returns (weighted loss to add, the scale used)."""
+    with autocast or torch.autocast("cpu", enabled=False):
+        g_adv = -disc(fake).float().mean()
+    g_rec = torch.autograd.grad(rec_loss, last_weight, retain_graph=True)[0].norm()
+    g_gan = torch.autograd.grad(g_adv, last_weight, retain_graph=True)[0].norm()
+    lam = (g_rec / (g_gan + 1e-4)).clamp(0, 1e4).detach() * weight
+    return lam * g_adv, lam
+
+
+def critic_step(disc, opt_d, real, fake, autocast=None):
+    """One hinge-loss step of the critic on a real and a (detached) generated batch."""
+    with autocast or torch.autocast("cpu", enabled=False):
+        d_loss = torch.relu(1 - disc(real).float()).mean() + torch.relu(1 + disc(fake.detach()).float()).mean()
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    return d_loss
+
+
 def nparams(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())

@@ -50,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 import scenes  # noqa: E402
-from models import nparams, patch_discriminator  # noqa: E402
+from models import adversarial_loss, critic_step, nparams, patch_discriminator  # noqa: E402
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -399,14 +399,8 @@ def train_ae(args, vae, imgs, val, dev, budget_s, rng):
         loss = l1 + grad + 1e-5 * kl
         adversarial = disc is not None and frac >= args.ae_adv_start
         if adversarial:
-            # Hinge GAN with the adaptive weight of taming-transformers / SD's VAE: the adversarial
-            # gradient at the decoder's last layer is scaled to the reconstruction's.
-            g_adv = -disc(xr).mean()
-            last = vae.decoder.conv_out.weight
-            g_rec = torch.autograd.grad(l1 + grad, last, retain_graph=True)[0].norm()
-            g_gan = torch.autograd.grad(g_adv, last, retain_graph=True)[0].norm()
-            lam = (g_rec / (g_gan + 1e-4)).clamp(0, 1e4).detach() * args.ae_adv
-            loss = loss + lam * g_adv
+            adv, lam = adversarial_loss(disc, xr, l1 + grad, vae.decoder.conv_out.weight, args.ae_adv)
+            loss = loss + adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -414,10 +408,7 @@ def train_ae(args, vae, imgs, val, dev, budget_s, rng):
         if adversarial:
             for g in opt_d.param_groups:
                 g["lr"] = lr_at(args.ae_lr, frac, step, 100)
-            d_loss = torch.relu(1 - disc(x)).mean() + torch.relu(1 + disc(xr.detach())).mean()
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+            d_loss = critic_step(disc, opt_d, x, xr)
             adv_hist.append((d_loss.item(), lam.item()))
         step += 1
         hist.append((l1.item(), grad.item(), kl.item()))

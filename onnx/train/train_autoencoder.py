@@ -123,13 +123,8 @@ def main():
         adversarial = a.adv_weight > 0 and frac >= a.adv_from
         lam = torch.zeros(())
         if adversarial:
-            with autocast:
-                g_adv = -disc(xr).float().mean()
-            last = ae.decoder.out.weight
-            g_rec = torch.autograd.grad(l1 + grad, last, retain_graph=True)[0].norm()
-            g_gan = torch.autograd.grad(g_adv, last, retain_graph=True)[0].norm()
-            lam = (g_rec / (g_gan + 1e-4)).clamp(0, 1e4).detach() * a.adv_weight
-            loss = loss + lam * g_adv
+            adv, lam = models.adversarial_loss(disc, xr, l1 + grad, ae.decoder.out.weight, a.adv_weight, autocast)
+            loss = loss + adv
         if not torch.isfinite(loss):
             skipped += 1  # a rare bad batch must not poison the weights; many mean divergence
             if skipped > 20:
@@ -141,11 +136,7 @@ def main():
         opt.step()
         d_loss = torch.zeros(())
         if adversarial:
-            with autocast:
-                d_loss = torch.relu(1 - disc(x).float()).mean() + torch.relu(1 + disc(xr.detach()).float()).mean()
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+            d_loss = models.critic_step(disc, opt_d, x, xr, autocast)
         sit.step += 1
         hist.append((l1.item(), grad.item(), kl.item(), d_loss.item(), lam.item()))
         if sit.due():

@@ -180,24 +180,15 @@ def main():
         adversarial = a.adv_weight > 0 and frac >= a.adv_from
         lam = torch.zeros(())
         if adversarial:
-            with autocast:
-                g_adv = -disc(out).float().mean()
-            last = model.up.weight
-            g_rec = torch.autograd.grad(l1 + grad, last, retain_graph=True)[0].norm()
-            g_gan = torch.autograd.grad(g_adv, last, retain_graph=True)[0].norm()
-            lam = (g_rec / (g_gan + 1e-4)).clamp(0, 1e4).detach() * a.adv_weight
-            loss = loss + lam * g_adv
+            adv, lam = models.adversarial_loss(disc, out, l1 + grad, model.up.weight, a.adv_weight, autocast)
+            loss = loss + adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         d_loss = torch.zeros(())
         if adversarial:
-            with autocast:
-                d_loss = torch.relu(1 - disc(target).float()).mean() + torch.relu(1 + disc(out.detach()).float()).mean()
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+            d_loss = models.critic_step(disc, opt_d, target, out, autocast)
         sit.step += 1
         hist.append((l1.item(), grad.item(), d_loss.item(), lam.item()))
         if sit.due():
