@@ -12,21 +12,11 @@ use cabin_wallpaper::engine::manifest::{self, Manifest};
 use cabin_wallpaper::engine::model::{LoadOptions, Model};
 use cabin_wallpaper::engine::pipeline::{Generated, Request};
 
+mod common;
+use common::copy_dir;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../onnx/fixtures")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// Which `manifest.json` a test folder gets.
