@@ -124,6 +124,19 @@ pub fn parse_export(
     format: &str,
     default_channel: &str,
 ) -> Result<Vec<Submission>, IntakeError> {
+    Ok(parse_export_with_ids(bytes, format, default_channel)?
+        .into_iter()
+        .map(|(_, sub)| sub)
+        .collect())
+}
+
+/// `parse_export`, each submission with its row's `id` (the 1-based row number when the row
+/// has none), for reports that must point back at the input.
+pub fn parse_export_with_ids(
+    bytes: &[u8],
+    format: &str,
+    default_channel: &str,
+) -> Result<Vec<(String, Submission)>, IntakeError> {
     if bytes.len() > MAX_IMPORT_BYTES {
         return Err(IntakeError::ImportTooLarge(bytes.len()));
     }
@@ -135,14 +148,16 @@ pub fn parse_export(
         other => return Err(IntakeError::UnknownFormat(other.chars().take(20).collect())),
     };
     let mut out = Vec::with_capacity(rows.len());
-    for (line, fields) in rows {
+    for (row, (line, fields)) in rows.into_iter().enumerate() {
         let bad = |reason: String| IntakeError::BadLine { line, reason };
         let mut sub = Submission {
             channel: default_channel.to_string(),
             ..Submission::default()
         };
+        let mut id = (row + 1).to_string();
         for (key, value) in fields {
             match key.trim().to_ascii_lowercase().as_str() {
+                "id" if !value.trim().is_empty() => id = value.trim().to_string(),
                 "text" | "content" | "review" | "comment" => sub.text = value,
                 "channel" if !value.trim().is_empty() => sub.channel = value,
                 "rating" | "stars" if !value.trim().is_empty() => {
@@ -166,7 +181,7 @@ pub fn parse_export(
         }
         // Check now, so the whole import is refused before anything is stored.
         accept(&sub, String::new(), 0).map_err(|e| bad(e.to_string()))?;
-        out.push(sub);
+        out.push((id, sub));
     }
     Ok(out)
 }

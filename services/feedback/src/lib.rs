@@ -22,4 +22,5 @@ pub mod intake;
 pub mod journal;
 pub mod outbox;
 pub mod redact;
+pub mod report;
 pub mod upload;

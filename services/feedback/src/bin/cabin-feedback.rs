@@ -56,6 +56,15 @@ enum Command {
     Flush,
     /// Pending, uploaded, last upload, last error, consent.
     Status,
+    /// Offline, no bus: the recurring problems of a JSON Lines or CSV file, as JSON.
+    Analyse {
+        /// jsonl or csv [default: from the file's extension].
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        quotes: usize,
+        file: PathBuf,
+    },
     /// Turn consent to upload on or off.
     Consent {
         #[arg(value_parser = ["on", "off"])]
@@ -75,7 +84,33 @@ fn describe(e: zbus::Error) -> String {
     }
 }
 
+fn format_of(format: Option<String>, file: &std::path::Path) -> Result<String, String> {
+    format
+        .or_else(|| {
+            file.extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .map(|e| if e == "json" { "jsonl".into() } else { e })
+        })
+        .ok_or_else(|| "give --format jsonl|csv".to_string())
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Analyse {
+        format,
+        quotes,
+        file,
+    } = &cli.command
+    {
+        let format = format_of(format.clone(), file)?;
+        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let report = cabin_feedback::report::analyse_export(&bytes, &format, *quotes)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
     let conn = cli
         .bus
         .builder()
@@ -114,13 +149,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
         }
         Command::Import { format, file } => {
-            let format = format
-                .or_else(|| {
-                    file.extension()
-                        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                        .map(|e| if e == "json" { "jsonl".into() } else { e })
-                })
-                .ok_or("give --format jsonl|csv")?;
+            let format = format_of(format, &file)?;
             let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let n = proxy
                 .import(zbus::Fd::from(&f), &format)
@@ -164,6 +193,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
         }
         Command::Consent { state } => proxy.set_consent(state == "on").await.map_err(describe)?,
+        Command::Analyse { .. } => unreachable!("answered before connecting"),
     }
     Ok(())
 }

@@ -1,0 +1,115 @@
+//! Analysis speed: `cargo bench -p cabin-feedback --bench analysis`.
+//!
+//! 10,000 owner statements (the 360 of `eval/`, each with a varying spoken or written tail) on
+//! one thread. Prints one JSON object with the CPU it ran on:
+//! - `read_statements_per_s`: the clustering input stage (normalise, lexicon, words, tone);
+//!   the target is ≥ 20,000/s on one core;
+//! - `cluster_10k_s`: average-linkage clustering of the 10,000 readings (target ≤ 2 s);
+//! - `problems_10k_s`: reading, clustering and the summaries together.
+
+use std::time::Instant;
+
+use cabin_feedback::analysis::{cluster, problems, read};
+use cabin_feedback::intake::{Submission, accept};
+
+const TAILS: &[&str] = &[
+    "",
+    " again today",
+    " and it happened twice this week",
+    " since the last update",
+    " please sort it out",
+    " 今天又这样了",
+    " 已经第三次了",
+    " 希望尽快处理",
+    " 每天都这样",
+    " not impressed",
+    " 真的很烦",
+    " my wife noticed it too",
+];
+
+fn statements(n: usize) -> Vec<(String, String)> {
+    let base: Vec<(String, String)> = [
+        include_str!("../eval/development.jsonl"),
+        include_str!("../eval/test.jsonl"),
+    ]
+    .iter()
+    .flat_map(|t| t.lines())
+    .map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        (
+            v["text"].as_str().unwrap_or_default().to_string(),
+            v["channel"].as_str().unwrap_or("app").to_string(),
+        )
+    })
+    .collect();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|i| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let (text, channel) = &base[i % base.len()];
+            (format!("{text}{}", TAILS[seed as usize % TAILS.len()]), channel.clone())
+        })
+        .collect()
+}
+
+fn cpu() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name") || l.starts_with("CPU part"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+fn main() {
+    let texts = statements(10_000);
+    // Warm the lexicon (parsed once per process).
+    let _ = read("warm up");
+    let best = |f: &mut dyn FnMut() -> f64| (0..3).map(|_| f()).fold(f64::INFINITY, f64::min);
+
+    let read_s = best(&mut || {
+        let t = Instant::now();
+        let readings: Vec<_> = texts.iter().map(|(t, _)| read(t)).collect();
+        std::hint::black_box(readings);
+        t.elapsed().as_secs_f64()
+    });
+    let readings: Vec<_> = texts.iter().map(|(t, _)| read(t)).collect();
+    let cluster_s = best(&mut || {
+        let t = Instant::now();
+        std::hint::black_box(cluster(&readings));
+        t.elapsed().as_secs_f64()
+    });
+    let groups = cluster(&readings);
+    let items: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, (text, channel))| {
+            let sub = Submission {
+                channel: channel.clone(),
+                text: text.clone(),
+                ..Submission::default()
+            };
+            accept(&sub, format!("b{i}"), 0).unwrap()
+        })
+        .collect();
+    let problems_s = best(&mut || {
+        let t = Instant::now();
+        std::hint::black_box(problems(&items, &[], 3));
+        t.elapsed().as_secs_f64()
+    });
+    let report = serde_json::json!({
+        "cpu": cpu(),
+        "threads": 1,
+        "statements": texts.len(),
+        "read_statements_per_s": (texts.len() as f64 / read_s).round(),
+        "cluster_10k_s": (cluster_s * 1000.0).round() / 1000.0,
+        "groups": groups.iter().max().map_or(0, |g| g + 1),
+        "problems_10k_s": (problems_s * 1000.0).round() / 1000.0,
+        "targets": {"read_statements_per_s": 20000, "cluster_10k_s": 2.0},
+    });
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+}

@@ -1,0 +1,100 @@
+//! The analysis scored on labelled sets: purity, adjusted Rand index, groups against problems
+//! and the problems split by language, then (with --groups) what went where.
+//!
+//!     cargo run --release -p cabin-feedback --example evaluate -- services/feedback/eval/test.jsonl
+//!     cargo run --release -p cabin-feedback --example evaluate -- --groups FILE.jsonl
+//!     cargo run --release -p cabin-feedback --example evaluate -- --sweep FILE.jsonl   # thresholds
+//!     cargo run --release -p cabin-feedback --example evaluate -- --explain "车机卡顿"     # one text
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use cabin_feedback::analysis::eval::{parse_labelled, score};
+use cabin_feedback::analysis::read;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let show_groups = args.iter().any(|a| a == "--groups");
+    if let Some(i) = args.iter().position(|a| a == "--explain") {
+        explain(args.get(i + 1).map_or("", |s| s.as_str()));
+        return ExitCode::SUCCESS;
+    }
+    let files: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    if files.is_empty() {
+        eprintln!("usage: evaluate [--groups] LABELLED.jsonl...");
+        return ExitCode::from(2);
+    }
+    for file in files {
+        let rows = match std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_labelled(&t))
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                eprintln!("{file}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (s, groups) = score(&rows);
+        println!(
+            "{file}: {} statements, {} problems -> {} groups: purity {:.3}, ARI {:.3}, split by language: {:?}",
+            s.statements, s.problems, s.groups, s.purity, s.ari, s.split_by_language
+        );
+        if args.iter().any(|a| a == "--sweep") {
+            let readings: Vec<_> = rows.iter().map(|r| read(&r.text)).collect();
+            let truth: Vec<&str> = rows.iter().map(|r| r.problem.as_str()).collect();
+            for step in 4..=14 {
+                let at = step as f32 * 0.05;
+                let g = cabin_feedback::analysis::clustering::cluster_at(&readings, at);
+                let (purity, ari) = cabin_feedback::analysis::clustering_quality(&g, &truth);
+                let n = g.iter().max().map_or(0, |m| m + 1);
+                println!("    merge at {at:.2}: {n} groups, purity {purity:.3}, ARI {ari:.3}");
+            }
+        }
+        if show_groups {
+            let mut by_group: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+            for (i, g) in groups.iter().enumerate() {
+                by_group.entry(*g).or_default().push(i);
+            }
+            for (g, members) in by_group {
+                let mut problems: BTreeMap<&str, usize> = BTreeMap::new();
+                for &i in &members {
+                    *problems.entry(rows[i].problem.as_str()).or_insert(0) += 1;
+                }
+                println!("group {g}: {problems:?}");
+                for &i in &members {
+                    let r = read(&rows[i].text);
+                    let text: String = rows[i].text.chars().take(90).collect();
+                    let topics: Vec<String> = r
+                        .topics
+                        .iter()
+                        .map(|(t, s)| format!("{t}:{s:.1}"))
+                        .collect();
+                    println!(
+                        "    {:<22} {:<14} {:<40} {}",
+                        rows[i].problem,
+                        r.symptom.unwrap_or("-"),
+                        topics.join(","),
+                        text
+                    );
+                }
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Which words of one text the lexicon read as what.
+fn explain(text: &str) {
+    use cabin_feedback::analysis::lexicon::{english_words, fold, lexicon, stem};
+    let lx = lexicon();
+    let folded = fold(text);
+    let stems: Vec<String> = english_words(&folded).map(stem).collect();
+    for (start, len, c) in lx.concepts_en(&stems) {
+        println!("{:<30} {}", stems[start..start + len].join(" "), lx.concepts[c as usize].id);
+    }
+    for (start, len, c) in lx.concepts_zh(&folded) {
+        println!("{:<30} {}", &folded[start..start + len], lx.concepts[c as usize].id);
+    }
+    println!("{:#?}", read(text));
+}

@@ -1,0 +1,257 @@
+//! Grouping readings into problems: average-linkage agglomerative clustering on cosine
+//! similarity, stopped by a similarity threshold rather than a number of groups, so a new
+//! kind of problem comes out as its own group.
+//!
+//! Each statement is a unit vector: its main topic weighs most, then its symptom, the other
+//! concepts it names, and its own words (which only ever meet within one language, so the
+//! concepts are what bring Chinese and English together). Statements with the same main topic
+//! and symptom start as one group; the nearest-neighbour chain then merges groups while the
+//! average similarity between their members stays above `MERGE_AT`. Average linkage is
+//! reducible, so the chain finds the same merges as the textbook algorithm in O(n²) time on
+//! the starting groups.
+//!
+//! Architecture invariant: works on `Reading`s only, never on text or the lexicon's words.
+
+use std::collections::HashMap;
+
+use super::reading::Reading;
+
+/// Average cosine similarity at which two groups are one problem (tuned on the development
+/// half of `eval/` only).
+pub const MERGE_AT: f32 = 0.42;
+
+const W_AREA: f32 = 1.0;
+const W_TOPIC: f32 = 0.5;
+const W_SYMPTOM: f32 = 0.35;
+const W_OTHER_SYMPTOM: f32 = 0.15;
+const W_WORD: f32 = 0.12;
+/// Salience of the area a telling symptom implies (as a specific topic named later).
+const SYMPTOM_AREA: f32 = 1.5;
+
+/// Sparse vector: (term id, weight), sorted by term id.
+type Sparse = Vec<(u32, f32)>;
+
+/// Groups readings into problems; returns, per reading, its group (numbered by first
+/// appearance).
+pub fn cluster(readings: &[Reading]) -> Vec<usize> {
+    cluster_at(readings, MERGE_AT)
+}
+
+/// `cluster` with an explicit threshold (for tuning and tests).
+pub fn cluster_at(readings: &[Reading], merge_at: f32) -> Vec<usize> {
+    if readings.is_empty() {
+        return Vec::new();
+    }
+    let mut terms: HashMap<String, u32> = HashMap::new();
+    let vectors: Vec<Sparse> = readings.iter().map(|r| vector(r, &mut terms)).collect();
+
+    // Starting groups: the same main topic and symptom; statements naming no topic start
+    // alone.
+    let mut start_of: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut member_of = Vec::with_capacity(readings.len());
+    let mut sums: Vec<HashMap<u32, f32>> = Vec::new();
+    let mut sizes: Vec<f32> = Vec::new();
+    for (r, v) in readings.iter().zip(&vectors) {
+        let g = match r.topic {
+            Some(topic) => *start_of
+                .entry((topic, r.symptom.unwrap_or("")))
+                .or_insert_with(|| {
+                    sums.push(HashMap::new());
+                    sizes.push(0.0);
+                    sums.len() - 1
+                }),
+            None => {
+                sums.push(HashMap::new());
+                sizes.push(0.0);
+                sums.len() - 1
+            }
+        };
+        for &(t, w) in v {
+            *sums[g].entry(t).or_insert(0.0) += w;
+        }
+        sizes[g] += 1.0;
+        member_of.push(g);
+    }
+    let m = sums.len();
+    let sums: Vec<Sparse> = sums
+        .into_iter()
+        .map(|s| {
+            let mut v: Sparse = s.into_iter().collect();
+            v.sort_unstable_by_key(|e| e.0);
+            v
+        })
+        .collect();
+
+    // Average similarity between groups a and b: (Σa · Σb) / (|a| |b|), exact for unit vectors.
+    let mut sim = vec![0.0f32; m * m];
+    for a in 0..m {
+        for b in a + 1..m {
+            let s = dot(&sums[a], &sums[b]) / (sizes[a] * sizes[b]);
+            sim[a * m + b] = s;
+            sim[b * m + a] = s;
+        }
+    }
+
+    // Nearest-neighbour chain.
+    let mut parent: Vec<usize> = (0..m).collect();
+    let mut active = vec![true; m];
+    let mut n_active = m;
+    let mut chain: Vec<usize> = Vec::new();
+    while n_active > 1 {
+        let Some(&a) = chain.last() else {
+            chain.push((0..m).find(|&i| active[i]).unwrap_or(0));
+            continue;
+        };
+        let previous = chain.len().checked_sub(2).map(|i| chain[i]);
+        let mut best: Option<(f32, usize)> = None;
+        for c in (0..m).filter(|&c| active[c] && c != a) {
+            let s = sim[a * m + c];
+            // Ties go to the previous link, which keeps the chain from cycling.
+            let better = match best {
+                None => true,
+                Some((bs, bc)) => s > bs || (s == bs && Some(c) == previous && Some(bc) != previous),
+            };
+            if better {
+                best = Some((s, c));
+            }
+        }
+        let Some((s, b)) = best else { break };
+        if s < merge_at {
+            // Nothing is close enough to `a`, and merges elsewhere only average similarities
+            // down: `a` is final.
+            active[a] = false;
+            n_active -= 1;
+            chain.pop();
+            continue;
+        }
+        if Some(b) == previous {
+            chain.truncate(chain.len() - 2);
+            // Merge b into a (Lance-Williams for average linkage).
+            let (na, nb) = (sizes[a], sizes[b]);
+            for c in 0..m {
+                if active[c] && c != a && c != b {
+                    let s = (na * sim[a * m + c] + nb * sim[b * m + c]) / (na + nb);
+                    sim[a * m + c] = s;
+                    sim[c * m + a] = s;
+                }
+            }
+            sizes[a] = na + nb;
+            active[b] = false;
+            n_active -= 1;
+            parent[b] = a;
+        } else {
+            chain.push(b);
+        }
+    }
+    let root = |mut g: usize| {
+        while parent[g] != g {
+            g = parent[g];
+        }
+        g
+    };
+    let mut renumber: HashMap<usize, usize> = HashMap::new();
+    member_of
+        .iter()
+        .map(|&g| {
+            let next = renumber.len();
+            *renumber.entry(root(g)).or_insert(next)
+        })
+        .collect()
+}
+
+/// The unit vector of one reading.
+fn vector(r: &Reading, terms: &mut HashMap<String, u32>) -> Sparse {
+    let mut id = |key: String| {
+        let next = terms.len() as u32;
+        *terms.entry(key).or_insert(next)
+    };
+    let lx = super::lexicon::lexicon();
+    let mut v: HashMap<u32, f32> = HashMap::new();
+    for &(t, salience) in &r.topics {
+        let area = lx.concept(t).map_or(t, |c| c.area.as_str());
+        *v.entry(id(format!("a:{area}"))).or_insert(0.0) += W_AREA * salience;
+        *v.entry(id(format!("t:{t}"))).or_insert(0.0) += W_TOPIC * salience;
+    }
+    if let Some(s) = r.symptom {
+        *v.entry(id(format!("s:{s}"))).or_insert(0.0) += W_SYMPTOM;
+    }
+    for &(c, n) in &r.concepts {
+        let is_symptom = lx
+            .concept(c)
+            .is_some_and(|c| c.kind == super::lexicon::Kind::Symptom);
+        if let Some(area) = lx.concept(c).map(|c| c.area.as_str()).filter(|a| !a.is_empty())
+            && is_symptom
+        {
+            *v.entry(id(format!("a:{area}"))).or_insert(0.0) += W_AREA * SYMPTOM_AREA;
+        }
+        if is_symptom && Some(c) != r.symptom {
+            *v.entry(id(format!("s:{c}"))).or_insert(0.0) += W_OTHER_SYMPTOM * (n as f32).sqrt();
+        }
+    }
+    let mut word_counts: HashMap<&str, f32> = HashMap::new();
+    for w in &r.words {
+        *word_counts.entry(w).or_insert(0.0) += 1.0;
+    }
+    for (w, n) in word_counts {
+        *v.entry(id(format!("w:{w}"))).or_insert(0.0) += W_WORD * n.sqrt();
+    }
+    let norm = v.values().map(|x| x * x).sum::<f32>().sqrt();
+    let mut out: Sparse = v
+        .into_iter()
+        .map(|(k, x)| (k, if norm > 0.0 { x / norm } else { 0.0 }))
+        .collect();
+    out.sort_unstable_by_key(|e| e.0);
+    out
+}
+
+fn dot(a: &Sparse, b: &Sparse) -> f32 {
+    let (mut i, mut j, mut s) = (0, 0, 0.0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                s += a[i].1 * b[j].1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::reading::read;
+    use super::*;
+
+    #[test]
+    fn one_problem_in_two_languages_is_one_group_and_another_problem_is_not() {
+        let texts = [
+            "车机卡顿严重",
+            "中控屏经常死机",
+            "the touchscreen freezes all the time",
+            "infotainment is so laggy",
+            "刹车有异响",
+            "brakes squeal when stopping",
+            "brake pads squeak at low speed",
+        ];
+        let readings: Vec<_> = texts.iter().map(|t| read(t)).collect();
+        let g = cluster(&readings);
+        assert_eq!(g[0], g[1]);
+        assert_eq!(g[0], g[2]);
+        assert_eq!(g[0], g[3]);
+        assert_eq!(g[4], g[5]);
+        assert_eq!(g[4], g[6]);
+        assert_ne!(g[0], g[4]);
+    }
+
+    #[test]
+    fn nothing_in_common_stays_apart_and_empty_input_is_fine() {
+        assert!(cluster(&[]).is_empty());
+        let readings = vec![read("zxqv plorb"), read("wuggle frimp")];
+        let g = cluster(&readings);
+        assert_ne!(g[0], g[1]);
+        assert_eq!(g, vec![0, 1]);
+    }
+}
