@@ -34,7 +34,7 @@ pub fn analyse_export(
                 "quotes": s.quotes,
                 "improvement": s.improvement,
                 "severity": s.severity().as_str_name().trim_start_matches("SEVERITY_").to_ascii_lowercase(),
-                "sentiment": (s.sentiment * 100.0).round() / 100.0,
+                "sentiment": (f64::from(s.sentiment) * 100.0).round() / 100.0,
                 "channels": s.channels.iter().map(|c| channel_name(*c)).collect::<Vec<_>>(),
             })
         })

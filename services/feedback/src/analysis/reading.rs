@@ -31,10 +31,14 @@ pub struct Reading {
     pub zh: bool,
 }
 
+const EN_CONTRAST: &[&str] = &["but", "however", "unfortunately", "except", "although", "though"];
+const ZH_CONTRAST: &[&str] = &["但是", "可是", "不过", "可惜", "唯一", "只是"];
+
 /// Salience by a topic's level (generic, system, specific).
 const LEVEL_SALIENCE: [f32; 4] = [0.0, 0.3, 0.8, 1.0];
 /// The first topic named is usually the subject; later ones are often context ("at the
-/// dealer", "over speed bumps").
+/// dealer", "over speed bumps"). After a "but" the complaint starts, so the first topic
+/// after it is the subject.
 const FIRST_NAMED: f32 = 1.6;
 
 const EN_STOP: &[&str] = &[
@@ -49,6 +53,7 @@ const EN_STOP: &[&str] = &[
     "week", "day", "month", "year", "today", "now", "new", "lot", "much", "more", "most", "other",
     "only", "here", "where", "while", "too", "so", "my", "me", "it", "is", "in", "on", "at", "to",
     "of", "a", "an", "or", "be", "we", "he", "she", "his", "her", "him", "if", "as", "by", "up",
+    "anything", "something", "nothing", "everything", "anyone", "someone", "way", "get", "going",
 ];
 
 
@@ -91,10 +96,21 @@ pub fn read(text: &str) -> Reading {
         &mut positive,
         &mut critical,
     );
+    // Where the complaint starts when a review praises first ("love the car, but ...").
+    let mut contrast = stems
+        .iter()
+        .position(|s| EN_CONTRAST.contains(&s.as_str()))
+        .map(|i| i + 1);
     position += stems.len();
 
     // Chinese: concepts by substring, the rest as character pairs.
     for run in han_runs(&folded) {
+        if contrast.is_none() {
+            contrast = ZH_CONTRAST
+                .iter()
+                .filter_map(|m| run.find(m).map(|i| position + i + m.len()))
+                .min();
+        }
         let chars: Vec<(usize, char)> = run.char_indices().collect();
         han += chars.len();
         let mut covered = vec![false; run.len()];
@@ -120,10 +136,12 @@ pub fn read(text: &str) -> Reading {
     }
 
     let concept = |c: u16| &lx.concepts[c as usize];
+    // The first topic more specific than "the car" or "the screen", else the first at all.
+    let after_contrast = |e: &&(u16, u8, usize)| contrast.is_none_or(|c| e.2 >= c);
     let first_topic = counts
         .iter()
         .filter(|e| concept(e.0).kind == Kind::Topic)
-        .min_by_key(|e| e.2)
+        .min_by_key(|e| (!after_contrast(e), concept(e.0).level < 2, e.2))
         .map(|e| e.0);
     let topics: Vec<(&'static str, f32)> = counts
         .iter()

@@ -45,9 +45,9 @@ pub fn problems(items: &[RedactedItem], previous: &[RedactedItem], max_quotes: u
     let n_groups = all_groups.iter().max().map_or(0, |m| m + 1);
     let surface = surface_forms(items.iter().map(|i| i.text.as_str()));
 
-    // c-TF-IDF over concepts and words: frequent in the group, rare across groups. Chinese
-    // character pairs count only when several members share them (a lone pair is often two
-    // halves of different words).
+    // c-TF-IDF over concepts and words: frequent in the group, rare across groups. A plain
+    // word counts only when two members use it (three for Chinese character pairs, which are
+    // often two halves of different words).
     let terms_of = |r: &Reading| -> Vec<String> {
         let mut t: Vec<String> = r
             .concepts
@@ -66,7 +66,7 @@ pub fn problems(items: &[RedactedItem], previous: &[RedactedItem], max_quotes: u
         }
     }
     for terms in &mut group_terms {
-        terms.retain(|t, n| *n >= 3.0 || t.starts_with("c:") || t.is_ascii());
+        terms.retain(|t, n| t.starts_with("c:") || *n >= if t.is_ascii() { 2.0 } else { 3.0 });
     }
     let mut spread: HashMap<String, usize> = HashMap::new();
     for terms in &group_terms {

@@ -2,6 +2,7 @@
 //! import an export, print a summary, flush, show the upload status.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 
 use cabin_common::bus::BusChoice;
@@ -105,11 +106,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let report = cabin_feedback::report::analyse_export(&bytes, &format, *quotes)
             .map_err(|e| format!("{}: {e}", file.display()))?;
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
-        return Ok(());
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        // A reader that stops early (`| head`) is not an error.
+        return match writeln!(std::io::stdout(), "{text}") {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+            _ => Ok(()),
+        };
     }
     let conn = cli
         .bus
