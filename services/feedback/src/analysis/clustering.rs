@@ -18,7 +18,7 @@ use super::reading::Reading;
 
 /// Average cosine similarity at which two groups are one problem (tuned on the development
 /// half of `eval/` only).
-pub const MERGE_AT: f32 = 0.35;
+pub const MERGE_AT: f32 = 0.30;
 
 const W_AREA: f32 = 1.0;
 const W_TOPIC: f32 = 0.5;

@@ -411,16 +411,27 @@ fn syllable(c: char) -> String {
         .map_or_else(|| c.to_string(), |p| p.plain().to_string())
 }
 
-/// A light stemmer: one of -ing, -ed, -es, -s off, keeping at least three letters.
+/// A light stemmer: one of -ing, -ed, -es, -s off, keeping at least three letters; -es only
+/// after s, x, z, ch and sh ("buzzes" → "buzz", but "tires" → "tire", apart from "tired").
 pub fn stem(word: &str) -> String {
-    for suffix in ["ing", "ed", "es", "s"] {
+    let long_enough = |base: &str| base.chars().count() >= 3;
+    for suffix in ["ing", "ed"] {
         if let Some(base) = word.strip_suffix(suffix)
-            && base.chars().count() >= 3
+            && long_enough(base)
         {
             return base.to_string();
         }
     }
-    word.to_string()
+    if let Some(base) = word.strip_suffix("es")
+        && long_enough(base)
+        && ["s", "x", "z", "ch", "sh"].iter().any(|e| base.ends_with(e))
+    {
+        return base.to_string();
+    }
+    match word.strip_suffix('s') {
+        Some(base) if long_enough(base) && !base.ends_with('s') => base.to_string(),
+        _ => word.to_string(),
+    }
 }
 
 #[cfg(test)]
