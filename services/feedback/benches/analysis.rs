@@ -49,7 +49,10 @@ fn statements(n: usize) -> Vec<(String, String)> {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let (text, channel) = &base[i % base.len()];
-            (format!("{text}{}", TAILS[seed as usize % TAILS.len()]), channel.clone())
+            (
+                format!("{text}{}", TAILS[seed as usize % TAILS.len()]),
+                channel.clone(),
+            )
         })
         .collect()
 }

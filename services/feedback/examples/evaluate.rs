@@ -91,10 +91,18 @@ fn explain(text: &str) {
     let folded = fold(text);
     let stems: Vec<String> = english_words(&folded).map(stem).collect();
     for (start, len, c) in lx.concepts_en(&stems) {
-        println!("{:<30} {}", stems[start..start + len].join(" "), lx.concepts[c as usize].id);
+        println!(
+            "{:<30} {}",
+            stems[start..start + len].join(" "),
+            lx.concepts[c as usize].id
+        );
     }
     for (start, len, c) in lx.concepts_zh(&folded) {
-        println!("{:<30} {}", &folded[start..start + len], lx.concepts[c as usize].id);
+        println!(
+            "{:<30} {}",
+            &folded[start..start + len],
+            lx.concepts[c as usize].id
+        );
     }
     println!("{:#?}", read(text));
 }

@@ -70,8 +70,14 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(ids(&a), vec![vec!["a1".to_string(), "a2".into()], vec!["3".into()]]);
-        assert_eq!(ids(&b), vec![vec!["1".to_string(), "2".into()], vec!["3".into()]]);
+        assert_eq!(
+            ids(&a),
+            vec![vec!["a1".to_string(), "a2".into()], vec!["3".into()]]
+        );
+        assert_eq!(
+            ids(&b),
+            vec![vec!["1".to_string(), "2".into()], vec!["3".into()]]
+        );
         assert_eq!(a["problems"][0]["label"], b["problems"][0]["label"]);
     }
 

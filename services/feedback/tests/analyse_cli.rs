@@ -50,9 +50,22 @@ fn jsonl_and_csv_exports_give_problems_with_their_item_ids() {
             ids
         })
         .collect();
-    assert_eq!(ids, vec![vec!["r1", "r2", "r3"], vec!["r4", "r5"]], "{report:#}");
+    assert_eq!(
+        ids,
+        vec![vec!["r1", "r2", "r3"], vec!["r4", "r5"]],
+        "{report:#}"
+    );
     for p in problems {
-        for key in ["label", "keywords", "count", "quotes", "improvement", "severity", "sentiment", "channels"] {
+        for key in [
+            "label",
+            "keywords",
+            "count",
+            "quotes",
+            "improvement",
+            "severity",
+            "sentiment",
+            "channels",
+        ] {
             assert!(!p[key].is_null(), "{key} missing in {p}");
         }
         assert!(p["quotes"].as_array().unwrap().len() <= 2);
@@ -70,24 +83,37 @@ fn jsonl_and_csv_exports_give_problems_with_their_item_ids() {
     .unwrap();
     let (code, report, stderr) = analyse(&[csv.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(report["problems"][0]["item_ids"], serde_json::json!(["1", "2", "3"]));
+    assert_eq!(
+        report["problems"][0]["item_ids"],
+        serde_json::json!(["1", "2", "3"])
+    );
 }
 
 #[test]
 fn a_bad_row_is_refused_with_its_line_and_nothing_is_printed() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.jsonl");
-    std::fs::write(&bad, "{\"text\":\"screen lags\"}\n{\"text\":\"x\",\"rating\":7}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "{\"text\":\"screen lags\"}\n{\"text\":\"x\",\"rating\":7}\n",
+    )
+    .unwrap();
     let (code, report, stderr) = analyse(&[bad.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(report.is_null());
-    assert!(stderr.contains("line 2") && stderr.contains("rating"), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("rating"),
+        "{stderr}"
+    );
 
     let csv = dir.path().join("bad.csv");
     std::fs::write(&csv, "text,channel\nscreen lags,app\nsomething,fax\n").unwrap();
     let (code, _, stderr) = analyse(&[csv.to_str().unwrap()]);
     assert_ne!(code, 0);
-    assert!(stderr.contains("line 3") && stderr.contains("fax"), "{stderr}");
+    assert!(
+        stderr.contains("line 3") && stderr.contains("fax"),
+        "{stderr}"
+    );
 
     let (code, _, stderr) = analyse(&[dir.path().join("none.jsonl").to_str().unwrap()]);
     assert_ne!(code, 0);

@@ -75,7 +75,11 @@ fn the_test_half_is_grouped_by_problem_across_languages() {
     println!("test half: {s:?}");
     assert!(s.ari >= 0.85, "ARI {:.3}", s.ari);
     assert!(s.purity >= 0.9, "purity {:.3}", s.purity);
-    assert!(s.split_by_language.is_empty(), "split: {:?}", s.split_by_language);
+    assert!(
+        s.split_by_language.is_empty(),
+        "split: {:?}",
+        s.split_by_language
+    );
     assert!(
         s.groups as f64 <= s.problems as f64 * 1.5,
         "{} groups for {} problems",
@@ -84,7 +88,10 @@ fn the_test_half_is_grouped_by_problem_across_languages() {
     );
 
     // Problems the development half never had come out as their own groups.
-    let known: HashSet<String> = labelled(DEVELOPMENT).into_iter().map(|r| r.problem).collect();
+    let known: HashSet<String> = labelled(DEVELOPMENT)
+        .into_iter()
+        .map(|r| r.problem)
+        .collect();
     let new: HashSet<&str> = rows
         .iter()
         .map(|r| r.problem.as_str())
@@ -118,8 +125,11 @@ fn sentiment_and_severity_hold_in_both_languages() {
                 .filter(|r| r.locale.as_deref().unwrap_or("").starts_with("zh") == zh)
                 .collect();
             let found = summarise(&items(&part), &[], 2);
-            let mean =
-                found.iter().map(|p| p.sentiment * p.count as f32).sum::<f32>() / part.len() as f32;
+            let mean = found
+                .iter()
+                .map(|p| p.sentiment * p.count as f32)
+                .sum::<f32>()
+                / part.len() as f32;
             assert!(mean < -0.1, "complaints read negative (zh {zh}): {mean:.2}");
             // The driver-assistance braking problem is a safety matter in either language.
             let braking: Vec<Row> = part
@@ -169,7 +179,10 @@ fn summaries_have_labels_keywords_quotes_trends_and_improvements() {
     );
     // Members point back at the items, each exactly once.
     let with_members = problems(&all, &[], 3);
-    let mut seen: Vec<usize> = with_members.iter().flat_map(|p| p.members.clone()).collect();
+    let mut seen: Vec<usize> = with_members
+        .iter()
+        .flat_map(|p| p.members.clone())
+        .collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..all.len()).collect::<Vec<_>>());
 }

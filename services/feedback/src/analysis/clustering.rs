@@ -109,7 +109,9 @@ pub fn cluster_at(readings: &[Reading], merge_at: f32) -> Vec<usize> {
             // Ties go to the previous link, which keeps the chain from cycling.
             let better = match best {
                 None => true,
-                Some((bs, bc)) => s > bs || (s == bs && Some(c) == previous && Some(bc) != previous),
+                Some((bs, bc)) => {
+                    s > bs || (s == bs && Some(c) == previous && Some(bc) != previous)
+                }
             };
             if better {
                 best = Some((s, c));
@@ -179,7 +181,10 @@ fn vector(r: &Reading, terms: &mut HashMap<String, u32>) -> Sparse {
         let is_symptom = lx
             .concept(c)
             .is_some_and(|c| c.kind == super::lexicon::Kind::Symptom);
-        if let Some(area) = lx.concept(c).map(|c| c.area.as_str()).filter(|a| !a.is_empty())
+        if let Some(area) = lx
+            .concept(c)
+            .map(|c| c.area.as_str())
+            .filter(|a| !a.is_empty())
             && is_symptom
         {
             *v.entry(id(format!("a:{area}"))).or_insert(0.0) += W_AREA * SYMPTOM_AREA;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::{clustering_quality, cluster, language_splits, read};
+use super::{cluster, clustering_quality, language_splits, read};
 
 #[derive(Debug, Deserialize)]
 pub struct LabelledRow {
@@ -49,10 +49,12 @@ pub fn score(rows: &[LabelledRow]) -> (Score, Vec<usize>) {
     let zh: Vec<bool> = rows
         .iter()
         .zip(&readings)
-        .map(|(r, reading)| match r.locale.as_deref().or(r.lang.as_deref()) {
-            Some(l) => l.to_ascii_lowercase().starts_with("zh"),
-            None => reading.zh,
-        })
+        .map(
+            |(r, reading)| match r.locale.as_deref().or(r.lang.as_deref()) {
+                Some(l) => l.to_ascii_lowercase().starts_with("zh"),
+                None => reading.zh,
+            },
+        )
         .collect();
     let (purity, ari) = clustering_quality(&groups, &truth);
     let score = Score {

@@ -370,8 +370,7 @@ impl Lexicon {
 }
 
 /// Chinese characters that carry no topic on their own (particles, pronouns, fillers).
-pub const ZH_FUNCTION_CHARS: &str =
-    "的了是我你他她它们很就都也在有和与或吧呢吗啊呀嘛哦嗯哈那这个么还又再被把给让跟对说想要会能可以得着过一不没";
+pub const ZH_FUNCTION_CHARS: &str = "的了是我你他她它们很就都也在有和与或吧呢吗啊呀嘛哦嗯哈那这个么还又再被把给让跟对说想要会能可以得着过一不没";
 
 /// The lexicon bundled with this build.
 pub fn lexicon() -> &'static Lexicon {
@@ -399,7 +398,7 @@ pub fn is_han(c: char) -> bool {
 
 /// The Latin-script words of folded text (letters, digits, apostrophes inside words).
 pub fn english_words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !(c.is_alphanumeric() && !is_han(c)) && c != '\'')
+    text.split(|c: char| (is_han(c) || !c.is_alphanumeric()) && c != '\'')
         .map(|w| w.trim_matches('\''))
         .filter(|w| !w.is_empty())
 }
@@ -424,7 +423,9 @@ pub fn stem(word: &str) -> String {
     }
     if let Some(base) = word.strip_suffix("es")
         && long_enough(base)
-        && ["s", "x", "z", "ch", "sh"].iter().any(|e| base.ends_with(e))
+        && ["s", "x", "z", "ch", "sh"]
+            .iter()
+            .any(|e| base.ends_with(e))
     {
         return base.to_string();
     }
@@ -446,7 +447,11 @@ mod tests {
         assert!(topics >= 80, "{topics} topics");
         assert!(symptoms >= 20, "{symptoms} symptoms");
         for c in &lx.concepts {
-            assert!(!c.en.is_empty() && !c.zh.is_empty(), "{} has no display name", c.id);
+            assert!(
+                !c.en.is_empty() && !c.zh.is_empty(),
+                "{} has no display name",
+                c.id
+            );
         }
     }
 

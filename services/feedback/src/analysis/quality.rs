@@ -54,12 +54,12 @@ pub fn language_splits<'a>(predicted: &[usize], truth: &[&'a str], zh: &[bool]) 
     let mut split: Vec<&str> = truth
         .iter()
         .copied()
-        .filter(|t| {
-            match (votes.get(&(*t, true)), votes.get(&(*t, false))) {
+        .filter(
+            |t| match (votes.get(&(*t, true)), votes.get(&(*t, false))) {
                 (Some(z), Some(e)) => majority(z) != majority(e),
                 _ => false,
-            }
-        })
+            },
+        )
         .collect();
     split.sort_unstable();
     split.dedup();

@@ -31,7 +31,14 @@ pub struct Reading {
     pub zh: bool,
 }
 
-const EN_CONTRAST: &[&str] = &["but", "however", "unfortunately", "except", "although", "though"];
+const EN_CONTRAST: &[&str] = &[
+    "but",
+    "however",
+    "unfortunately",
+    "except",
+    "although",
+    "though",
+];
 const ZH_CONTRAST: &[&str] = &["但是", "可是", "不过", "可惜", "唯一", "只是"];
 
 /// Salience by a topic's level (generic, system, specific).
@@ -42,20 +49,150 @@ const LEVEL_SALIENCE: [f32; 4] = [0.0, 0.3, 0.8, 1.0];
 const FIRST_NAMED: f32 = 1.6;
 
 const EN_STOP: &[&str] = &[
-    "the", "and", "for", "with", "was", "are", "this", "that", "have", "has", "had", "but", "not",
-    "you", "your", "our", "its", "it's", "i'm", "i've", "they", "them", "their", "there", "then",
-    "than", "from", "into", "onto", "out", "about", "when", "what", "which", "who", "how", "why",
-    "all", "any", "some", "one", "two", "get", "got", "just", "also", "very", "really", "even",
-    "still", "again", "every", "time", "car", "vehicle", "please", "fix", "can", "could", "would",
-    "should", "will", "did", "does", "don't", "doe", "been", "being", "were", "after", "before",
-    "since", "like", "um", "uh", "yeah", "okay", "know", "mean", "kind", "sort", "thing", "cust",
-    "customer", "owner", "state", "report", "call", "regarding", "said", "say", "tell", "told",
-    "week", "day", "month", "year", "today", "now", "new", "lot", "much", "more", "most", "other",
-    "only", "here", "where", "while", "too", "so", "my", "me", "it", "is", "in", "on", "at", "to",
-    "of", "a", "an", "or", "be", "we", "he", "she", "his", "her", "him", "if", "as", "by", "up",
-    "anything", "something", "nothing", "everything", "anyone", "someone", "way", "get", "going",
+    "the",
+    "and",
+    "for",
+    "with",
+    "was",
+    "are",
+    "this",
+    "that",
+    "have",
+    "has",
+    "had",
+    "but",
+    "not",
+    "you",
+    "your",
+    "our",
+    "its",
+    "it's",
+    "i'm",
+    "i've",
+    "they",
+    "them",
+    "their",
+    "there",
+    "then",
+    "than",
+    "from",
+    "into",
+    "onto",
+    "out",
+    "about",
+    "when",
+    "what",
+    "which",
+    "who",
+    "how",
+    "why",
+    "all",
+    "any",
+    "some",
+    "one",
+    "two",
+    "get",
+    "got",
+    "just",
+    "also",
+    "very",
+    "really",
+    "even",
+    "still",
+    "again",
+    "every",
+    "time",
+    "car",
+    "vehicle",
+    "please",
+    "fix",
+    "can",
+    "could",
+    "would",
+    "should",
+    "will",
+    "did",
+    "does",
+    "don't",
+    "doe",
+    "been",
+    "being",
+    "were",
+    "after",
+    "before",
+    "since",
+    "like",
+    "um",
+    "uh",
+    "yeah",
+    "okay",
+    "know",
+    "mean",
+    "kind",
+    "sort",
+    "thing",
+    "cust",
+    "customer",
+    "owner",
+    "state",
+    "report",
+    "call",
+    "regarding",
+    "said",
+    "say",
+    "tell",
+    "told",
+    "week",
+    "day",
+    "month",
+    "year",
+    "today",
+    "now",
+    "new",
+    "lot",
+    "much",
+    "more",
+    "most",
+    "other",
+    "only",
+    "here",
+    "where",
+    "while",
+    "too",
+    "so",
+    "my",
+    "me",
+    "it",
+    "is",
+    "in",
+    "on",
+    "at",
+    "to",
+    "of",
+    "a",
+    "an",
+    "or",
+    "be",
+    "we",
+    "he",
+    "she",
+    "his",
+    "her",
+    "him",
+    "if",
+    "as",
+    "by",
+    "up",
+    "anything",
+    "something",
+    "nothing",
+    "everything",
+    "anyone",
+    "someone",
+    "way",
+    "get",
+    "going",
 ];
-
 
 /// Reads one statement.
 pub fn read(text: &str) -> Reading {
@@ -78,7 +215,9 @@ pub fn read(text: &str) -> Reading {
     let mut covered = vec![false; stems.len()];
     for &(start, len, c) in &concept_spans {
         note(c, start);
-        covered[start..start + len].iter_mut().for_each(|x| *x = true);
+        covered[start..start + len]
+            .iter_mut()
+            .for_each(|x| *x = true);
     }
     for (i, s) in stems.iter().enumerate() {
         if !covered[i] && s.len() > 2 && !EN_STOP.contains(&s.as_str()) && !is_number(s) {
@@ -116,7 +255,9 @@ pub fn read(text: &str) -> Reading {
         let mut covered = vec![false; run.len()];
         for (start, len, c) in lx.concepts_zh(run) {
             note(c, position + start);
-            covered[start..start + len].iter_mut().for_each(|x| *x = true);
+            covered[start..start + len]
+                .iter_mut()
+                .for_each(|x| *x = true);
         }
         for pair in chars.windows(2) {
             let (i, a) = pair[0];
@@ -148,8 +289,15 @@ pub fn read(text: &str) -> Reading {
         .filter(|e| concept(e.0).kind == Kind::Topic)
         .map(|e| {
             let c = concept(e.0);
-            let first = if Some(e.0) == first_topic { FIRST_NAMED } else { 1.0 };
-            (c.id.as_str(), LEVEL_SALIENCE[c.level as usize] * first * (e.1 as f32).sqrt())
+            let first = if Some(e.0) == first_topic {
+                FIRST_NAMED
+            } else {
+                1.0
+            };
+            (
+                c.id.as_str(),
+                LEVEL_SALIENCE[c.level as usize] * first * (e.1 as f32).sqrt(),
+            )
         })
         .collect();
     let main = counts
@@ -247,7 +395,10 @@ mod tests {
     #[test]
     fn the_specific_topic_wins_over_the_generic_one() {
         assert_eq!(read("座椅加热不工作").topic, Some("seat_heater"));
-        assert_eq!(read("my heated seat stopped working").topic, Some("seat_heater"));
+        assert_eq!(
+            read("my heated seat stopped working").topic,
+            Some("seat_heater")
+        );
     }
 
     #[test]

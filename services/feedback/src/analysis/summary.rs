@@ -35,7 +35,11 @@ pub fn summarise(
 }
 
 /// The recurring problems in `items` with their members, largest first.
-pub fn problems(items: &[RedactedItem], previous: &[RedactedItem], max_quotes: usize) -> Vec<Problem> {
+pub fn problems(
+    items: &[RedactedItem],
+    previous: &[RedactedItem],
+    max_quotes: usize,
+) -> Vec<Problem> {
     // Both windows are grouped together, so "the same problem last time" means the same group.
     let readings: Vec<Reading> = items.iter().map(|i| read(&i.text)).collect();
     let mut all = readings.clone();
@@ -81,7 +85,11 @@ pub fn problems(items: &[RedactedItem], previous: &[RedactedItem], max_quotes: u
         if members.is_empty() {
             continue; // a problem of the previous window only
         }
-        let zh = members.iter().filter(|&&i| is_zh(&items[i], &readings[i])).count() * 2
+        let zh = members
+            .iter()
+            .filter(|&&i| is_zh(&items[i], &readings[i]))
+            .count()
+            * 2
             > members.len();
         let topic = most_common(members.iter().filter_map(|&i| readings[i].topic));
         let symptom = most_common(members.iter().filter_map(|&i| readings[i].symptom));
@@ -205,7 +213,11 @@ fn quotes(
             let on_topic = readings[i].topic == topic;
             let len = items[i].text.chars().count();
             // Prefer a sentence or two: 20-120 characters.
-            let distance = if len < 20 { 20 - len } else { len.saturating_sub(120) };
+            let distance = if len < 20 {
+                20 - len
+            } else {
+                len.saturating_sub(120)
+            };
             (!on_topic, distance, i)
         })
         .collect();
@@ -268,7 +280,13 @@ fn label(topic: Option<&str>, symptom: Option<&str>, zh: bool) -> String {
 fn improvement(topic: Option<&str>, zh: bool) -> String {
     let text = topic
         .and_then(|t| lexicon().concept(t))
-        .map(|c| if zh { c.improvement_zh.as_str() } else { c.improvement_en.as_str() })
+        .map(|c| {
+            if zh {
+                c.improvement_zh.as_str()
+            } else {
+                c.improvement_en.as_str()
+            }
+        })
         .filter(|s| !s.is_empty());
     match text {
         Some(t) => t.to_string(),
