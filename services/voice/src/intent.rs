@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::model;
 use crate::normalize::{is_cjk, language_of, normalize};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,6 +26,10 @@ pub enum Intent {
     /// Feedback about the car; `text` is the feedback itself (empty: none given yet).
     #[serde(rename = "feedback.submit")]
     Feedback { text: String },
+    /// A command for the car itself (climate, windows, media, calls, navigation): the car's
+    /// own voice control handles it, not cabin.
+    #[serde(rename = "car.command")]
+    CarCommand { reason: String },
     #[serde(rename = "unknown")]
     Unknown { reason: String },
 }
@@ -38,6 +43,7 @@ impl Intent {
             Intent::DriveTime {} => "status.drive_time",
             Intent::Chat { .. } => "companion.chat",
             Intent::Feedback { .. } => "feedback.submit",
+            Intent::CarCommand { .. } => "car.command",
             Intent::Unknown { .. } => "unknown",
         }
     }
@@ -51,6 +57,8 @@ pub struct Parsed {
     /// `zh` or `en`: the language to answer in.
     pub lang: &'static str,
     pub normalized: String,
+    /// The model's probability for the intent (0..1).
+    pub confidence: f32,
 }
 
 fn any(text: &str, cues: &[&str]) -> bool {
@@ -77,17 +85,6 @@ fn after_cue<'a>(text: &'a str, cues: &[&str]) -> Option<&'a str> {
         .map(|(at, len)| &text[at + len..])
 }
 
-const WALLPAPER: &[&str] = &[
-    "壁纸",
-    "桌面背景",
-    "背景图",
-    "屏保",
-    "wallpaper",
-    "wallpapers",
-    "background",
-    "backdrop",
-    "lock screen",
-];
 const FEEDBACK: &[&str] = &[
     "反馈一下",
     "我要反馈",
@@ -121,30 +118,25 @@ const FEEDBACK: &[&str] = &[
     "report that",
     "报修",
 ];
-const TIME_WALLPAPER: &[&str] = &[
-    "跟随时间",
-    "随时间",
-    "跟着时间",
-    "时间壁纸",
-    "随时间变化",
-    "跟随日出日落",
-    "昼夜变化",
-    "日夜变化",
-    "动态壁纸",
-    "time wallpaper",
-    "time-aware",
-    "time aware",
-    "follow the time",
-    "follows the time",
-    "follow the sun",
-    "follows the sun",
-    "change with the time",
-    "changes with the time",
-    "changing with the time",
-    "with the time",
-    "随着时间",
-    "time of day",
-    "dynamic wallpaper",
+/// The model's probability below which cue phrases decide.
+const CUES_DECIDE_BELOW: f32 = 0.6;
+/// Below this a command is asked back rather than carried out.
+pub const ASK_BACK_BELOW: f32 = 0.5;
+
+/// "Tell the maker ...": what follows is the feedback.
+const FEEDBACK_TO_MAKER: &[&str] = &[
+    "告诉厂家",
+    "跟厂家说",
+    "和厂家说",
+    "告诉厂商",
+    "跟厂商说",
+    "转告厂家",
+    "tell the manufacturer",
+    "tell the maker",
+    "tell the carmaker",
+    "let the manufacturer know",
+    "let the maker know",
+    "tell them that",
 ];
 const OFF: &[&str] = &[
     "关闭",
@@ -168,80 +160,6 @@ const OFF: &[&str] = &[
     "do not",
     "no more",
     "deactivate",
-];
-const WALLPAPER_QUESTION: &[&str] = &[
-    "什么壁纸",
-    "哪张壁纸",
-    "壁纸是什么",
-    "壁纸是啥",
-    "啥壁纸",
-    "当前壁纸",
-    "现在的壁纸",
-    "这张壁纸是",
-    "what's my wallpaper",
-    "what is my wallpaper",
-    "what's the wallpaper",
-    "what is the wallpaper",
-    "which wallpaper",
-    "what wallpaper",
-    "current wallpaper",
-    "what's on my screen",
-    "what is on the screen",
-];
-const DRIVE_TIME: &[&str] = &[
-    "开了多久",
-    "开多久了",
-    "开了多长时间",
-    "开了几个小时",
-    "开了几小时",
-    "开车多久",
-    "开了多少时间",
-    "驾驶时间",
-    "连续驾驶",
-    "开了有多久",
-    "how long have i been driving",
-    "how long i've been driving",
-    "how long have i driven",
-    "how long was i driving",
-    "driving time",
-    "drive time",
-    "time behind the wheel",
-    "how long on the road",
-    "how long was i on the road",
-    "how long have i been on the road",
-    "how many hours have i been driving",
-];
-const GENERATE_VERBS: &[&str] = &[
-    "换",
-    "来",
-    "设置",
-    "设成",
-    "改成",
-    "变成",
-    "生成",
-    "画",
-    "弄",
-    "要",
-    "给我",
-    "想要",
-    "用",
-    "make",
-    "set",
-    "change",
-    "switch",
-    "generate",
-    "create",
-    "give me",
-    "show me",
-    "draw",
-    "paint",
-    "put",
-    "want",
-    "new",
-    "use",
-    "i'd like",
-    "can i have",
-    "could i have",
 ];
 const CHAT: &[&str] = &[
     "陪我聊",
@@ -384,20 +302,72 @@ const CAR_COMMANDS: &[&str] = &[
 pub fn parse(utterance: &str, locale: Option<&'static str>) -> Parsed {
     let text = normalize(utterance);
     let lang = locale.unwrap_or_else(|| language_of(&text));
-    let intent = classify(&text);
+    let (intent, confidence) = classify(&text);
     Parsed {
         intent,
         lang,
         normalized: text,
+        confidence,
     }
 }
 
-fn classify(text: &str) -> Intent {
+fn classify(text: &str) -> (Intent, f32) {
     if text.is_empty() {
-        return Intent::Unknown {
-            reason: "nothing was said".into(),
-        };
+        return (
+            Intent::Unknown {
+                reason: "nothing was said".into(),
+            },
+            1.0,
+        );
     }
+    let p = model::bundled().predict(text);
+    let top = (0..model::INTENTS.len())
+        .max_by(|a, b| p[*a].total_cmp(&p[*b]))
+        .unwrap_or(model::INTENTS.len() - 1);
+    // Below this the model is unsure, and a cue phrase it may not have seen decides
+    // ("吐槽一下…" is feedback, "我要导航回家" a command for the car).
+    if p[top] < CUES_DECIDE_BELOW {
+        if any(text, FEEDBACK) {
+            return (
+                Intent::Feedback {
+                    text: feedback_text(text).to_string(),
+                },
+                p[top],
+            );
+        }
+        if any(text, CAR_COMMANDS) && !any(text, &["壁纸", "wallpaper", "background"]) {
+            return (
+                Intent::CarCommand {
+                    reason: format!(
+                        "{text:?} is a command for the car; no cabin service handles it"
+                    ),
+                },
+                p[top],
+            );
+        }
+    }
+    let intent = match model::INTENTS[top] {
+        "wallpaper.generate" => Intent::WallpaperGenerate {
+            scene: scene_of(text),
+        },
+        "wallpaper.time_aware" => Intent::TimeAware {
+            enabled: !any(text, OFF),
+        },
+        "status.wallpaper" => Intent::WallpaperStatus {},
+        "status.drive_time" => Intent::DriveTime {},
+        "feedback.submit" => Intent::Feedback {
+            text: feedback_text(text).to_string(),
+        },
+        "car.command" => Intent::CarCommand {
+            reason: format!("{text:?} is a command for the car; no cabin service handles it"),
+        },
+        _ => chat_or_not_ours(text),
+    };
+    (intent, p[top])
+}
+
+/// What the owner wants the maker to hear, without the "report this" around it.
+fn feedback_text(text: &str) -> &str {
     if any(text, FEEDBACK) {
         let rest = trim_joiners(after_cue(text, FEEDBACK).unwrap_or(""));
         let rest = if ["it", "this", "that", "一下"].contains(&rest) {
@@ -406,88 +376,21 @@ fn classify(text: &str) -> Intent {
             rest
         };
         // "the seat heater is broken, I want to report it": the feedback came first.
-        let text = if rest.is_empty() {
+        return if rest.is_empty() {
             before_cue(text, FEEDBACK)
         } else {
             rest
         };
-        return Intent::Feedback {
-            text: text.to_string(),
-        };
     }
-    let mentions_wallpaper = any(text, WALLPAPER)
-        || (any(text, &["picture", "image", "photo", "图片", "照片"])
-            && any(text, &["screen", "display", "屏幕", "中控"]));
-    if any(text, TIME_WALLPAPER)
-        && (mentions_wallpaper
-            || any(
-                text,
-                &[
-                    "时间壁纸",
-                    "time wallpaper",
-                    "dynamic wallpaper",
-                    "动态壁纸",
-                ],
-            )
-            || any(text, OFF)
-            || any(text, &["打开", "开启", "turn on", "enable", "switch on"]))
-    {
-        return Intent::TimeAware {
-            enabled: !any(text, OFF),
-        };
+    match after_cue(text, FEEDBACK_TO_MAKER) {
+        Some(rest) => trim_joiners(rest),
+        None => text,
     }
-    if any(text, WALLPAPER_QUESTION)
-        || (mentions_wallpaper
-            && any(text, &["what", "which", "什么", "哪"])
-            && !any(text, GENERATE_VERBS))
-    {
-        return Intent::WallpaperStatus {};
-    }
-    let asks_duration = any(
-        text,
-        &[
-            "多久",
-            "多长时间",
-            "几个小时",
-            "几小时",
-            "多少时间",
-            "how long",
-            "how many hours",
-            "how much time",
-        ],
-    );
-    if any(text, DRIVE_TIME)
-        || (asks_duration
-            && any(
-                text,
-                &[
-                    "开",
-                    "驾驶",
-                    "路上",
-                    "drive",
-                    "driving",
-                    "driven",
-                    "on the road",
-                    "behind the wheel",
-                ],
-            ))
-    {
-        return Intent::DriveTime {};
-    }
-    if mentions_wallpaper
-        || (any(text, &["画一张", "画一幅", "画个", "draw me", "paint me"]) && !any(text, CHAT))
-    {
-        return Intent::WallpaperGenerate {
-            scene: scene_of(text),
-        };
-    }
-    if any(text, CHAT) {
-        return Intent::Chat {
-            text: text.to_string(),
-        };
-    }
-    // Something the driver tells about themselves is for the companion; a command for
-    // the car (windows, media, navigation, calls) is not ours.
+}
+
+/// Talk for the companion, unless it is a command for the car (windows, media, calls),
+/// which no cabin service handles.
+fn chat_or_not_ours(text: &str) -> Intent {
     let command = any(text, CAR_COMMANDS);
     let about_me = [
         "我",
@@ -502,17 +405,14 @@ fn classify(text: &str) -> Intent {
     ]
     .iter()
     .any(|p| text.starts_with(p));
-    if about_me && !command {
+    if !command || about_me || any(text, CHAT) {
         return Intent::Chat {
             text: text.to_string(),
         };
     }
-    let reason = if command {
-        format!("{text:?} is a car or media command; no cabin service handles it")
-    } else {
-        format!("no cabin service handles {text:?}")
-    };
-    Intent::Unknown { reason }
+    Intent::CarCommand {
+        reason: format!("{text:?} is a command for the car; no cabin service handles it"),
+    }
 }
 
 /// The text before the first cue, without the "I want to" that led into it.
@@ -801,7 +701,7 @@ mod tests {
         }
         assert!(matches!(
             parse("打开车窗", None).intent,
-            Intent::Unknown { .. }
+            Intent::CarCommand { .. }
         ));
     }
 }

@@ -8,5 +8,6 @@
 pub mod bus;
 pub mod daemon;
 pub mod intent;
+pub mod model;
 pub mod normalize;
 pub mod router;

@@ -194,6 +194,11 @@ pub async fn route(services: &impl Services, parsed: &Parsed, context: &Context)
             ),
             Err(f) => sorry(&f, "反馈服务", "the feedback service"),
         },
+        Intent::CarCommand { .. } => say(
+            false,
+            "这是车辆控制指令，请交给车机语音处理。".into(),
+            "That's one for the car's own voice control.".into(),
+        ),
         Intent::Unknown { reason } => say(
             false,
             format!("抱歉，这个我还帮不上忙。（{reason}）"),

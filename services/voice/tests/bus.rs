@@ -192,7 +192,7 @@ async fn utterances_reach_the_services_that_own_them() {
     );
 
     let (handled, reply, intent) = handle("打开车窗").await;
-    assert_eq!((handled, intent.as_str()), (false, "unknown"));
+    assert_eq!((handled, intent.as_str()), (false, "car.command"));
     assert!(!reply.is_empty());
 
     // Context and errors.

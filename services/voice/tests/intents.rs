@@ -18,9 +18,10 @@ fn the_utterance_table() {
             Intent::WallpaperGenerate { scene } => scene.clone(),
             Intent::TimeAware { enabled } => enabled.to_string(),
             Intent::Chat { text } | Intent::Feedback { text } => text.clone(),
-            Intent::WallpaperStatus {} | Intent::DriveTime {} | Intent::Unknown { .. } => {
-                String::new()
-            }
+            Intent::WallpaperStatus {}
+            | Intent::DriveTime {}
+            | Intent::CarCommand { .. }
+            | Intent::Unknown { .. } => String::new(),
         };
         let slot = if slot.is_empty() {
             "-".to_string()

@@ -109,7 +109,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             serde_json::to_string(&parsed).map_err(|e| e.to_string())?
         );
         return Ok(
-            if matches!(parsed.intent, cabin_voice::intent::Intent::Unknown { .. }) {
+            if matches!(
+                parsed.intent,
+                cabin_voice::intent::Intent::Unknown { .. }
+                    | cabin_voice::intent::Intent::CarCommand { .. }
+            ) {
                 ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS
