@@ -18,7 +18,7 @@ use crate::care::{Care, CareConfig};
 use crate::cloud::{CloudBackend, CloudConfig};
 use crate::local_lm::{LocalLmBackend, LocalLmConfig};
 use crate::memory::{Memory, MemoryConfig, MemoryStore};
-use crate::mood::{self, is_cjk};
+use crate::mood;
 use crate::offline::OfflineEngine;
 use crate::persona::{Card, CardError, SHIPPED};
 use crate::safety::{self, SafetyConfig};
@@ -558,29 +558,4 @@ fn not_found(id: &str) -> CompanionError {
     CompanionError::NotFound(format!("no persona {id:?}"))
 }
 
-/// `zh` when the text is mostly Chinese, else `en`.
-pub fn language_of(text: &str) -> &'static str {
-    let cjk = text.chars().filter(|c| is_cjk(*c)).count();
-    let latin_words = text
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| w.len() > 1)
-        .count();
-    if cjk >= 2 && cjk >= latin_words {
-        "zh"
-    } else {
-        "en"
-    }
-}
-
-/// `zh-CN`, `zh_TW`, `en-US`, `en` → `zh`/`en`; others are refused.
-pub fn language_of_locale(locale: &str) -> Result<&'static str, String> {
-    let lower = locale.to_ascii_lowercase();
-    let primary = lower.split(['-', '_']).next().unwrap_or("");
-    match primary {
-        "zh" => Ok("zh"),
-        "en" => Ok("en"),
-        _ => Err(format!(
-            "locale {locale:?} is not supported; use zh-* or en-*"
-        )),
-    }
-}
+pub use cabin_text::{language_of, language_of_locale};

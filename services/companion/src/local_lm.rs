@@ -17,8 +17,8 @@ use cabin_lm::{
 use serde::Deserialize;
 
 use crate::backend::{Backend, BackendError, Draft, Request};
-use crate::mood::is_cjk;
 use crate::prompt::{self, ChatRole, Layout};
+use cabin_text::is_han as is_cjk;
 
 /// `[local]` in companion.toml.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

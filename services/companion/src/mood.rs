@@ -4,6 +4,7 @@
 //! message; the agent smooths over turns. Crisis language is [`crate::safety`]'s job, not
 //! a mood.
 
+use cabin_text::is_han as is_cjk;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -275,10 +276,6 @@ pub fn detect(text: &str) -> MoodReading {
             strength,
         }
     }
-}
-
-pub fn is_cjk(c: char) -> bool {
-    matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF)
 }
 
 /// Lowercase latin words (apostrophes kept).

@@ -7,6 +7,7 @@
 //! Deterministic: the same seed, memory and input give the same reply. Lines used lately
 //! are avoided so a long drive does not hear the same sentence twice.
 
+use cabin_text::is_han as is_cjk;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::backend::{Backend, BackendError, Draft, Request};
-use crate::mood::{Mood, is_cjk, tokens};
+use crate::mood::{Mood, tokens};
 use crate::tools::{self, ToolCall};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -497,53 +498,26 @@ pub fn detect_intent(text: &str) -> Intent {
     Intent::Smalltalk
 }
 
-/// A request the offline engine turns into a tool call itself.
+/// A request the offline engine turns into a tool call itself, understood by the same intent
+/// model as the voice hook (`cabin_text::intent_model`), so a request typed in chat and the
+/// same request spoken reach the wallpaper service as the same prompt.
 pub fn tool_intent(text: &str) -> Option<ToolCall> {
-    let lower = text.to_lowercase();
-    let drive = [
-        "开了多久",
-        "开多久",
-        "开了几个小时",
-        "开了多长时间",
-        "开车多久",
-        "how long have i been driving",
-        "how long i've been driving",
-        "driving time",
-        "drive time",
-        "how fast am i",
-        "我的车速",
-        "现在车速",
-        "开多快",
-    ];
-    if drive.iter().any(|c| lower.contains(c)) {
+    let normalized = cabin_text::normalize(text);
+    let (intent, confidence) = cabin_text::intent_model::bundled().top(&normalized);
+    // Speed is not in the model's intents; its few phrasings are cues.
+    let speed = ["how fast am i", "我的车速", "现在车速", "开多快"];
+    if (intent == "status.drive_time" && confidence >= TOOL_CONFIDENCE)
+        || speed.iter().any(|c| normalized.contains(c))
+    {
         return Some(ToolCall {
             name: tools::DRIVE_STATUS.into(),
             arguments: json!({}),
         });
     }
-    let wallpaper = ["壁纸", "桌面背景", "wallpaper", "background"];
-    if !wallpaper.iter().any(|c| lower.contains(c)) {
+    if intent != "wallpaper.generate" || confidence < TOOL_CONFIDENCE {
         return None;
     }
-    // "壁纸跟随时间变化" is the wallpaper service's own setting, not a new picture; and a
-    // question about the wallpaper asks for nothing to change.
-    if [
-        "跟随",
-        "跟着时间",
-        "time wallpaper",
-        "follow the time",
-        "time-aware",
-        "what's my",
-        "what is my",
-        "什么壁纸",
-        "哪张",
-    ]
-    .iter()
-    .any(|c| lower.contains(c))
-    {
-        return None;
-    }
-    let scene = wallpaper_scene(&lower);
+    let scene = cabin_text::scene::request_scene(&normalized);
     if scene.is_empty() {
         return None;
     }
@@ -553,102 +527,12 @@ pub fn tool_intent(text: &str) -> Option<ToolCall> {
     })
 }
 
-/// The scene of a wallpaper request: the utterance without the request's own words.
-pub fn wallpaper_scene(lower: &str) -> String {
-    if lower.chars().any(is_cjk) {
-        let mut s = lower.to_string();
-        for filler in [
-            "请",
-            "帮我",
-            "给我",
-            "麻烦",
-            "能不能",
-            "可以",
-            "嗯",
-            "那个",
-            "就是",
-            "换一张",
-            "换一个",
-            "换个",
-            "换成",
-            "换",
-            "来一张",
-            "来一个",
-            "来个",
-            "来张",
-            "设置成",
-            "设置",
-            "设成",
-            "弄一张",
-            "弄个",
-            "生成",
-            "画一张",
-            "画",
-            "一张",
-            "一个",
-            "壁纸",
-            "桌面背景",
-            "吧",
-            "呀",
-            "啊",
-            "呢",
-            "把",
-            "改成",
-            "我想要",
-            "我要",
-            "想要",
-            "新的",
-        ] {
-            s = s.replace(filler, "");
-        }
-        let s = s.trim_matches(|c: char| c.is_whitespace() || "，。！？,.!?的".contains(c));
-        return s.to_string();
-    }
-    const DROP: &[&str] = &[
-        "make",
-        "set",
-        "change",
-        "the",
-        "my",
-        "wallpaper",
-        "background",
-        "to",
-        "as",
-        "please",
-        "can",
-        "could",
-        "would",
-        "you",
-        "me",
-        "give",
-        "show",
-        "generate",
-        "into",
-        "be",
-        "create",
-        "new",
-        "for",
-        "i",
-        "want",
-        "like",
-        "a",
-        "an",
-        "some",
-        "of",
-        "uh",
-        "um",
-        "with",
-        "paint",
-        "draw",
-        "put",
-        "up",
-        "screen",
-    ];
-    tokens(lower)
-        .into_iter()
-        .filter(|w| !DROP.contains(&w.as_str()))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Below this the model's guess is not acted on: the engine talks instead.
+const TOOL_CONFIDENCE: f32 = 0.5;
+
+/// The scene of a wallpaper request, read exactly as the voice hook reads it.
+pub fn wallpaper_scene(text: &str) -> String {
+    cabin_text::scene::request_scene(&cabin_text::normalize(text))
 }
 
 pub struct OfflineEngine {

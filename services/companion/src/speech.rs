@@ -98,13 +98,13 @@ pub fn clean_for_speech(text: &str) -> String {
         if !out.is_empty() {
             let last = out.chars().last().unwrap_or(' ');
             if !is_sentence_end(last) {
-                out.push(if line.chars().next().is_some_and(crate::mood::is_cjk) {
+                out.push(if line.chars().next().is_some_and(cabin_text::is_han) {
                     '，'
                 } else {
                     ','
                 });
             }
-            if !line.chars().next().is_some_and(crate::mood::is_cjk) {
+            if !line.chars().next().is_some_and(cabin_text::is_han) {
                 out.push(' ');
             }
         }
@@ -169,7 +169,7 @@ pub fn fit(text: &str, max: usize) -> String {
     if let Some(last) = out.chars().last()
         && !is_sentence_end(last)
     {
-        let cjk = out.chars().any(crate::mood::is_cjk);
+        let cjk = out.chars().any(cabin_text::is_han);
         out = out
             .trim_end_matches([',', '，', ';', '；', '、'])
             .to_string();
@@ -239,14 +239,14 @@ impl Shaper {
         }
         // A line that ends without punctuation (a heading) still ends a sentence when spoken.
         if raw.ends_with('\n') && !clean.ends_with(is_sentence_end) {
-            clean.push(if clean.chars().any(crate::mood::is_cjk) {
+            clean.push(if clean.chars().any(cabin_text::is_han) {
                 '。'
             } else {
                 '.'
             });
         }
         let sep = if self.emitted.is_empty()
-            || clean.starts_with(|c: char| crate::mood::is_cjk(c) || is_sentence_end(c))
+            || clean.starts_with(|c: char| cabin_text::is_han(c) || is_sentence_end(c))
         {
             ""
         } else {

@@ -13,9 +13,9 @@ use cabin_common::vehicle::{Gear, VehicleState};
 use cabin_companion::backend::{Backend, BackendError, Draft, Request};
 use cabin_companion::cloud::CloudConfig;
 use cabin_companion::local_lm::LocalLmConfig;
-use cabin_companion::mood::is_cjk;
 use cabin_companion::tools::Effects;
 use cabin_companion::{Companion, Config, Turn, TurnResult};
+use cabin_text::is_han as is_cjk;
 use support::{ChatServer, Script};
 
 #[derive(Default)]

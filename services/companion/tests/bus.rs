@@ -266,7 +266,7 @@ async fn contract_conversation_personas_and_errors() {
         let heard = talk(&session, text).await;
         assert_eq!(heard.streamed, heard.text, "{text}");
         assert!(
-            heard.text.chars().any(cabin_companion::mood::is_cjk),
+            heard.text.chars().any(cabin_text::is_han),
             "{text} → {}",
             heard.text
         );
@@ -296,7 +296,7 @@ async fn contract_conversation_personas_and_errors() {
     let english = stage.session(&id, "").await;
     let heard = talk(&english, "hello, how are you?").await;
     assert!(
-        !heard.text.chars().any(cabin_companion::mood::is_cjk) && !heard.text.is_empty(),
+        !heard.text.chars().any(cabin_text::is_han) && !heard.text.is_empty(),
         "{}",
         heard.text
     );
@@ -514,11 +514,7 @@ async fn the_on_device_model_answers_over_the_bus() {
     // Chinese is not the fixture's language: the offline engine answers, in Chinese.
     let zh = stage.session("night-drive-friend", "zh-CN").await;
     let heard = talk(&zh, "你好").await;
-    assert!(
-        heard.text.chars().any(cabin_companion::mood::is_cjk),
-        "{}",
-        heard.text
-    );
+    assert!(heard.text.chars().any(cabin_text::is_han), "{}", heard.text);
     assert_eq!(zh.backend().await.unwrap(), "offline");
 }
 

@@ -72,15 +72,7 @@ fn check_locale(locale: &str) -> Result<(), IntakeError> {
 
 /// A guess at the language when the caller gave none.
 fn guess_locale(text: &str) -> &'static str {
-    let cjk = text
-        .chars()
-        .filter(|c| matches!(c, '\u{4e00}'..='\u{9fff}'))
-        .count();
-    if cjk * 4 >= text.chars().filter(|c| !c.is_whitespace()).count().max(1) {
-        "zh"
-    } else {
-        "en"
-    }
+    cabin_text::language_of(text)
 }
 
 /// Checks and redacts a submission into the item that may be stored.

@@ -4,15 +4,21 @@
 
 use serde::Serialize;
 
-use crate::model;
-use crate::normalize::{is_cjk, language_of, normalize};
+use cabin_text::intent_model as model;
+use cabin_text::scene::{SceneSlots, request_scene, slots};
+use cabin_text::{is_han as is_cjk, language_of, normalize};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "intent", content = "slots")]
 pub enum Intent {
-    /// A new wallpaper of `scene` (empty: the user asked for "a new one", no scene).
+    /// A new wallpaper of `scene`, the request's own words (empty: the user asked for "a new
+    /// one", no scene), with the family, phase and style it names.
     #[serde(rename = "wallpaper.generate")]
-    WallpaperGenerate { scene: String },
+    WallpaperGenerate {
+        scene: String,
+        #[serde(flatten)]
+        slots: SceneSlots,
+    },
     /// The time wallpaper (follows the sun) on or off.
     #[serde(rename = "wallpaper.time_aware")]
     TimeAware { enabled: bool },
@@ -348,7 +354,8 @@ fn classify(text: &str) -> (Intent, f32) {
     }
     let intent = match model::INTENTS[top] {
         "wallpaper.generate" => Intent::WallpaperGenerate {
-            scene: scene_of(text),
+            scene: request_scene(text),
+            slots: slots(text),
         },
         "wallpaper.time_aware" => Intent::TimeAware {
             enabled: !any(text, OFF),
@@ -471,168 +478,6 @@ fn trim_joiners(s: &str) -> &str {
     }
 }
 
-/// The scene of a wallpaper request: what is left when the request's own words go.
-pub fn scene_of(text: &str) -> String {
-    const ZH_DROP: &[&str] = &[
-        "壁纸换成",
-        "壁纸设置为",
-        "壁纸设为",
-        "壁纸为",
-        "壁纸是",
-        "壁纸用",
-        "请",
-        "帮我",
-        "给我",
-        "麻烦你",
-        "麻烦",
-        "能不能",
-        "可不可以",
-        "可以",
-        "我想要",
-        "我想",
-        "想要",
-        "我要",
-        "要",
-        "把",
-        "将",
-        "换一张",
-        "换一个",
-        "换张",
-        "换个",
-        "换成",
-        "换",
-        "来一张",
-        "来一个",
-        "来张",
-        "来个",
-        "来",
-        "设置成",
-        "设置为",
-        "设置",
-        "设成",
-        "改成",
-        "变成",
-        "弄一张",
-        "弄个",
-        "生成一张",
-        "生成",
-        "画一张",
-        "画一幅",
-        "画个",
-        "画",
-        "用",
-        "一张",
-        "一个",
-        "一幅",
-        "新的",
-        "张",
-        "壁纸",
-        "桌面背景",
-        "背景图",
-        "屏保",
-        "的",
-        "吧",
-        "呀",
-        "啊",
-        "呢",
-        "哦",
-        "好吗",
-        "好不好",
-        "行吗",
-        "谢谢",
-    ];
-    const EN_DROP: &[&str] = &[
-        "please",
-        "could",
-        "can",
-        "would",
-        "will",
-        "you",
-        "i",
-        "i'd",
-        "id",
-        "like",
-        "want",
-        "me",
-        "my",
-        "the",
-        "a",
-        "an",
-        "some",
-        "to",
-        "as",
-        "into",
-        "be",
-        "of",
-        "for",
-        "it",
-        "make",
-        "set",
-        "change",
-        "switch",
-        "generate",
-        "create",
-        "give",
-        "show",
-        "draw",
-        "paint",
-        "put",
-        "use",
-        "get",
-        "have",
-        "new",
-        "another",
-        "different",
-        "picture",
-        "image",
-        "photo",
-        "wallpaper",
-        "wallpapers",
-        "background",
-        "backdrop",
-        "lock",
-        "screen",
-        "up",
-        "on",
-        "now",
-        "thanks",
-        "thank",
-        "just",
-        "something",
-        "let's",
-        "lets",
-        "one",
-        "us",
-    ];
-    let mut zh_part = String::new();
-    let mut en_words = Vec::new();
-    for word in text.split_whitespace() {
-        if word.chars().any(is_cjk) {
-            let mut w = word.to_string();
-            // Longest first, so 换一张 goes before 换.
-            for d in ZH_DROP {
-                w = w.replace(d, " ");
-            }
-            let kept = w.split_whitespace().collect::<Vec<_>>().join("");
-            if !kept.is_empty() {
-                if !zh_part.is_empty() || !en_words.is_empty() {
-                    en_words.push(kept);
-                } else {
-                    zh_part = kept;
-                }
-            }
-        } else if !EN_DROP.contains(&word) {
-            en_words.push(word.to_string());
-        }
-    }
-    let mut parts = Vec::new();
-    if !zh_part.is_empty() {
-        parts.push(zh_part);
-    }
-    parts.extend(en_words);
-    parts.join(" ").trim().to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,18 +489,21 @@ mod tests {
                 "换一张雪山的壁纸",
                 Intent::WallpaperGenerate {
                     scene: "雪山".into(),
+                    slots: slots(&normalize("雪山")),
                 },
             ),
             (
                 "来个星空壁纸",
                 Intent::WallpaperGenerate {
                     scene: "星空".into(),
+                    slots: slots(&normalize("星空")),
                 },
             ),
             (
                 "make the wallpaper a starry night",
                 Intent::WallpaperGenerate {
                     scene: "starry night".into(),
+                    slots: slots(&normalize("starry night")),
                 },
             ),
             ("壁纸跟随时间变化", Intent::TimeAware { enabled: true }),

@@ -90,7 +90,7 @@ pub async fn route(services: &impl Services, parsed: &Parsed, context: &Context)
         }
     };
     match &parsed.intent {
-        Intent::WallpaperGenerate { scene } => {
+        Intent::WallpaperGenerate { scene, .. } => {
             let scene = if scene.is_empty() {
                 let (zh_scene, en_scene) = ANY_SCENE[hour as usize % ANY_SCENE.len()];
                 if zh {

@@ -165,14 +165,11 @@ async fn utterances_reach_the_services_that_own_them() {
     let (handled, reply, intent) = handle("I'm tired").await;
     assert_eq!((handled, intent.as_str()), (true, "companion.chat"));
     assert!(
-        reply.len() > 10 && !reply.chars().any(cabin_voice::normalize::is_cjk),
+        reply.len() > 10 && !reply.chars().any(cabin_text::is_han),
         "{reply}"
     );
     let (handled, reply, _) = handle("讲个笑话").await;
-    assert!(
-        handled && reply.chars().any(cabin_voice::normalize::is_cjk),
-        "{reply}"
-    );
+    assert!(handled && reply.chars().any(cabin_text::is_han), "{reply}");
 
     let (handled, reply, intent) = handle("反馈一下，导航老是卡").await;
     assert_eq!(
@@ -208,7 +205,7 @@ async fn utterances_reach_the_services_that_own_them() {
         .await
         .unwrap();
     assert!(
-        reply.chars().any(cabin_voice::normalize::is_cjk),
+        reply.chars().any(cabin_text::is_han),
         "locale zh-CN answers in Chinese: {reply}"
     );
     for (locale, context, why) in [

@@ -15,7 +15,7 @@ fn the_utterance_table() {
         rows += 1;
         let parsed = parse(utterance, None);
         let slot = match &parsed.intent {
-            Intent::WallpaperGenerate { scene } => scene.clone(),
+            Intent::WallpaperGenerate { scene, .. } => scene.clone(),
             Intent::TimeAware { enabled } => enabled.to_string(),
             Intent::Chat { text } | Intent::Feedback { text } => text.clone(),
             Intent::WallpaperStatus {}

@@ -5,6 +5,7 @@
 //! Pure image arithmetic: the service feeds it the sun from `sun` and the variants from the
 //! engine.
 
+use cabin_text::is_han as is_cjk;
 use image::imageops::{self, FilterType};
 use image::{Rgb, Rgb32FImage};
 
@@ -218,10 +219,6 @@ pub fn variant_prompt(prompt: &str, anchor: &Anchor) -> String {
         }
     }
     format!("{prompt} {}", en_phase_phrase(anchor.word))
-}
-
-fn is_cjk(c: char) -> bool {
-    matches!(c, '\u{3400}'..='\u{4dbf}' | '\u{4e00}'..='\u{9fff}' | '\u{f900}'..='\u{faff}')
 }
 
 /// Phase words and whether each is a phrase ("at dusk") or an adjective ("sunset beach"),

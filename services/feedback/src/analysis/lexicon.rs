@@ -391,10 +391,7 @@ pub fn fold(text: &str) -> String {
         .collect()
 }
 
-/// Han characters, including extension A and the compatibility block.
-pub fn is_han(c: char) -> bool {
-    matches!(c, '\u{3400}'..='\u{4dbf}' | '\u{4e00}'..='\u{9fff}' | '\u{f900}'..='\u{faff}')
-}
+pub use cabin_text::is_han;
 
 /// The Latin-script words of folded text (letters, digits, apostrophes inside words).
 pub fn english_words(text: &str) -> impl Iterator<Item = &str> {

@@ -126,7 +126,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         .await
         .map_err(|e| format!("cannot connect to the {} bus: {e}", cli.bus))?;
     let services = BusServices::new(conn.clone(), "");
-    let lang_or = |text: &str| lang.unwrap_or_else(|| cabin_voice::normalize::language_of(text));
+    let lang_or = |text: &str| lang.unwrap_or_else(|| cabin_text::language_of(text));
     let failed = |f: cabin_voice::router::Failure| format!("{}: {}", f.name, f.message);
     match cli.command {
         Command::Intent { .. } => unreachable!("handled above"),

@@ -21,9 +21,7 @@ const EN_FILLERS: &[&str] = &["uh", "uhh", "um", "umm", "erm", "er", "hmm", "mm"
 const EN_FILLER_PHRASES: &[&str] = &["you know", "i mean", "kind of", "sort of"];
 const WAKE_WORDS: &[&str] = &["hey cabin", "ok cabin", "hi cabin", "你好小卡", "小卡小卡"];
 
-pub fn is_cjk(c: char) -> bool {
-    matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF)
-}
+use crate::script::is_han as is_cjk;
 
 /// Folds full-width ASCII and the ideographic space to their plain forms.
 fn fold_width(c: char) -> char {
@@ -111,15 +109,6 @@ pub fn normalize(utterance: &str) -> String {
         out.push_str(w);
     }
     out
-}
-
-/// `zh` when the utterance has Chinese in it, else `en`.
-pub fn language_of(text: &str) -> &'static str {
-    if text.chars().filter(|c| is_cjk(*c)).count() >= 2 {
-        "zh"
-    } else {
-        "en"
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The learned intent classifier: character n-grams of the Chinese runs and words, word
 //! pairs and character trigrams of the Latin ones, hashed into a fixed table, scored by a
 //! multinomial logistic regression. Trained from `data/intents-train.jsonl` by
-//! `examples/train_intents.rs` into `data/intent-model.bin`, which ships with the service and
-//! is loaded once.
+//! `examples/train_intents.rs` into `data/intent-model.bin`, which ships with the crate and is
+//! loaded once; the voice hook and the companion's offline engine both ask it.
 //!
 //! Why this shape: the utterances are short and spoken, full of fillers, slips and mixed
 //! scripts; character n-grams see "换壁纸" in "给我换个新壁纸" and "wallpaper" in
@@ -11,6 +11,8 @@
 //! Architecture invariant: normalised text in, probabilities out; no rules, no slots, no bus.
 
 use std::sync::OnceLock;
+
+use crate::script::is_han;
 
 /// The intents the model tells apart, in its output order.
 pub const INTENTS: [&str; 7] = [
@@ -26,6 +28,8 @@ const N: usize = INTENTS.len();
 /// Hash table size: 65,536 buckets × 7 intents × 4 bytes = 1.75 MiB resident.
 const BUCKETS: usize = 1 << 16;
 const MAGIC: &[u8; 8] = b"CABINIM1";
+/// What the loaded model holds in memory.
+pub const RESIDENT_BYTES: usize = BUCKETS * N * 4 + N * 4;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
@@ -77,10 +81,6 @@ fn fnv1a(parts: &[&str]) -> u32 {
         }
     }
     h
-}
-
-fn is_han(c: char) -> bool {
-    matches!(c as u32, 0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF)
 }
 
 /// The hashed features of a normalised utterance (sorted, without repeats).
@@ -164,6 +164,15 @@ impl Model {
             weights: vec![0.0; BUCKETS * N],
             bias: [0.0; N],
         }
+    }
+
+    /// The most likely intent of a normalised utterance and its probability.
+    pub fn top(&self, text: &str) -> (&'static str, f32) {
+        let p = self.predict(text);
+        let k = (0..N)
+            .max_by(|a, b| p[*a].total_cmp(&p[*b]))
+            .unwrap_or(N - 1);
+        (INTENTS[k], p[k])
     }
 
     /// Probabilities of the intents for a normalised utterance, in `INTENTS` order.
@@ -301,7 +310,7 @@ pub fn examples(jsonl: &str) -> Result<Vec<(String, usize)>, String> {
                 .position(|n| *n == intent)
                 .ok_or_else(|| format!("line {}: unknown intent {intent:?}", i + 1))?;
             let text = v["text"].as_str().unwrap_or_default();
-            Ok((crate::normalize::normalize(text), y))
+            Ok((crate::normalize(text), y))
         })
         .collect()
 }
@@ -317,7 +326,7 @@ mod tests {
         let shipped = Model::from_bytes(include_bytes!("../data/intent-model.bin")).unwrap();
         assert!(
             fresh == shipped,
-            "data/intent-model.bin is stale: cargo run -p cabin-voice --example train_intents"
+            "data/intent-model.bin is stale: cargo run -p cabin-text --example train_intents"
         );
     }
 

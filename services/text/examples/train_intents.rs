@@ -1,12 +1,12 @@
 //! Trains the intent model from `data/intents-train.jsonl` into `data/intent-model.bin`
 //! (deterministic: the same data always gives the same file; a test checks the shipped one).
 //!
-//!     cargo run -p cabin-voice --example train_intents
+//!     cargo run -p cabin-text --example train_intents
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use cabin_voice::model::{INTENTS, Model, Training, examples};
+use cabin_text::intent_model::{INTENTS, Model, Training, examples};
 
 fn main() -> ExitCode {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data");

@@ -1,0 +1,54 @@
+//! Intent latency: `cargo bench -p cabin-voice --bench intent`.
+//!
+//! Every utterance of the held-out set (450, zh/en) parsed 20 times on one thread: median and
+//! p95 per utterance against the 2 ms budget, and the model's resident size. Prints one JSON
+//! object naming the CPU.
+
+use std::time::Instant;
+
+use cabin_voice::intent::parse;
+
+fn cpu() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name") || l.starts_with("CPU part"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+fn main() {
+    let utterances: Vec<String> = include_str!("../eval/intents-heldout.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    let _ = parse("warm up", None);
+    let mut micros: Vec<f64> = Vec::new();
+    for _ in 0..20 {
+        for u in &utterances {
+            let t = Instant::now();
+            std::hint::black_box(parse(u, None));
+            micros.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    micros.sort_by(f64::total_cmp);
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize];
+    let report = serde_json::json!({
+        "cpu": cpu(),
+        "threads": 1,
+        "utterances": utterances.len(),
+        "parse_us_p50": (at(0.5) * 10.0).round() / 10.0,
+        "parse_us_p95": (at(0.95) * 10.0).round() / 10.0,
+        "parse_us_max": (at(1.0) * 10.0).round() / 10.0,
+        "budget_us_p95": 2000,
+        "model_resident_bytes": cabin_text::intent_model::RESIDENT_BYTES,
+        "budget_resident_bytes": 20 * 1024 * 1024,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+}
