@@ -16,7 +16,6 @@ use cabin_voice::bus::{BusServices, Wallpaper1Proxy};
 use cabin_voice::daemon::service::locale_lang;
 use cabin_voice::intent::parse;
 use cabin_voice::router::{Context, Services, route};
-use chrono::Timelike;
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 
@@ -136,9 +135,13 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             persona,
         } => {
             let parsed = parse(&utterance, lang);
+            let vehicle = cabin_common::vehicle::dbus::DbusVehicle::follow(&conn)
+                .await
+                .map_err(|e| format!("cannot follow the vehicle context: {e}"))?;
+            let clock = cabin_common::vehicle::VehicleSource::clock(&vehicle);
             let context = Context {
                 persona,
-                hour: chrono::Local::now().hour(),
+                hour: cabin_voice::daemon::service::local_hour(&clock),
             };
             let handled = route(&services, &parsed, &context).await;
             if json {

@@ -50,10 +50,14 @@ pub async fn serve(
         .connect()
         .await
         .map_err(|e| format!("cannot connect to the {bus} bus: {e}"))?;
+    // The vehicle's clock, not the desktop's: in the simulator its day drives the defaults.
+    let vehicle = cabin_common::vehicle::dbus::DbusVehicle::follow(&calls)
+        .await
+        .map_err(|e| format!("cannot follow the vehicle context: {e}"))?;
     let services = Arc::new(crate::bus::BusServices::new(calls, config.persona.clone()));
     let builder = bus
         .builder()
-        .serve_at(OBJECT_PATH, Voice::new(services, config));
+        .serve_at(OBJECT_PATH, Voice::new(services, config, Arc::new(vehicle)));
     cabin_common::bus::serve(builder, BUS_NAME)
         .await
         .map_err(|e| format!("cannot serve {BUS_NAME} on the {bus} bus: {e}"))

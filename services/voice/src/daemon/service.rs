@@ -7,6 +7,8 @@
 //! requests are `handled = false` with the reason in `reply`; malformed arguments are
 //! `org.cabin.Error.InvalidArgument`.
 
+use cabin_common::clock::SharedClock;
+use cabin_common::vehicle::VehicleSource;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -26,12 +28,30 @@ pub const MAX_UTTERANCE_CHARS: usize = 1000;
 pub struct Voice {
     services: Arc<BusServices>,
     config: Config,
+    /// The vehicle context followed, kept alive with the object.
+    _vehicle: Arc<dyn VehicleSource>,
+    /// Its clock (simulated in the simulator), for the hour that picks defaults.
+    clock: SharedClock,
 }
 
 impl Voice {
-    pub fn new(services: Arc<BusServices>, config: Config) -> Self {
-        Self { services, config }
+    pub fn new(
+        services: Arc<BusServices>,
+        config: Config,
+        vehicle: Arc<dyn VehicleSource>,
+    ) -> Self {
+        Self {
+            services,
+            config,
+            clock: vehicle.clock(),
+            _vehicle: vehicle,
+        }
     }
+}
+
+/// The local hour of a clock reading.
+pub fn local_hour(clock: &SharedClock) -> u32 {
+    clock.now().with_timezone(&chrono::Local).hour()
 }
 
 pub fn locale_lang(locale: &str) -> Result<Option<&'static str>, CabinError> {
@@ -81,7 +101,7 @@ impl Voice {
         let lang = locale_lang(&locale)?;
         let mut ctx = Context {
             persona: None,
-            hour: chrono::Local::now().hour(),
+            hour: local_hour(&self.clock),
         };
         let mut confidence = 1.0;
         for (key, value) in &context {
