@@ -162,39 +162,6 @@ async fn utterances_reach_the_services_that_own_them() {
     assert_eq!((handled, intent.as_str()), (true, "status.drive_time"));
     assert!(reply.contains("1小时30分钟"), "{reply}");
 
-    // The hour that picks a scene for "a new one" is the vehicle's, not the desktop's: the
-    // simulator's clock at 01:30 and then at 02:30 local time gives two different scenes.
-    for (hour, scene) in [(1, "雪山"), (2, "星空")] {
-        use chrono::TimeZone;
-        let now = chrono::Utc::now();
-        let local = chrono::Local::now()
-            .date_naive()
-            .and_hms_opt(hour, 30, 0)
-            .unwrap();
-        let sim = chrono::Local
-            .from_local_datetime(&local)
-            .earliest()
-            .unwrap();
-        let (real_ms, sim_ms) = (
-            Variant::from(now.timestamp_millis()),
-            Variant::from(sim.timestamp_millis()),
-        );
-        vehicle
-            .apply(&[("ClockRealAnchor", &real_ms), ("ClockSimAnchor", &sim_ms)])
-            .await
-            .unwrap();
-        // The property change reaches cabin-voiced asynchronously: ask until it has.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let (handled, reply, _) = handle("换个壁纸").await;
-            if handled && reply.contains(scene) {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "{hour}: {reply}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     let (handled, reply, intent) = handle("I'm tired").await;
     assert_eq!((handled, intent.as_str()), (true, "companion.chat"));
     assert!(
@@ -308,4 +275,37 @@ async fn utterances_reach_the_services_that_own_them() {
         })
         .await
     );
+
+    // The hour that picks a scene for "a new one" is the vehicle's, not the desktop's: the
+    // simulator's clock at 01:30 and then at 02:30 local time gives two different scenes.
+    for (hour, scene) in [(1, "雪山"), (2, "星空")] {
+        use chrono::TimeZone;
+        let now = chrono::Utc::now();
+        let local = chrono::Local::now()
+            .date_naive()
+            .and_hms_opt(hour, 30, 0)
+            .unwrap();
+        let sim = chrono::Local
+            .from_local_datetime(&local)
+            .earliest()
+            .unwrap();
+        let (real_ms, sim_ms) = (
+            Variant::from(now.timestamp_millis()),
+            Variant::from(sim.timestamp_millis()),
+        );
+        vehicle
+            .apply(&[("ClockRealAnchor", &real_ms), ("ClockSimAnchor", &sim_ms)])
+            .await
+            .unwrap();
+        // The property change reaches cabin-voiced asynchronously: ask until it has.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (handled, reply, _) = handle("换个壁纸").await;
+            if handled && reply.contains(scene) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{hour}: {reply}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
