@@ -210,6 +210,19 @@ pub fn request_scene(text: &str) -> String {
         "lets",
         "one",
         "us",
+        "this",
+        "that",
+        "is",
+        "so",
+        "looks",
+        "look",
+        "boring",
+        "dull",
+        "bored",
+        "sick",
+        "tired",
+        "ugly",
+        "old",
     ];
     let mut zh_part = String::new();
     let mut en_words = Vec::new();

@@ -15,15 +15,15 @@ pub fn is_han(c: char) -> bool {
     )
 }
 
-/// `zh` when the text is mostly Chinese (at least two Han characters and no fewer than its
-/// Latin words), else `en`.
+/// `zh` when the text is mostly Chinese (no fewer Han characters than Latin words, and at
+/// least one), else `en`.
 pub fn language_of(text: &str) -> &'static str {
     let han = text.chars().filter(|c| is_han(*c)).count();
     let latin_words = text
         .split(|c: char| !c.is_ascii_alphabetic())
         .filter(|w| w.len() > 1)
         .count();
-    if han >= 2 && han >= latin_words {
+    if han >= 1 && han >= latin_words {
         "zh"
     } else {
         "en"

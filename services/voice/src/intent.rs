@@ -65,6 +65,10 @@ pub struct Parsed {
     pub normalized: String,
     /// The model's probability for the intent (0..1).
     pub confidence: f32,
+    /// When the model is unsure of a command: the one short question to ask back instead of
+    /// acting ("要换成极光壁纸吗？").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
 }
 
 fn any(text: &str, cues: &[&str]) -> bool {
@@ -128,6 +132,8 @@ const FEEDBACK: &[&str] = &[
 const CUES_DECIDE_BELOW: f32 = 0.6;
 /// Below this a command is asked back rather than carried out.
 pub const ASK_BACK_BELOW: f32 = 0.5;
+/// Unsure talk whose likeliest command is at least this likely is asked back as that command.
+const MAYBE_A_COMMAND: f32 = 0.25;
 
 /// "Tell the maker ...": what follows is the feedback.
 const FEEDBACK_TO_MAKER: &[&str] = &[
@@ -309,12 +315,43 @@ pub fn parse(utterance: &str, locale: Option<&'static str>) -> Parsed {
     let text = normalize(utterance);
     let lang = locale.unwrap_or_else(|| language_of(&text));
     let (intent, confidence) = classify(&text);
+    let confirm = (confidence < ASK_BACK_BELOW)
+        .then(|| ask_back(&intent, lang == "zh"))
+        .flatten();
     Parsed {
         intent,
         lang,
         normalized: text,
         confidence,
+        confirm,
     }
+}
+
+/// The question that checks an unsure command; none for talk and for what is not ours.
+pub fn ask_back(intent: &Intent, zh: bool) -> Option<String> {
+    Some(match (intent, zh) {
+        (Intent::WallpaperGenerate { scene, .. }, true) if scene.is_empty() => {
+            "要换一张新壁纸吗？".into()
+        }
+        (Intent::WallpaperGenerate { scene, .. }, true) => format!("要换成{scene}壁纸吗？"),
+        (Intent::WallpaperGenerate { scene, .. }, false) if scene.is_empty() => {
+            "Shall I make you a new wallpaper?".into()
+        }
+        (Intent::WallpaperGenerate { scene, .. }, false) => {
+            format!("Shall I make a {scene} wallpaper?")
+        }
+        (Intent::TimeAware { enabled: true }, true) => "要打开时间壁纸吗？".into(),
+        (Intent::TimeAware { enabled: false }, true) => "要关闭时间壁纸吗？".into(),
+        (Intent::TimeAware { enabled: true }, false) => "Turn the time wallpaper on?".into(),
+        (Intent::TimeAware { enabled: false }, false) => "Turn the time wallpaper off?".into(),
+        (Intent::WallpaperStatus {}, true) => "你是想问现在的壁纸吗？".into(),
+        (Intent::WallpaperStatus {}, false) => "Do you want to know what your wallpaper is?".into(),
+        (Intent::DriveTime {}, true) => "你是想知道开了多久吗？".into(),
+        (Intent::DriveTime {}, false) => "Do you want to know how long you've been driving?".into(),
+        (Intent::Feedback { .. }, true) => "要把这条反馈发给厂家吗？".into(),
+        (Intent::Feedback { .. }, false) => "Shall I send that to the maker as feedback?".into(),
+        _ => return None,
+    })
 }
 
 fn classify(text: &str) -> (Intent, f32) {
@@ -327,9 +364,19 @@ fn classify(text: &str) -> (Intent, f32) {
         );
     }
     let p = model::bundled().predict(text);
-    let top = (0..model::INTENTS.len())
+    let mut top = (0..model::INTENTS.len())
         .max_by(|a, b| p[*a].total_cmp(&p[*b]))
         .unwrap_or(model::INTENTS.len() - 1);
+    // Unsure talk that may be a command ("雪山" alone) is the command, to be asked back.
+    let chat = model::INTENTS.iter().position(|n| *n == "companion.chat");
+    if Some(top) == chat && p[top] < ASK_BACK_BELOW {
+        let command = (0..model::INTENTS.len())
+            .filter(|k| !matches!(model::INTENTS[*k], "companion.chat" | "car.command"))
+            .max_by(|a, b| p[*a].total_cmp(&p[*b]));
+        if let Some(k) = command.filter(|k| p[*k] >= MAYBE_A_COMMAND) {
+            top = k;
+        }
+    }
     // Below this the model is unsure, and a cue phrase it may not have seen decides
     // ("吐槽一下…" is feedback, "我要导航回家" a command for the car).
     if p[top] < CUES_DECIDE_BELOW {

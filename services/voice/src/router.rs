@@ -89,6 +89,14 @@ pub async fn route(services: &impl Services, parsed: &Parsed, context: &Context)
             )
         }
     };
+    // Unsure of a command: ask, do nothing.
+    if let Some(question) = &parsed.confirm {
+        return Handled {
+            handled: false,
+            reply: question.clone(),
+            intent: name,
+        };
+    }
     match &parsed.intent {
         Intent::WallpaperGenerate { scene, .. } => {
             let scene = if scene.is_empty() {
@@ -204,5 +212,72 @@ pub async fn route(services: &impl Services, parsed: &Parsed, context: &Context)
             format!("抱歉，这个我还帮不上忙。（{reason}）"),
             format!("Sorry, I can't help with that yet ({reason})."),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::intent::parse;
+
+    /// Records what was asked of the services.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Services for Recorder {
+        async fn generate_wallpaper(&self, scene: &str) -> Result<String, Failure> {
+            self.0.lock().unwrap().push(format!("generate {scene}"));
+            Ok("/job".into())
+        }
+        async fn set_time_aware(&self, enabled: bool) -> Result<(), Failure> {
+            self.0.lock().unwrap().push(format!("time {enabled}"));
+            Ok(())
+        }
+        async fn current_wallpaper(&self) -> Result<Option<String>, Failure> {
+            Ok(None)
+        }
+        async fn driving_secs(&self) -> Result<u64, Failure> {
+            Ok(0)
+        }
+        async fn chat(&self, text: &str, _: Option<&str>, _: &str) -> Result<String, Failure> {
+            self.0.lock().unwrap().push(format!("chat {text}"));
+            Ok("hi".into())
+        }
+        async fn submit_feedback(&self, text: &str, _: &str) -> Result<String, Failure> {
+            self.0.lock().unwrap().push(format!("feedback {text}"));
+            Ok("id".into())
+        }
+    }
+
+    fn run(utterance: &str) -> (Handled, Vec<String>) {
+        let services = Recorder::default();
+        let parsed = parse(utterance, None);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let handled = runtime.block_on(route(&services, &parsed, &Context::default()));
+        let calls = services.0.lock().unwrap().clone();
+        (handled, calls)
+    }
+
+    #[test]
+    fn an_unsure_command_is_asked_back_and_nothing_is_done() {
+        let parsed = parse("雪山", None);
+        assert_eq!(parsed.confirm.as_deref(), Some("要换成雪山壁纸吗？"));
+        let (handled, calls) = run("雪山");
+        assert_eq!(handled.reply, "要换成雪山壁纸吗？");
+        assert!(!handled.handled && calls.is_empty(), "{calls:?}");
+    }
+
+    #[test]
+    fn a_clear_command_is_carried_out_and_talk_goes_to_the_companion() {
+        let (handled, calls) = run("换一张雪山的壁纸");
+        assert!(handled.handled);
+        assert_eq!(calls, vec!["generate 雪山".to_string()]);
+        let (handled, calls) = run("tell me something funny");
+        assert_eq!(handled.intent, "companion.chat");
+        assert_eq!(calls, vec!["chat tell me something funny".to_string()]);
     }
 }
