@@ -215,6 +215,20 @@ fn the_cockpit_in_headless_chromium() {
     page.wait_until("the picture is shown", Duration::from_secs(10), "[...document.querySelectorAll('#display img')].some(i => i.complete && i.naturalWidth === 1920 && getComputedStyle(i).opacity === '1')");
     page.screenshot(&artefacts.join("1-voice-wallpaper.png"));
 
+    // An unsure request is asked back, shown as such, and "no" drops it.
+    page.eval("document.getElementById('voice-input').value = '雪山'; document.getElementById('voice-send').click(); true");
+    page.wait_until(
+        "the question asked back",
+        Duration::from_secs(30),
+        "document.getElementById('voice-reply').textContent === '要换成雪山壁纸吗？' && document.getElementById('voice-intent').textContent.includes('asking back')",
+    );
+    page.eval("document.getElementById('voice-input').value = '不用了'; document.getElementById('voice-send').click(); true");
+    page.wait_until(
+        "the answer taken",
+        Duration::from_secs(30),
+        "document.getElementById('voice-reply').textContent === '好的，那就不了。'",
+    );
+
     // Chat: the reply streams in, then completes.
     page.eval("document.getElementById('chat-input').value = \"I'm tired\"; document.getElementById('chat-send').click(); true");
     page.wait_until("a streamed reply", Duration::from_secs(30), "!!document.querySelector('.bubble.them[data-done]') && +(document.body.dataset.tokens || 0) >= 1");

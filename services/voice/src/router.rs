@@ -215,6 +215,121 @@ pub async fn route(services: &impl Services, parsed: &Parsed, context: &Context)
     }
 }
 
+/// A question asked back, waiting for "yes" or "no".
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub parsed: Parsed,
+    pub asked_at: std::time::Instant,
+}
+
+/// How long a question asked back waits for its answer.
+pub const PENDING_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+const YES: &[&str] = &[
+    "好",
+    "好的",
+    "好啊",
+    "好呀",
+    "是",
+    "是的",
+    "对",
+    "对的",
+    "对啊",
+    "可以",
+    "行",
+    "要",
+    "换吧",
+    "嗯好",
+    "没错",
+    "yes",
+    "yeah",
+    "yep",
+    "sure",
+    "ok",
+    "okay",
+    "please",
+    "yes please",
+    "do it",
+    "go ahead",
+    "please do",
+    "right",
+    "correct",
+];
+const NO: &[&str] = &[
+    "不",
+    "不要",
+    "不用",
+    "不是",
+    "算了",
+    "别",
+    "取消",
+    "no",
+    "nope",
+    "no thanks",
+    "cancel",
+    "never mind",
+    "nevermind",
+    "don't",
+];
+
+/// An answer to a question asked back: `Some(true)` yes, `Some(false)` no, `None` something
+/// else (a new request).
+pub fn answer(normalized: &str) -> Option<bool> {
+    let t = normalized
+        .trim_end_matches(['吧', '啊', '呀', '的', '了', '呢'])
+        .trim();
+    if YES.contains(&t) {
+        Some(true)
+    } else if NO.contains(&t) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// `route` with memory of one question asked back: a "yes" within [`PENDING_FOR`] carries
+/// the command out, a "no" drops it, anything else is a new request.
+pub async fn route_with_pending(
+    services: &impl Services,
+    parsed: &Parsed,
+    context: &Context,
+    pending: &mut Option<Pending>,
+) -> Handled {
+    if let Some(p) = pending.take()
+        && p.asked_at.elapsed() < PENDING_FOR
+    {
+        match answer(&parsed.normalized) {
+            Some(true) => {
+                let mut confirmed = p.parsed.clone();
+                confirmed.confirm = None;
+                return route(services, &confirmed, context).await;
+            }
+            Some(false) => {
+                let zh = p.parsed.lang == "zh";
+                return Handled {
+                    handled: true,
+                    reply: if zh {
+                        "好的，那就不了。"
+                    } else {
+                        "Okay, never mind."
+                    }
+                    .into(),
+                    intent: p.parsed.intent.name().into(),
+                };
+            }
+            None => {}
+        }
+    }
+    let handled = route(services, parsed, context).await;
+    if parsed.confirm.is_some() {
+        *pending = Some(Pending {
+            parsed: parsed.clone(),
+            asked_at: std::time::Instant::now(),
+        });
+    }
+    handled
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -269,6 +384,36 @@ mod tests {
         let (handled, calls) = run("雪山");
         assert_eq!(handled.reply, "要换成雪山壁纸吗？");
         assert!(!handled.handled && calls.is_empty(), "{calls:?}");
+    }
+
+    #[test]
+    fn yes_carries_out_what_was_asked_back_and_no_drops_it() {
+        let services = Recorder::default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut pending = None;
+        let mut say = |u: &str| {
+            runtime.block_on(route_with_pending(
+                &services,
+                &parse(u, None),
+                &Context::default(),
+                &mut pending,
+            ))
+        };
+        assert_eq!(say("雪山").reply, "要换成雪山壁纸吗？");
+        assert!(say("好的").handled);
+        assert_eq!(say("雪山").reply, "要换成雪山壁纸吗？");
+        assert_eq!(say("不用了").reply, "好的，那就不了。");
+        assert_eq!(
+            say("yes").intent,
+            "companion.chat",
+            "nothing pending any more"
+        );
+        assert_eq!(
+            services.0.lock().unwrap().first().map(String::as_str),
+            Some("generate 雪山")
+        );
     }
 
     #[test]

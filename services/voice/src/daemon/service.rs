@@ -20,7 +20,7 @@ use zbus::{OwnedVariant, interface};
 use super::Config;
 use crate::bus::BusServices;
 use crate::intent::parse;
-use crate::router::{Context, route};
+use crate::router::{Context, route_with_pending};
 
 /// The longest utterance accepted, in characters.
 pub const MAX_UTTERANCE_CHARS: usize = 1000;
@@ -32,6 +32,8 @@ pub struct Voice {
     _vehicle: Arc<dyn VehicleSource>,
     /// Its clock (simulated in the simulator), for the hour that picks defaults.
     clock: SharedClock,
+    /// The last question asked back, waiting for its "yes".
+    pending: tokio::sync::Mutex<Option<crate::router::Pending>>,
 }
 
 impl Voice {
@@ -45,6 +47,7 @@ impl Voice {
             config,
             clock: vehicle.clock(),
             _vehicle: vehicle,
+            pending: Default::default(),
         }
     }
 }
@@ -133,7 +136,8 @@ impl Voice {
             };
             return Ok((false, reply.to_string(), "unknown".into()));
         }
-        let handled = route(self.services.as_ref(), &parsed, &ctx).await;
+        let mut pending = self.pending.lock().await;
+        let handled = route_with_pending(self.services.as_ref(), &parsed, &ctx, &mut pending).await;
         tracing::info!(intent = %handled.intent, handled = handled.handled, "utterance handled");
         Ok((handled.handled, handled.reply, handled.intent))
     }
