@@ -1,12 +1,19 @@
-//! Intent latency: `cargo bench -p cabin-voice --bench intent`.
+//! Intent latency: `cargo bench -p cabin-text --bench intent`.
 //!
-//! Every utterance of the held-out set (450, zh/en) parsed 20 times on one thread: median and
-//! p95 per utterance against the 2 ms budget, and the model's resident size. Prints one JSON
-//! object naming the CPU.
+//! Every utterance of the voice hook's held-out set (450, zh/en) read 20 times on one thread
+//! the way `cabin_voice::intent::parse` reads it (normalise, the intent model, the scene and
+//! its slots): median and p95 per utterance against the 2 ms budget, and the model's resident
+//! size. Prints one JSON object naming the CPU.
 
 use std::time::Instant;
 
-use cabin_voice::intent::parse;
+use cabin_text::{intent_model, normalize, scene};
+
+fn parse(utterance: &str) -> (&'static str, f32, String, scene::SceneSlots) {
+    let text = normalize(utterance);
+    let (intent, p) = intent_model::bundled().top(&text);
+    (intent, p, scene::request_scene(&text), scene::slots(&text))
+}
 
 fn cpu() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -20,17 +27,17 @@ fn cpu() -> String {
 }
 
 fn main() {
-    let utterances: Vec<String> = include_str!("../eval/intents-heldout.jsonl")
+    let utterances: Vec<String> = include_str!("../../voice/eval/intents-heldout.jsonl")
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["text"].as_str().map(str::to_string))
         .collect();
-    let _ = parse("warm up", None);
+    let _ = parse("warm up");
     let mut micros: Vec<f64> = Vec::new();
     for _ in 0..20 {
         for u in &utterances {
             let t = Instant::now();
-            std::hint::black_box(parse(u, None));
+            std::hint::black_box(parse(u));
             micros.push(t.elapsed().as_secs_f64() * 1e6);
         }
     }
@@ -44,7 +51,7 @@ fn main() {
         "parse_us_p95": (at(0.95) * 10.0).round() / 10.0,
         "parse_us_max": (at(1.0) * 10.0).round() / 10.0,
         "budget_us_p95": 2000,
-        "model_resident_bytes": cabin_text::intent_model::RESIDENT_BYTES,
+        "model_resident_bytes": intent_model::RESIDENT_BYTES,
         "budget_resident_bytes": 20 * 1024 * 1024,
     });
     println!(
