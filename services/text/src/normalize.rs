@@ -111,6 +111,19 @@ pub fn normalize(utterance: &str) -> String {
     out
 }
 
+/// Whether `word` occurs in normalised `text`: Chinese anywhere, Latin on word boundaries
+/// ("car" is not in "carplay").
+pub fn mentions(text: &str, word: &str) -> bool {
+    if word.chars().any(is_cjk) {
+        return text.contains(word);
+    }
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +145,7 @@ mod tests {
         assert_eq!(normalize("ＨＥＬＬＯ　world"), "hello world");
         assert_eq!(normalize("hey cabin you know I'm tired"), "i'm tired");
         assert_eq!(normalize("  "), "");
+        assert!(mentions("open carplay", "carplay") && !mentions("open carplay", "car"));
+        assert!(mentions("换个壁纸吧", "壁纸"));
     }
 }

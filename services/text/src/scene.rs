@@ -8,6 +8,7 @@
 
 use std::sync::OnceLock;
 
+use crate::normalize::mentions;
 use crate::script::is_han;
 
 /// What a request names, as the wallpaper model's vocabulary ("" when it names nothing).
@@ -47,24 +48,12 @@ fn gazetteer() -> &'static Gazetteer {
     })
 }
 
-/// Whether `word` occurs in `text` (Chinese anywhere, Latin on word boundaries).
-fn occurs(text: &str, word: &str) -> bool {
-    if word.chars().any(is_han) {
-        return text.contains(word);
-    }
-    text.match_indices(word).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + word.len()..].chars().next();
-        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
-    })
-}
-
 /// The family, phase and style a normalised request names: for each, the value whose
 /// longest word occurs (the longest wins, so "rainy city" is rain and "雨林" is forest).
 pub fn slots(text: &str) -> SceneSlots {
     let mut best: [(usize, &'static str); 3] = [(0, ""); 3];
     for (slot, value, words) in &gazetteer().entries {
-        if let Some(w) = words.iter().find(|w| occurs(text, w)) {
+        if let Some(w) = words.iter().find(|w| mentions(text, w)) {
             let len = w.chars().count();
             if len > best[*slot].0 {
                 best[*slot] = (len, value);

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use cabin_text::intent_model as model;
+use cabin_text::normalize::mentions;
 use cabin_text::scene::{SceneSlots, request_scene, slots};
 use cabin_text::{is_han as is_cjk, language_of, normalize};
 
@@ -72,19 +73,7 @@ pub struct Parsed {
 }
 
 fn any(text: &str, cues: &[&str]) -> bool {
-    cues.iter().any(|c| contains_cue(text, c))
-}
-
-/// A Chinese cue anywhere; a latin cue on word boundaries.
-fn contains_cue(text: &str, cue: &str) -> bool {
-    if cue.chars().any(is_cjk) {
-        return text.contains(cue);
-    }
-    text.match_indices(cue).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + cue.len()..].chars().next();
-        !before.is_some_and(|c| c.is_alphanumeric()) && !after.is_some_and(|c| c.is_alphanumeric())
-    })
+    cues.iter().any(|c| mentions(text, c))
 }
 
 /// The text after the first cue that matches, trimmed of joining words.
