@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod host;
 pub mod logging;
 pub mod options;
 pub mod readiness;

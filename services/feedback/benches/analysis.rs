@@ -57,17 +57,6 @@ fn statements(n: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-fn cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name") || l.starts_with("CPU part"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
 fn main() {
     let texts = statements(10_000);
     // Warm the lexicon (parsed once per process).
@@ -105,7 +94,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     });
     let report = serde_json::json!({
-        "cpu": cpu(),
+        "cpu": cabin_common::host::cpu_name(),
         "threads": 1,
         "statements": texts.len(),
         "read_statements_per_s": (texts.len() as f64 / read_s).round(),

@@ -15,17 +15,6 @@ fn parse(utterance: &str) -> (&'static str, f32, String, scene::SceneSlots) {
     (intent, p, scene::request_scene(&text), scene::slots(&text))
 }
 
-fn cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name") || l.starts_with("CPU part"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
 fn main() {
     let utterances: Vec<String> = include_str!("../../voice/eval/intents-heldout.jsonl")
         .lines()
@@ -44,7 +33,7 @@ fn main() {
     micros.sort_by(f64::total_cmp);
     let at = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize];
     let report = serde_json::json!({
-        "cpu": cpu(),
+        "cpu": cabin_common::host::cpu_name(),
         "threads": 1,
         "utterances": utterances.len(),
         "parse_us_p50": (at(0.5) * 10.0).round() / 10.0,
