@@ -39,6 +39,10 @@ pub enum ModelError {
     Truncated(usize),
     #[error("intent model: bucket {0} is out of range")]
     BadBucket(u32),
+    #[error("intent model: bucket {0} holds a weight that is not a finite number")]
+    NotFinite(u32),
+    #[error("intent model: {0} bytes after the end")]
+    Trailing(usize),
 }
 
 /// Weights of the linear model.
@@ -278,8 +282,15 @@ impl Model {
                 return Err(ModelError::BadBucket(b));
             }
             for k in 0..N {
-                m.weights[b as usize * N + k] = f32_at(take(4)?);
+                let w = f32_at(take(4)?);
+                if !w.is_finite() {
+                    return Err(ModelError::NotFinite(b));
+                }
+                m.weights[b as usize * N + k] = w;
             }
+        }
+        if at != bytes.len() {
+            return Err(ModelError::Trailing(bytes.len() - at));
         }
         Ok(m)
     }
@@ -291,7 +302,7 @@ pub fn bundled() -> &'static Model {
     // Compiled in and checked by the tests (it must equal a fresh training run).
     MODEL.get_or_init(|| {
         Model::from_bytes(include_bytes!("../data/intent-model.bin"))
-            .unwrap_or_else(|_| Model::zero())
+            .expect("data/intent-model.bin is compiled in and checked by the tests")
     })
 }
 

@@ -476,7 +476,9 @@ fn before_cue<'a>(text: &'a str, cues: &[&str]) -> &'a str {
         "我要",
         "想",
     ] {
-        if let Some(h) = head.strip_suffix(lead) {
+        if let Some(h) = head.strip_suffix(lead)
+            && (lead.chars().any(is_cjk) || h.is_empty() || h.ends_with(' '))
+        {
             head = h.trim();
         }
     }
@@ -489,13 +491,9 @@ fn trim_joiners(s: &str) -> &str {
         let before = s;
         for j in [
             "一下",
-            "下",
-            "个",
             "一个",
             "问题",
-            "说",
             "就是",
-            "是",
             "的是",
             "about",
             "that",
@@ -575,6 +573,12 @@ mod tests {
                 "report a problem: the seat heater doesn't work",
                 Intent::Feedback {
                     text: "the seat heater doesn't work".into(),
+                },
+            ),
+            (
+                "反馈下雨天雨刮不好用",
+                Intent::Feedback {
+                    text: "下雨天雨刮不好用".into(),
                 },
             ),
             ("我开了多久了", Intent::DriveTime {}),

@@ -239,7 +239,6 @@ const YES: &[&str] = &[
     "行",
     "要",
     "换吧",
-    "嗯好",
     "没错",
     "yes",
     "yeah",
@@ -261,6 +260,9 @@ const NO: &[&str] = &[
     "不用",
     "不是",
     "算了",
+    "算",
+    "不行",
+    "不好",
     "别",
     "取消",
     "no",
@@ -275,16 +277,22 @@ const NO: &[&str] = &[
 /// An answer to a question asked back: `Some(true)` yes, `Some(false)` no, `None` something
 /// else (a new request).
 pub fn answer(normalized: &str) -> Option<bool> {
-    let t = normalized
+    // "嗯" and "嗯嗯" are fillers to the normaliser but a yes to a question.
+    if normalized.is_empty() {
+        return Some(true);
+    }
+    let trimmed = normalized
         .trim_end_matches(['吧', '啊', '呀', '的', '了', '呢'])
         .trim();
-    if YES.contains(&t) {
-        Some(true)
-    } else if NO.contains(&t) {
-        Some(false)
-    } else {
-        None
+    for t in [normalized.trim(), trimmed] {
+        if YES.contains(&t) {
+            return Some(true);
+        }
+        if NO.contains(&t) {
+            return Some(false);
+        }
     }
+    None
 }
 
 /// `route` with memory of one question asked back: a "yes" within [`PENDING_FOR`] carries
@@ -405,6 +413,14 @@ mod tests {
         assert!(say("好的").handled);
         assert_eq!(say("雪山").reply, "要换成雪山壁纸吗？");
         assert_eq!(say("不用了").reply, "好的，那就不了。");
+        assert_eq!(say("雪山").reply, "要换成雪山壁纸吗？");
+        assert!(say("嗯").handled, "嗯 is a yes");
+        assert_eq!(say("雪山").reply, "要换成雪山壁纸吗？");
+        assert_eq!(say("算了吧").reply, "好的，那就不了。");
+        assert_eq!(say("雪山").reply, "要换成雪山壁纸吗？");
+        assert!(say("嗯").handled, "嗯 is a yes");
+        assert_eq!(say("雪山").reply, "要换成雪山壁纸吗？");
+        assert_eq!(say("算了吧").reply, "好的，那就不了。");
         assert_eq!(
             say("yes").intent,
             "companion.chat",

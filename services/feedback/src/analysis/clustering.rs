@@ -20,6 +20,11 @@ use super::reading::Reading;
 /// half of `eval/` only).
 pub const MERGE_AT: f32 = 0.30;
 
+/// Statements without a topic that may start alone (each one a row of the table).
+const MAX_ALONE: usize = 1500;
+/// The most starting groups: the similarity table is this squared (4 bytes each, 36 MB).
+const MAX_GROUPS: usize = 3000;
+
 const W_AREA: f32 = 1.0;
 const W_TOPIC: f32 = 0.5;
 const W_SYMPTOM: f32 = 0.35;
@@ -48,6 +53,7 @@ pub fn cluster_at(readings: &[Reading], merge_at: f32) -> Vec<usize> {
     // Starting groups: the same main topic and symptom; statements naming no topic start
     // alone.
     let mut start_of: HashMap<(&str, &str), usize> = HashMap::new();
+    let no_topic = readings.iter().filter(|r| r.topic.is_none()).count();
     let mut member_of = Vec::with_capacity(readings.len());
     let mut sums: Vec<HashMap<u32, f32>> = Vec::new();
     let mut sizes: Vec<f32> = Vec::new();
@@ -60,11 +66,23 @@ pub fn cluster_at(readings: &[Reading], merge_at: f32) -> Vec<usize> {
                     sizes.push(0.0);
                     sums.len() - 1
                 }),
-            None => {
+            // Statements naming no topic start alone, unless there are so many that the
+            // similarity table would not fit: then they start by symptom and first word.
+            None if no_topic <= MAX_ALONE => {
                 sums.push(HashMap::new());
                 sizes.push(0.0);
                 sums.len() - 1
             }
+            None => *start_of
+                .entry((
+                    r.symptom.unwrap_or(""),
+                    r.words.first().map_or("", String::as_str),
+                ))
+                .or_insert_with(|| {
+                    sums.push(HashMap::new());
+                    sizes.push(0.0);
+                    sums.len() - 1
+                }),
         };
         for &(t, w) in v {
             *sums[g].entry(t).or_insert(0.0) += w;
@@ -72,7 +90,22 @@ pub fn cluster_at(readings: &[Reading], merge_at: f32) -> Vec<usize> {
         sizes[g] += 1.0;
         member_of.push(g);
     }
-    let m = sums.len();
+    let m = sums.len().min(MAX_GROUPS);
+    if sums.len() > MAX_GROUPS {
+        // Beyond the table's size the rest join the last group: never reached with the
+        // lexicon's topics (a few hundred keys) and the key above, but memory stays bounded.
+        for g in member_of.iter_mut() {
+            *g = (*g).min(MAX_GROUPS - 1);
+        }
+        let extra: Vec<HashMap<u32, f32>> = sums.split_off(MAX_GROUPS);
+        let extra_size: f32 = sizes.split_off(MAX_GROUPS).iter().sum();
+        for s in extra {
+            for (t, w) in s {
+                *sums[MAX_GROUPS - 1].entry(t).or_insert(0.0) += w;
+            }
+        }
+        sizes[MAX_GROUPS - 1] += extra_size;
+    }
     let sums: Vec<Sparse> = sums
         .into_iter()
         .map(|s| {
@@ -249,6 +282,28 @@ mod tests {
         assert_eq!(g[4], g[5]);
         assert_eq!(g[4], g[6]);
         assert_ne!(g[0], g[4]);
+    }
+
+    #[test]
+    fn many_statements_without_a_topic_keep_the_table_bounded() {
+        // 3,500 statements that name nothing the lexicon knows, each with its own words.
+        let word = |mut n: usize| {
+            let mut w = String::from("zq");
+            for _ in 0..4 {
+                w.push((b'a' + (n % 26) as u8) as char);
+                n /= 26;
+            }
+            w
+        };
+        let readings: Vec<_> = (0..3500)
+            .map(|i| read(&format!("{} {}", word(i), word(i * 7 + 3))))
+            .collect();
+        assert!(readings.iter().all(|r| r.words.len() == 2));
+        assert!(readings.iter().all(|r| r.topic.is_none()));
+        let g = cluster(&readings);
+        assert_eq!(g.len(), 3500);
+        let groups = g.iter().max().unwrap() + 1;
+        assert!(groups <= MAX_GROUPS, "{groups} groups");
     }
 
     #[test]

@@ -209,7 +209,8 @@ pub fn read(text: &str) -> Reading {
     let (mut han, mut latin) = (0usize, 0usize);
 
     // English: concept phrases on the stems, the rest as words.
-    let stems: Vec<String> = english_words(&folded).map(stem).collect();
+    let raw: Vec<&str> = english_words(&folded).collect();
+    let stems: Vec<String> = raw.iter().map(|w| stem(w)).collect();
     latin += stems.len();
     let concept_spans = lx.concepts_en(&stems);
     let mut covered = vec![false; stems.len()];
@@ -220,7 +221,7 @@ pub fn read(text: &str) -> Reading {
             .for_each(|x| *x = true);
     }
     for (i, s) in stems.iter().enumerate() {
-        if !covered[i] && s.len() > 2 && !EN_STOP.contains(&s.as_str()) && !is_number(s) {
+        if !covered[i] && s.len() > 2 && !EN_STOP.contains(&raw[i]) && !is_number(s) {
             words.push(s.clone());
         }
     }
@@ -261,8 +262,12 @@ pub fn read(text: &str) -> Reading {
         }
         for pair in chars.windows(2) {
             let (i, a) = pair[0];
-            let (_, b) = pair[1];
-            if covered[i] || ZH_FUNCTION_CHARS.contains(a) || ZH_FUNCTION_CHARS.contains(b) {
+            let (j, b) = pair[1];
+            if covered[i]
+                || covered[j]
+                || ZH_FUNCTION_CHARS.contains(a)
+                || ZH_FUNCTION_CHARS.contains(b)
+            {
                 continue;
             }
             words.push([a, b].iter().collect());

@@ -136,8 +136,13 @@ impl Voice {
             };
             return Ok((false, reply.to_string(), "unknown".into()));
         }
-        let mut pending = self.pending.lock().await;
+        // The lock is never held across a call to another service: one slow service must not
+        // hold up every other utterance.
+        let mut pending = self.pending.lock().await.take();
         let handled = route_with_pending(self.services.as_ref(), &parsed, &ctx, &mut pending).await;
+        if pending.is_some() {
+            *self.pending.lock().await = pending;
+        }
         tracing::info!(intent = %handled.intent, handled = handled.handled, "utterance handled");
         Ok((handled.handled, handled.reply, handled.intent))
     }
