@@ -218,11 +218,33 @@ pub fn request_scene(text: &str) -> String {
     for word in text.split_whitespace() {
         if word.chars().any(is_han) {
             let mut w = word.to_string();
-            // Longest first, so 换一张 goes before 换.
-            for d in ZH_DROP {
+            // Longest first, so 换一张 goes before 换. A single character goes only where it
+            // is the asking: a verb at the start ("换", "来", "画"), a particle at the end
+            // ("吧", "呀"); inside a name it stays ("未来城市", "张家界", "油画风"). "的" goes
+            // anywhere.
+            for d in ZH_DROP
+                .iter()
+                .filter(|d| d.chars().count() > 1 || **d == "的")
+            {
                 w = w.replace(d, " ");
             }
-            let kept = w.split_whitespace().collect::<Vec<_>>().join("");
+            let mut kept = w.split_whitespace().collect::<Vec<_>>().join("");
+            loop {
+                let before = kept.len();
+                for d in ["请", "要", "把", "将", "换", "来", "画", "用"] {
+                    if let Some(rest) = kept.strip_prefix(d) {
+                        kept = rest.to_string();
+                    }
+                }
+                for d in ["吧", "呀", "啊", "呢", "哦"] {
+                    if let Some(rest) = kept.strip_suffix(d) {
+                        kept = rest.to_string();
+                    }
+                }
+                if kept.len() == before {
+                    break;
+                }
+            }
             if !kept.is_empty() {
                 if !zh_part.is_empty() || !en_words.is_empty() {
                     en_words.push(kept);
@@ -272,6 +294,8 @@ mod tests {
             "beach sunset"
         );
         assert_eq!(scene("换个壁纸"), "");
+        assert_eq!(scene("来一张未来城市的壁纸"), "未来城市");
+        assert_eq!(scene("换成张家界"), "张家界");
     }
 
     #[test]
