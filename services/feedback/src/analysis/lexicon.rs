@@ -257,6 +257,11 @@ impl Lexicon {
                 concept_en.add(w, index);
             }
             for w in zh.into_iter().chain([concept.zh.clone()]) {
+                // A "Chinese" entry in Latin letters only ("carplay", "8155") is an English one.
+                if !w.chars().any(is_han) {
+                    concept_en.add(&w, index);
+                    continue;
+                }
                 let han: Vec<char> = w.chars().filter(|c| is_han(*c)).collect();
                 // Entries with particles ("湿了", "锁不上") would be heard in any sentence.
                 if han.len() >= 2
@@ -291,7 +296,13 @@ impl Lexicon {
             (s.positive_zh, Tone::Positive),
             (s.negators_zh, Tone::Negator),
         ] {
-            tone_zh.extend(words.into_iter().map(|w| (w, tone)));
+            for w in words {
+                if w.chars().any(is_han) {
+                    tone_zh.push((w, tone));
+                } else {
+                    tone_en.add(&w, tone);
+                }
+            }
         }
         Ok(Lexicon {
             by_id: concepts

@@ -198,24 +198,30 @@ const EN_STOP: &[&str] = &[
 pub fn read(text: &str) -> Reading {
     let lx = lexicon();
     let folded = fold(&strip_placeholders(text));
+    // Positions are byte offsets in `folded`, the same unit for both scripts, so "the first
+    // named" means first in the text however the languages mix.
     let mut counts: Vec<(u16, u8, usize)> = Vec::new(); // (concept, count, first position)
-    let mut position = 0usize;
     let mut note = |c: u16, position: usize| match counts.iter_mut().find(|e| e.0 == c) {
-        Some(e) => e.1 = e.1.saturating_add(1),
+        Some(e) => {
+            e.1 = e.1.saturating_add(1);
+            e.2 = e.2.min(position);
+        }
         None => counts.push((c, 1, position)),
     };
     let mut words: Vec<String> = Vec::new();
     let (mut negative, mut positive, mut critical) = (0.0f32, 0.0f32, false);
-    let (mut han, mut latin) = (0usize, 0usize);
 
     // English: concept phrases on the stems, the rest as words.
     let raw: Vec<&str> = english_words(&folded).collect();
+    let offsets: Vec<usize> = raw
+        .iter()
+        .map(|w| w.as_ptr() as usize - folded.as_ptr() as usize)
+        .collect();
     let stems: Vec<String> = raw.iter().map(|w| stem(w)).collect();
-    latin += stems.len();
-    let concept_spans = lx.concepts_en(&stems);
+    let latin = stems.len();
     let mut covered = vec![false; stems.len()];
-    for &(start, len, c) in &concept_spans {
-        note(c, start);
+    for (start, len, c) in lx.concepts_en(&stems) {
+        note(c, offsets[start]);
         covered[start..start + len]
             .iter_mut()
             .for_each(|x| *x = true);
@@ -237,49 +243,46 @@ pub fn read(text: &str) -> Reading {
         &mut critical,
     );
     // Where the complaint starts when a review praises first ("love the car, but ...").
-    let mut contrast = stems
+    let contrast_en = stems
         .iter()
         .position(|s| EN_CONTRAST.contains(&s.as_str()))
-        .map(|i| i + 1);
-    position += stems.len();
+        .map(|i| offsets[i] + raw[i].len());
+    let contrast_zh = ZH_CONTRAST
+        .iter()
+        .filter_map(|m| folded.find(m).map(|i| i + m.len()))
+        .min();
+    let contrast = contrast_en.into_iter().chain(contrast_zh).min();
 
-    // Chinese: concepts by substring, the rest as character pairs.
-    for run in han_runs(&folded) {
-        if contrast.is_none() {
-            contrast = ZH_CONTRAST
-                .iter()
-                .filter_map(|m| run.find(m).map(|i| position + i + m.len()))
-                .min();
-        }
-        let chars: Vec<(usize, char)> = run.char_indices().collect();
-        han += chars.len();
-        let mut covered = vec![false; run.len()];
-        for (start, len, c) in lx.concepts_zh(run) {
-            note(c, position + start);
-            covered[start..start + len]
-                .iter_mut()
-                .for_each(|x| *x = true);
-        }
-        for pair in chars.windows(2) {
-            let (i, a) = pair[0];
-            let (j, b) = pair[1];
-            if covered[i]
-                || covered[j]
-                || ZH_FUNCTION_CHARS.contains(a)
-                || ZH_FUNCTION_CHARS.contains(b)
-            {
-                continue;
-            }
-            words.push([a, b].iter().collect());
-        }
-        let tones: Vec<(usize, Tone)> = lx
-            .tones_zh(run)
-            .into_iter()
-            .map(|(start, _, t)| (run[..start].chars().count(), t))
-            .collect();
-        tally_tones(&tones, 2, &mut negative, &mut positive, &mut critical);
-        position += run.len();
+    // Chinese: concepts by substring over the whole text (entries may mix in Latin letters:
+    // "ota升级", "hud重影"), the rest of the Han runs as character pairs.
+    let mut covered = vec![false; folded.len()];
+    for (start, len, c) in lx.concepts_zh(&folded) {
+        note(c, start);
+        covered[start..start + len]
+            .iter_mut()
+            .for_each(|x| *x = true);
     }
+    let chars: Vec<(usize, char)> = folded.char_indices().collect();
+    let han = chars.iter().filter(|(_, c)| is_han(*c)).count();
+    for pair in chars.windows(2) {
+        let ((i, a), (j, b)) = (pair[0], pair[1]);
+        if !is_han(a)
+            || !is_han(b)
+            || covered[i]
+            || covered[j]
+            || ZH_FUNCTION_CHARS.contains(a)
+            || ZH_FUNCTION_CHARS.contains(b)
+        {
+            continue;
+        }
+        words.push([a, b].iter().collect());
+    }
+    let tones: Vec<(usize, Tone)> = lx
+        .tones_zh(&folded)
+        .into_iter()
+        .map(|(start, _, t)| (folded[..start].chars().count(), t))
+        .collect();
+    tally_tones(&tones, 2, &mut negative, &mut positive, &mut critical);
 
     let concept = |c: u16| &lx.concepts[c as usize];
     // The first topic more specific than "the car" or "the screen", else the first at all.
@@ -361,11 +364,6 @@ fn tally_tones(
             (Tone::Negator, _) => {}
         }
     }
-}
-
-/// The runs of Han characters in folded text.
-fn han_runs(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !is_han(c)).filter(|r| !r.is_empty())
 }
 
 fn is_number(s: &str) -> bool {
