@@ -276,6 +276,15 @@ async fn utterances_reach_the_services_that_own_them() {
         .await
     );
 
+    // An unsure command is asked back, and this caller's "no" drops it.
+    let (handled, reply, intent) = handle("雪山").await;
+    assert_eq!(
+        (handled, reply.as_str(), intent.as_str()),
+        (false, "要换成雪山壁纸吗？", "wallpaper.generate")
+    );
+    let (handled, reply, _) = handle("不用了").await;
+    assert_eq!((handled, reply.as_str()), (true, "好的，那就不了。"));
+
     // The hour that picks a scene for "a new one" is the vehicle's, not the desktop's: the
     // simulator's clock at 01:30 and then at 02:30 local time gives two different scenes.
     for (hour, scene) in [(1, "雪山"), (2, "星空")] {

@@ -32,8 +32,9 @@ pub struct Voice {
     _vehicle: Arc<dyn VehicleSource>,
     /// Its clock (simulated in the simulator), for the hour that picks defaults.
     clock: SharedClock,
-    /// The last question asked back, waiting for its "yes".
-    pending: tokio::sync::Mutex<Option<crate::router::Pending>>,
+    /// The last question asked back to each caller (its unique bus name), waiting for its
+    /// "yes": one client's answer never confirms another's question.
+    pending: tokio::sync::Mutex<HashMap<String, crate::router::Pending>>,
 }
 
 impl Voice {
@@ -94,7 +95,9 @@ impl Voice {
         utterance: String,
         locale: String,
         context: HashMap<String, OwnedVariant>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
     ) -> Result<(bool, String, String), CabinError> {
+        let caller = header.sender().map(|s| s.to_string()).unwrap_or_default();
         let count = utterance.chars().count();
         if count > MAX_UTTERANCE_CHARS {
             return Err(CabinError::invalid_argument(format!(
@@ -138,10 +141,12 @@ impl Voice {
         }
         // The lock is never held across a call to another service: one slow service must not
         // hold up every other utterance.
-        let mut pending = self.pending.lock().await.take();
+        let mut pending = self.pending.lock().await.remove(&caller);
         let handled = route_with_pending(self.services.as_ref(), &parsed, &ctx, &mut pending).await;
-        if pending.is_some() {
-            *self.pending.lock().await = pending;
+        if let Some(p) = pending {
+            let mut all = self.pending.lock().await;
+            all.retain(|_, p| p.asked_at.elapsed() < crate::router::PENDING_FOR);
+            all.insert(caller, p);
         }
         tracing::info!(intent = %handled.intent, handled = handled.handled, "utterance handled");
         Ok((handled.handled, handled.reply, handled.intent))
