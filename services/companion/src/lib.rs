@@ -17,6 +17,7 @@ pub mod persona;
 pub mod prompt;
 pub mod safety;
 pub mod speech;
+pub mod talk_eval;
 pub mod tools;
 
 pub use agent::{Companion, CompanionError, Config, Turn, TurnResult};

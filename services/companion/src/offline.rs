@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::backend::{Backend, BackendError, Draft, Request};
-use crate::mood::{Mood, tokens};
+use crate::mood::Mood;
 use crate::tools::{self, ToolCall};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,232 +271,52 @@ impl Intent {
     }
 }
 
-const INTENT_CUES: &[(Intent, &[&str])] = &[
-    (
+impl Intent {
+    /// The act labels of `cabin_text::talk_model::ACTS`, in its order.
+    const BY_ACT: [Intent; 19] = [
         Intent::Recall,
-        &[
-            "what's my name",
-            "what is my name",
-            "do you remember",
-            "remember me",
-            "我叫什么",
-            "记得我",
-            "你还记得",
-            "我是谁",
-        ],
-    ),
-    (
         Intent::Joke,
-        &[
-            "joke",
-            "make me laugh",
-            "something funny",
-            "笑话",
-            "段子",
-            "逗我",
-            "搞笑",
-            "讲个笑",
-        ],
-    ),
-    (
         Intent::AskSelf,
-        &[
-            "who are you",
-            "your name",
-            "about yourself",
-            "你是谁",
-            "你叫什么",
-            "介绍一下你",
-            "介绍下你",
-        ],
-    ),
-    (Intent::Thanks, &["thank", "thanks", "谢谢", "多谢", "感谢"]),
-    (
+        Intent::Thanks,
         Intent::Bye,
-        &[
-            "bye",
-            "goodbye",
-            "see you",
-            "good night",
-            "再见",
-            "拜拜",
-            "回头聊",
-            "晚安",
-            "下次聊",
-        ],
-    ),
-    (
         Intent::Greet,
-        &[
-            "hello",
-            "hi",
-            "hey",
-            "good morning",
-            "good evening",
-            "你好",
-            "嗨",
-            "早上好",
-            "晚上好",
-            "在吗",
-            "哈喽",
-        ],
-    ),
-    (
         Intent::Food,
-        &[
-            "eat",
-            "hungry",
-            "lunch",
-            "dinner",
-            "breakfast",
-            "food",
-            "coffee",
-            "snack",
-            "吃",
-            "饿",
-            "饭",
-            "咖啡",
-            "零食",
-            "火锅",
-            "面",
-        ],
-    ),
-    (
         Intent::Music,
-        &["music", "song", "sing", "playlist", "音乐", "歌", "唱"],
-    ),
-    (
         Intent::Weather,
-        &[
-            "weather", "rain", "raining", "snow", "sunny", "天气", "下雨", "下雪", "晴",
-        ],
-    ),
-    (
         Intent::Plans,
-        &[
-            "weekend", "plan", "holiday", "vacation", "trip", "周末", "计划", "假期", "旅行",
-            "打算",
-        ],
-    ),
-    (
         Intent::Traffic,
-        &[
-            "traffic",
-            "jam",
-            "stuck",
-            "red light",
-            "cut me off",
-            "堵",
-            "红绿灯",
-            "加塞",
-            "排队",
-            "路况",
-        ],
-    ),
-    (
         Intent::Work,
-        &[
-            "work",
-            "boss",
-            "meeting",
-            "office",
-            "job",
-            "colleague",
-            "工作",
-            "上班",
-            "老板",
-            "开会",
-            "加班",
-            "同事",
-        ],
-    ),
-    (
         Intent::Family,
-        &[
-            "family", "kids", "kid", "son", "daughter", "wife", "husband", "mom", "dad", "家人",
-            "孩子", "老婆", "老公", "妈", "爸", "女儿", "儿子",
-        ],
-    ),
-    (Intent::Sleep, &["sleep", "slept", "insomnia", "睡", "失眠"]),
-    (
+        Intent::Sleep,
         Intent::Compliment,
-        &[
-            "you're great",
-            "you are great",
-            "you're the best",
-            "love you",
-            "you're funny",
-            "你真好",
-            "你真棒",
-            "你好可爱",
-            "喜欢你",
-            "你真有趣",
-        ],
-    ),
-];
-
-fn has_cue(lower: &str, words: &[String], cue: &str) -> bool {
-    if cue.chars().any(is_cjk) || cue.contains(' ') || cue.contains('\'') {
-        lower.contains(cue)
-    } else {
-        words
-            .iter()
-            .any(|w| w == cue || (cue.len() > 4 && w.starts_with(cue)))
-    }
+        Intent::Yes,
+        Intent::No,
+        Intent::Question,
+        Intent::Smalltalk,
+    ];
 }
 
+/// What a message is doing, read by the learned act model of the shared text layer
+/// (`cabin_text::talk_model`, trained from `services/text/data/talk-train.jsonl`). Below even
+/// odds the engine does not commit to a topic and makes small talk: a line about traffic
+/// jams is worse than a general one when the driver only said the road is quiet.
 pub fn detect_intent(text: &str) -> Intent {
-    let lower = text.to_lowercase();
-    let words = tokens(&lower);
-    for (intent, cues) in INTENT_CUES {
-        if cues.iter().any(|c| has_cue(&lower, &words, c)) {
-            // A greeting word inside a long message is not a greeting.
-            if *intent == Intent::Greet
-                && (words.len() > 6 || lower.chars().filter(|c| is_cjk(*c)).count() > 8)
-            {
-                continue;
-            }
-            return *intent;
-        }
+    let normalized = cabin_text::normalize(text);
+    let p = cabin_text::talk_model::acts().predict(&normalized);
+    let best = (0..p.len())
+        .max_by(|a, b| p[*a].total_cmp(&p[*b]))
+        .unwrap_or(Intent::BY_ACT.len() - 1);
+    if p[best] < ACT_CONFIDENCE {
+        return Intent::Smalltalk;
     }
-    let trimmed = lower.trim_end_matches(|c: char| c.is_whitespace());
-    let short = words.len() <= 3 && lower.chars().filter(|c| is_cjk(*c)).count() <= 4;
-    if short
-        && (["yes", "yeah", "sure", "ok", "okay", "yep"]
-            .iter()
-            .any(|y| words.first().is_some_and(|w| w == y))
-            || ["好的", "好啊", "是的", "对", "嗯嗯", "可以"]
-                .iter()
-                .any(|y| lower.starts_with(y)))
-    {
-        return Intent::Yes;
-    }
-    if short
-        && (["no", "nope", "nah"]
-            .iter()
-            .any(|y| words.first().is_some_and(|w| w == y))
-            || ["不用", "不要", "算了", "没有"]
-                .iter()
-                .any(|y| lower.starts_with(y)))
-    {
-        return Intent::No;
-    }
-    if trimmed.ends_with(['?', '？'])
-        || ["吗", "什么", "怎么", "为什么", "哪", "几"]
-            .iter()
-            .any(|q| lower.contains(q))
-        || words.first().is_some_and(|w| {
-            [
-                "what", "why", "how", "when", "where", "which", "who", "is", "are", "can", "do",
-                "does",
-            ]
-            .contains(&w.as_str())
-        })
-    {
-        return Intent::Question;
-    }
-    Intent::Smalltalk
+    Intent::BY_ACT
+        .get(best)
+        .copied()
+        .unwrap_or(Intent::Smalltalk)
 }
+
+/// Below this the act model's guess is not acted on.
+const ACT_CONFIDENCE: f32 = 0.5;
 
 /// A request the offline engine turns into a tool call itself, understood by the same intent
 /// model as the voice hook (`cabin_text::intent_model`), so a request typed in chat and the
@@ -895,7 +715,10 @@ mod tests {
             ("这路堵得要命", Intent::Traffic),
             ("I'm starving, what should I eat", Intent::Food),
             ("how far is the moon?", Intent::Question),
-            ("the sea looked nice today", Intent::Smalltalk),
+            (
+                "I spent the whole afternoon painting the fence",
+                Intent::Smalltalk,
+            ),
             ("好的", Intent::Yes),
         ];
         for (text, intent) in cases {
@@ -925,6 +748,22 @@ mod tests {
             tool_intent("我开了多久了").map(|c| c.name),
             Some(tools::DRIVE_STATUS.into())
         );
+    }
+
+    #[test]
+    fn intents_are_the_act_models_labels_in_order() {
+        let snake = |i: Intent| {
+            let mut out = String::new();
+            for (k, c) in format!("{i:?}").chars().enumerate() {
+                if c.is_uppercase() && k > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            out
+        };
+        let names: Vec<String> = Intent::BY_ACT.iter().map(|i| snake(*i)).collect();
+        assert_eq!(names, cabin_text::talk_model::ACTS);
     }
 
     #[test]

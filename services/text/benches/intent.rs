@@ -40,7 +40,7 @@ fn main() {
         "parse_us_p95": (at(0.95) * 10.0).round() / 10.0,
         "parse_us_max": (at(1.0) * 10.0).round() / 10.0,
         "budget_us_p95": 2000,
-        "model_resident_bytes": intent_model::RESIDENT_BYTES,
+        "model_resident_bytes": intent_model::bundled().resident_bytes(),
         "budget_resident_bytes": 20 * 1024 * 1024,
     });
     println!(
