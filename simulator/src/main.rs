@@ -252,16 +252,21 @@ async fn run(cli: Cli) -> Result<(), String> {
     std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
 
     let collector_db = state_dir.join("collector.db");
-    let store = cabin_collector::Store::open(&collector_db)
+    let store = cabin_collector::Store::open(&collector_db.display().to_string())
+        .await
         .map_err(|e| format!("{}: {e}", collector_db.display()))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", cli.collector_port))
         .await
         .map_err(|e| format!("cannot listen for the collector: {e}"))?;
     let collector_addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (stop_collector, collector_stopped) = tokio::sync::oneshot::channel::<()>();
-    let collector = tokio::spawn(cabin_collector::serve(listener, store, async move {
-        let _ = collector_stopped.await;
-    }));
+    let collector = tokio::spawn(cabin_collector::serve(
+        listener,
+        std::sync::Arc::new(store),
+        async move {
+            let _ = collector_stopped.await;
+        },
+    ));
 
     let dir = |name: &str| state_dir.join(name).display().to_string();
     let common = |name: &str| {

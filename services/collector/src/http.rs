@@ -1,22 +1,24 @@
-//! The collector's HTTP surface (axum): `POST /v1/feedback`, `GET /v1/fleet`, `GET /healthz`.
+//! The collector's HTTP surface (axum): `POST /v1/feedback`, `GET /v1/fleet?since=&until=`,
+//! `GET /v1/stats`, `GET /healthz`.
 //!
 //! Answers to an upload: 200 + `CollectorResponse` (ACCEPTED or DUPLICATE); 400 (malformed
 //! or failed verification, REJECTED), 413 (too large), 415 (not protobuf): never retried;
 //! 503 when the database fails, which a client retries.
 
+use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cabin_proto::feedback::v1::{CollectorResponse, FeedbackBatch, UploadStatus};
 use prost::Message;
 
-use crate::store::{Put, Store};
+use crate::store::{Put, Store, Window};
 use crate::verify::verify;
 
 /// Largest request body, compressed.
@@ -24,21 +26,22 @@ pub const MAX_BODY: usize = 8 * 1024 * 1024;
 /// Largest batch after gunzip (a zip bomb stops here).
 pub const MAX_DECODED: usize = 32 * 1024 * 1024;
 
-type Shared = Arc<Mutex<Store>>;
+type Shared = Arc<Store>;
 
-pub fn router(store: Store) -> Router {
+pub fn router(store: Arc<Store>) -> Router {
     Router::new()
         .route("/v1/feedback", post(receive))
         .route("/v1/fleet", get(fleet))
+        .route("/v1/stats", get(stats))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Arc::new(Mutex::new(store)))
+        .with_state(store)
 }
 
 /// Serves until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    store: Store,
+    store: Arc<Store>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(store))
@@ -131,34 +134,25 @@ async fn receive(State(store): State<Shared>, headers: HeaderMap, body: Bytes) -
             0,
         );
     }
-    let stored = tokio::task::spawn_blocking(move || {
-        let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let put = store.put(&batch, now)?;
-        let seq = store.acknowledged_sequence(&batch.vehicle_pseudonym)?;
-        Ok::<_, crate::store::StoreError>((batch, put, seq))
-    })
-    .await;
-    match stored {
-        Ok(Ok((batch, put, seq))) => {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let (batch_id, vehicle, items) = (
+        batch.batch_id.clone(),
+        batch.vehicle_pseudonym.clone(),
+        batch.items.len(),
+    );
+    match store.put(batch, now).await {
+        Ok((put, seq)) => {
             let status = match put {
                 Put::Accepted => UploadStatus::Accepted,
                 Put::Duplicate => UploadStatus::Duplicate,
             };
-            tracing::info!(batch = %batch.batch_id, vehicle = %batch.vehicle_pseudonym, items = batch.items.len(), ?put, "batch received");
-            answer(StatusCode::OK, &batch.batch_id, status, "", seq)
-        }
-        Ok(Err(e)) => {
-            tracing::error!(%e, "cannot store a batch");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry later",
-            )
+            tracing::info!(batch = %batch_id, %vehicle, items, ?put, "batch received");
+            answer(StatusCode::OK, &batch_id, status, "", seq)
         }
         Err(e) => {
-            tracing::error!(%e, "store task failed");
+            tracing::error!(%e, "cannot store a batch");
             refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable, retry later",
@@ -167,17 +161,64 @@ async fn receive(State(store): State<Shared>, headers: HeaderMap, body: Bytes) -
     }
 }
 
-async fn fleet(State(store): State<Shared>) -> Response {
-    let result = tokio::task::spawn_blocking(move || {
-        store.lock().unwrap_or_else(|p| p.into_inner()).fleet()
-    })
-    .await;
-    match result {
-        Ok(Ok(json)) => (
+/// A window bound: unix milliseconds or an RFC 3339 time.
+fn parse_time(text: &str) -> Result<i64, String> {
+    if let Ok(ms) = text.trim().parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| format!("{text:?} is neither unix milliseconds nor an RFC 3339 time"))
+}
+
+/// `GET /v1/fleet?since=&until=`: problems whose batch window ended in `[since, until)`.
+async fn fleet(
+    State(store): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let bound = |name: &str| query.get(name).map(|t| parse_time(t)).transpose();
+    let window = match (bound("since"), bound("until")) {
+        (Ok(since), Ok(until)) => Window { since, until },
+        (Err(e), _) | (_, Err(e)) => {
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
+    };
+    match store.fleet(window).await {
+        Ok(json) => (
             [(header::CONTENT_TYPE, "application/json")],
             json.to_string(),
         )
             .into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "fleet view unavailable\n").into_response(),
+        Err(e) => {
+            tracing::error!(%e, "fleet view failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "fleet view unavailable\n").into_response()
+        }
+    }
+}
+
+/// `GET /v1/stats`: exact counts of what is stored.
+async fn stats(State(store): State<Shared>) -> Response {
+    match store.stats().await {
+        Ok(json) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            json.to_string(),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(%e, "stats failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "stats unavailable\n").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_bounds_read_both_forms() {
+        assert_eq!(parse_time("1790000000000"), Ok(1_790_000_000_000));
+        assert_eq!(parse_time("2026-12-01T00:00:00Z"), Ok(1_796_083_200_000));
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
     }
 }

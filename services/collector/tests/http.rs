@@ -2,45 +2,17 @@
 //! restart on the same database), every malformed upload refused with the right status, and
 //! the fleet view.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 
 use cabin_proto::feedback::v1::{
     CollectorResponse, FeedbackBatch, ProblemSummary, RedactedItem, UploadStatus,
 };
 use prost::Message;
 
-struct Server {
-    child: Child,
-    base: String,
-}
+mod support;
 
-impl Server {
-    fn start(db: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cabin-collector"))
-            .args(["--listen", "127.0.0.1:0", "--db"])
-            .arg(db)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Self { child, base }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start(db: &std::path::Path) -> support::Collector {
+    support::Collector::start(&db.display().to_string(), "127.0.0.1:0")
 }
 
 fn batch(id: &str, vehicle: &str, seq: u64) -> FeedbackBatch {
@@ -108,7 +80,7 @@ const GZ: (&str, &str) = ("content-encoding", "gzip");
 fn batches_are_stored_once_and_bad_uploads_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
-    let server = Server::start(&db);
+    let server = start(&db);
     let base = server.base.clone();
 
     let first = gzip(&batch(ID1, "veh-a", 1).encode_to_vec());
@@ -162,7 +134,7 @@ fn batches_are_stored_once_and_bad_uploads_refused() {
     drop(server);
 
     // A restart on the same database still knows the batch.
-    let server = Server::start(&db);
+    let server = start(&db);
     let (status, answer) = post(&server.base, &first, &[PB, GZ]);
     assert_eq!((status, answer.status()), (200, UploadStatus::Duplicate));
     let mut resp = agent()

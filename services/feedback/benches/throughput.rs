@@ -7,7 +7,11 @@
 //!   gzip'd JSON of the same content (the reference an integrator would otherwise pick), and
 //!   their ratio;
 //! - fsynced outbox appends/s: one item per fsync, and ten per fsync (an import), on the disk
-//!   holding `target/`.
+//!   holding `target/`;
+//! - `Submit` with 8 concurrent submitters (the desk: redaction, outbox and history, each item
+//!   on disk before the call returns), against the reference a user would otherwise pick for a
+//!   durable queue: SQLite in WAL mode with `synchronous=FULL`, one insert per transaction from
+//!   8 threads, on the same disk, in the same run.
 
 use std::time::Instant;
 
@@ -135,6 +139,61 @@ fn main() {
     }
     let grouped = n as f64 / started.elapsed().as_secs_f64();
 
+    // 8 concurrent submitters through the desk, and the SQLite reference.
+    let threads = 8;
+    let per_thread = 250;
+    let desk_dir = tempfile::tempdir_in(&base).unwrap();
+    let desk = cabin_feedback::desk::Desk::open(
+        desk_dir.path(),
+        limits,
+        cabin_feedback::history::Retention::default(),
+        true,
+    )
+    .unwrap();
+    let subs = submissions();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (desk, subs) = (&desk, &subs);
+            scope.spawn(move || {
+                for k in 0..per_thread {
+                    let mut sub = subs[(t * per_thread + k) % subs.len()].clone();
+                    sub.time_unix_ms = Some(1_790_000_000_000);
+                    desk.submit(&sub, 1_790_000_000_000).unwrap();
+                }
+            });
+        }
+    });
+    let concurrent = (threads * per_thread) as f64 / started.elapsed().as_secs_f64();
+    let sqlite_dir = tempfile::tempdir_in(&base).unwrap();
+    let db_path = sqlite_dir.path().join("queue.db");
+    {
+        let db = rusqlite::Connection::open(&db_path).unwrap();
+        db.pragma_update(None, "journal_mode", "WAL").unwrap();
+        db.execute_batch("CREATE TABLE queue (id TEXT PRIMARY KEY, item BLOB NOT NULL)")
+            .unwrap();
+    }
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (db_path, items) = (&db_path, &items);
+            scope.spawn(move || {
+                let db = rusqlite::Connection::open(db_path).unwrap();
+                db.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+                db.pragma_update(None, "synchronous", "FULL").unwrap();
+                for k in 0..per_thread {
+                    let item = &items[(t * per_thread + k) % items.len()];
+                    db.execute(
+                        "INSERT INTO queue VALUES (?1, ?2)",
+                        rusqlite::params![format!("{t}-{k}"), item.encode_to_vec()],
+                    )
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let sqlite = (threads * per_thread) as f64 / started.elapsed().as_secs_f64();
+
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
@@ -147,6 +206,10 @@ fn main() {
             "protobuf_gzip_vs_json_gzip": proto_bytes as f64 / json_bytes as f64,
             "outbox_fsynced_appends_per_s": single.round(),
             "outbox_items_per_s_ten_per_fsync": grouped.round(),
+            "submit_items_per_s_8_submitters": concurrent.round(),
+            "sqlite_wal_full_items_per_s_8_threads": sqlite.round(),
+            "submit_vs_sqlite": concurrent / sqlite,
+            "cpu": cabin_common::host::cpu_name(),
         }))
         .unwrap()
     );

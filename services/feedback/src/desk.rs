@@ -136,11 +136,14 @@ impl Desk {
     pub fn submit(&self, sub: &Submission, now_unix_ms: i64) -> Result<String, DeskError> {
         let item = intake::accept(sub, new_batch_id(), now_unix_ms)?;
         let id = item.id.clone();
-        self.store(vec![item], now_unix_ms)?;
+        self.store(vec![item], now_unix_ms, false)?;
         Ok(id)
     }
 
-    /// Imports an export: every row is checked first, so one bad row stores nothing.
+    /// Imports an export: every row is checked first, so one bad row stores nothing. Each
+    /// row's id is derived from its content (and which repeat of that content it is in the
+    /// file), so importing the same export again — say after a crash kept only a prefix of the
+    /// first run — adds only the rows not already there. Returns how many rows were added.
     pub fn import(
         &self,
         bytes: &[u8],
@@ -149,27 +152,78 @@ impl Desk {
         now_unix_ms: i64,
     ) -> Result<usize, DeskError> {
         let subs = intake::parse_export(bytes, format, default_channel)?;
+        let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
         let items = subs
             .iter()
             .enumerate()
             .map(|(n, s)| {
-                intake::accept(s, new_batch_id(), now_unix_ms).map_err(|e| IntakeError::BadLine {
+                let content = import_key(s);
+                let repeat = seen.entry(content.clone()).or_default();
+                *repeat += 1;
+                let id = import_id(&content, *repeat);
+                intake::accept(s, id, now_unix_ms).map_err(|e| IntakeError::BadLine {
                     line: n + 1,
                     reason: e.to_string(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let count = items.len();
-        self.store(items, now_unix_ms)?;
-        Ok(count)
+        self.store(items, now_unix_ms, true)
     }
 
-    fn store(&self, items: Vec<RedactedItem>, now_unix_ms: i64) -> Result<(), DeskError> {
+    /// Stores items (with `skip_known`, those whose id is not already kept); returns how many
+    /// went into the outbox.
+    ///
+    /// The outbox is written and synced first, the history after: a history record on disk
+    /// means its outbox record reached the disk before it (and is still queued, delivered or
+    /// dropped by policy), so an item found in the history is never queued again. Each lock is
+    /// held only to write; the fsyncs come after, shared with whoever else submitted meanwhile
+    /// (group commit).
+    fn store(
+        &self,
+        items: Vec<RedactedItem>,
+        now_unix_ms: i64,
+        skip_known: bool,
+    ) -> Result<usize, DeskError> {
         // Outbox first: a submission it refuses (full, refuse_new) leaves no trace anywhere.
         // Older items it drops to make room stay in the history, still summarised on the car.
-        lock(&self.outbox).submit_many(items.clone())?;
-        lock(&self.history).add(&items, now_unix_ms)?;
-        Ok(())
+        let (queue, outbox, written) = {
+            let mut outbox = lock(&self.outbox);
+            let queue: Vec<RedactedItem> = if skip_known {
+                let history = lock(&self.history);
+                let queued: std::collections::HashSet<&str> = outbox.item_ids().collect();
+                items
+                    .iter()
+                    .filter(|i| !queued.contains(i.id.as_str()) && !history.contains(&i.id))
+                    .cloned()
+                    .collect()
+            } else {
+                items.clone()
+            };
+            if queue.is_empty() {
+                (queue, outbox.journal(), None)
+            } else {
+                let written = outbox.stage_many(queue.clone())?;
+                (queue, outbox.journal(), Some(written))
+            }
+        };
+        if let Some(written) = written {
+            outbox.sync(written).map_err(OutboxError::from)?;
+        }
+        // Into the history: the new items, and any queued item a crash kept from it.
+        let (history, written) = {
+            let mut history = lock(&self.history);
+            let missing: Vec<RedactedItem> = items
+                .into_iter()
+                .filter(|i| !history.contains(&i.id))
+                .collect();
+            if missing.is_empty() {
+                return Ok(queue.len());
+            }
+            let written = history.stage(&missing, now_unix_ms)?;
+            (history.journal(), written)
+        };
+        history.sync(written)?;
+        Ok(queue.len())
     }
 
     /// The recurring problems of `since..until` (Unix ms; 0 and `i64::MAX` for open ends),
@@ -257,6 +311,29 @@ impl Desk {
     }
 }
 
+/// What identifies an imported row: everything it says, not when it was imported.
+fn import_key(s: &Submission) -> String {
+    format!(
+        "{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+        s.channel.trim().to_ascii_lowercase(),
+        s.text.trim(),
+        s.rating,
+        s.locale,
+        s.time_unix_ms
+    )
+}
+
+/// `imp-` and 128 bits of the SHA-256 of the row's content and repeat number.
+fn import_id(content: &str, repeat: u32) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(content.as_bytes())
+        .chain_update(repeat.to_le_bytes())
+        .finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("imp-{hex}")
+}
+
 fn save(path: &Path, settings: &Settings) -> Result<(), DeskError> {
     let bytes = serde_json::to_vec_pretty(settings).unwrap_or_default();
     write_atomic(path, &bytes).map_err(|e| DeskError::Storage(format!("{}: {e}", path.display())))
@@ -292,6 +369,69 @@ mod tests {
             time_unix_ms: Some(t),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn an_import_cut_short_by_a_crash_completes_when_run_again_without_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut export = String::new();
+        for i in 0..40 {
+            export.push_str(&format!(
+                "{{\"text\": \"第{i}次：导航卡顿 the screen lags again ({i})\", \"channel\": \"app\", \"time\": {}}}\n",
+                1_000 + i
+            ));
+        }
+        // The same words twice in one export are two statements, kept both.
+        for _ in 0..2 {
+            export.push_str("{\"text\": \"座椅加热不热\", \"channel\": \"dealer\"}\n");
+        }
+        let d = desk(dir.path());
+        assert_eq!(
+            d.import(export.as_bytes(), "jsonl", "app", 5_000).unwrap(),
+            42
+        );
+        assert_eq!(d.pending(), 42);
+        assert_eq!(
+            d.import(export.as_bytes(), "jsonl", "app", 6_000).unwrap(),
+            0,
+            "the same export again adds nothing"
+        );
+        drop(d);
+        // A crash in the middle of the first run: only a prefix of its records reached the
+        // outbox journal, and a shorter one the history (it is written after).
+        for (name, keep) in [("outbox.journal", 0.6), ("history.journal", 0.3)] {
+            let path = dir.path().join(name);
+            let len = std::fs::metadata(&path).unwrap().len();
+            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            file.set_len((len as f64 * keep) as u64).unwrap();
+        }
+        let d = desk(dir.path());
+        let survived = d.pending();
+        assert!((1..42).contains(&survived), "{survived}");
+        assert_eq!(
+            d.import(export.as_bytes(), "jsonl", "app", 7_000).unwrap(),
+            42 - survived
+        );
+        assert_eq!(d.pending(), 42);
+        let mut ids = std::collections::HashSet::new();
+        while let Some(batch) = d.next_batch(8_000).unwrap() {
+            let message = <cabin_proto::feedback::v1::FeedbackBatch as prost::Message>::decode(
+                &batch.bytes[..],
+            )
+            .unwrap();
+            for item in message.items {
+                assert!(ids.insert(item.id.clone()), "{} queued twice", item.id);
+            }
+            d.ack(&batch.batch_id).unwrap();
+        }
+        assert_eq!(ids.len(), 42);
+        let summary = d.summary(0, i64::MAX, &SummaryOptions::default()).unwrap();
+        assert_eq!(summary["items"], 42, "the history has each row once");
+        // Delivered rows are not queued again either.
+        assert_eq!(
+            d.import(export.as_bytes(), "jsonl", "app", 9_000).unwrap(),
+            0
+        );
     }
 
     #[test]

@@ -10,7 +10,10 @@ use cabin_proto::feedback::v1::RedactedItem;
 use prost::Message;
 use serde::Deserialize;
 
-use crate::journal::{Journal, JournalError, Recovery};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::journal::{Journal, JournalError, Recovery, SyncTicket};
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,8 +32,10 @@ impl Default for Retention {
 }
 
 pub struct History {
-    journal: Journal,
+    journal: Arc<Journal>,
     items: Vec<RedactedItem>,
+    /// The ids of `items`: an import run again finds what it already added.
+    ids: HashSet<String>,
     retention: Retention,
     recovery: Recovery,
 }
@@ -38,12 +43,13 @@ pub struct History {
 impl History {
     pub fn open(dir: &Path, retention: Retention) -> Result<Self, JournalError> {
         let (journal, records, recovery) = Journal::open(&dir.join("history.journal"))?;
-        let items = records
+        let items: Vec<RedactedItem> = records
             .iter()
             .filter_map(|r| RedactedItem::decode(r.as_slice()).ok())
             .collect();
         Ok(Self {
-            journal,
+            journal: Arc::new(journal),
+            ids: items.iter().map(|i| i.id.clone()).collect(),
             items,
             retention,
             recovery,
@@ -52,10 +58,32 @@ impl History {
 
     /// Records items; returns once they are on disk.
     pub fn add(&mut self, items: &[RedactedItem], now_unix_ms: i64) -> Result<(), JournalError> {
+        let ticket = self.stage(items, now_unix_ms)?;
+        self.journal.sync(ticket)
+    }
+
+    /// Records items without waiting for the disk: they are there once the ticket is synced
+    /// on [`History::journal`] (which callers do after letting go of their lock).
+    pub fn stage(
+        &mut self,
+        items: &[RedactedItem],
+        now_unix_ms: i64,
+    ) -> Result<SyncTicket, JournalError> {
         let records: Vec<Vec<u8>> = items.iter().map(|i| i.encode_to_vec()).collect();
-        self.journal.append_many(&records)?;
+        let ticket = self.journal.write(&records)?;
         self.items.extend_from_slice(items);
-        self.enforce(now_unix_ms)
+        self.ids.extend(items.iter().map(|i| i.id.clone()));
+        self.enforce(now_unix_ms)?;
+        Ok(ticket)
+    }
+
+    pub fn journal(&self) -> Arc<Journal> {
+        self.journal.clone()
+    }
+
+    /// Whether an item with this id is kept.
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
     }
 
     fn enforce(&mut self, now_unix_ms: i64) -> Result<(), JournalError> {
@@ -69,6 +97,7 @@ impl History {
             self.items.drain(..self.items.len() - keep);
         }
         if self.items.len() != before {
+            self.ids = self.items.iter().map(|i| i.id.clone()).collect();
             let records: Vec<Vec<u8>> = self.items.iter().map(|i| i.encode_to_vec()).collect();
             self.journal.rewrite(&records)?;
         }

@@ -1,6 +1,7 @@
 //! An append-only journal of checksummed records: the write-ahead log the outbox keeps
 //! everything in. An append returns once the record is on disk; concurrent appends share one
-//! `fdatasync` (group commit).
+//! `fdatasync` (group commit). A caller that holds its own lock can [`Journal::write`] under it
+//! and [`Journal::sync`] after letting go, so its callers share the fsync too.
 //!
 //! Record: `magic "CBJ1" | len u32 LE | crc32 u32 LE | payload`. At open the file is read
 //! back: a torn record at the end (a crash mid-write) is cut off; a damaged record with good
@@ -45,6 +46,17 @@ struct Writer {
     synced: u64,
     /// Someone is syncing now.
     syncing: bool,
+    /// Bumped by every rewrite: offsets of an older file are all on disk (the rewrite synced
+    /// everything live).
+    epoch: u64,
+}
+
+/// Where a write ended: [`Journal::sync`] returns once the journal is on disk up to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the records are not on disk until the ticket is synced"]
+pub struct SyncTicket {
+    epoch: u64,
+    at: u64,
 }
 
 pub struct Journal {
@@ -181,6 +193,7 @@ impl Journal {
                 written: len,
                 synced: len,
                 syncing: false,
+                epoch: 0,
             }),
             synced: Condvar::new(),
         }
@@ -198,6 +211,12 @@ impl Journal {
     /// Appends records with one write and one sync; returns when all are on disk. A crash
     /// may keep a prefix of them (each record stands alone).
     pub fn append_many<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<(), JournalError> {
+        let ticket = self.write(payloads)?;
+        self.sync(ticket)
+    }
+
+    /// Writes records with one write and no sync; they are on disk once the ticket is synced.
+    pub fn write<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<SyncTicket, JournalError> {
         let mut record = Vec::new();
         for payload in payloads {
             let payload = payload.as_ref();
@@ -206,28 +225,37 @@ impl Journal {
             }
             record.extend(encode(payload));
         }
-        if record.is_empty() {
-            return Ok(());
-        }
         let mut w = self.lock();
-        w.file.write_all(&record).map_err(|e| io(&self.path, e))?;
-        w.written += record.len() as u64;
-        let mine = w.written;
+        if !record.is_empty() {
+            w.file.write_all(&record).map_err(|e| io(&self.path, e))?;
+            w.written += record.len() as u64;
+        }
+        Ok(SyncTicket {
+            epoch: w.epoch,
+            at: w.written,
+        })
+    }
+
+    /// Returns once the journal is on disk up to the ticket; concurrent callers share one
+    /// `fdatasync`: the first to come leads it for everything written so far.
+    pub fn sync(&self, ticket: SyncTicket) -> Result<(), JournalError> {
+        let mut w = self.lock();
         loop {
-            if w.synced >= mine {
+            if w.epoch != ticket.epoch || w.synced >= ticket.at {
                 return Ok(());
             }
             if !w.syncing {
-                // Lead a group commit: everything written so far goes with this sync.
                 w.syncing = true;
-                let target = w.written;
+                let (target, epoch) = (w.written, w.epoch);
                 let file = w.file.try_clone().map_err(|e| io(&self.path, e))?;
                 drop(w);
                 let result = file.sync_data();
                 w = self.lock();
-                w.syncing = false;
-                if result.is_ok() {
-                    w.synced = w.synced.max(target);
+                if w.epoch == epoch {
+                    w.syncing = false;
+                    if result.is_ok() {
+                        w.synced = w.synced.max(target);
+                    }
                 }
                 self.synced.notify_all();
                 result.map_err(|e| io(&self.path, e))?;
@@ -261,7 +289,9 @@ impl Journal {
             written: len,
             synced: len,
             syncing: false,
+            epoch: w.epoch + 1,
         };
+        self.synced.notify_all();
         Ok(())
     }
 
@@ -363,6 +393,22 @@ mod tests {
         drop(j);
         let (_, back, _) = Journal::open(&path).unwrap();
         assert_eq!(back.len(), 200);
+    }
+
+    #[test]
+    fn a_ticket_written_before_a_compaction_counts_as_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (j, _, _) = Journal::open(&path).unwrap();
+        let ticket = j.write(&payloads(50)).unwrap();
+        // The compaction keeps (and syncs) less than was written before it.
+        j.rewrite(&payloads(2)).unwrap();
+        j.sync(ticket).unwrap();
+        let later = j.write(&payloads(1)).unwrap();
+        j.sync(later).unwrap();
+        drop(j);
+        let (_, records, _) = Journal::open(&path).unwrap();
+        assert_eq!(records.len(), 3);
     }
 
     #[test]

@@ -16,7 +16,9 @@ use cabin_proto::feedback::v1::{FeedbackBatch, RedactedItem, SCHEMA_VERSION, Tim
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{Journal, JournalError, Recovery};
+use std::sync::Arc;
+
+use crate::journal::{Journal, JournalError, Recovery, SyncTicket};
 use cabin_common::fsutil::write_atomic;
 
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +120,7 @@ struct Sealed {
 
 pub struct Outbox {
     dir: PathBuf,
-    journal: Journal,
+    journal: Arc<Journal>,
     limits: Limits,
     vehicle: String,
     waiting: Vec<RedactedItem>,
@@ -145,7 +147,7 @@ impl Outbox {
         let (journal, records, recovery) = Journal::open(&dir.join("outbox.journal"))?;
         let mut outbox = Self {
             dir: dir.to_path_buf(),
-            journal,
+            journal: Arc::new(journal),
             limits,
             vehicle: vehicle.to_string(),
             waiting: Vec::new(),
@@ -228,6 +230,27 @@ impl Outbox {
 
     /// Accepts items together (one write, one sync); returns once all are on disk.
     pub fn submit_many(&mut self, items: Vec<RedactedItem>) -> Result<(), OutboxError> {
+        let ticket = self.stage_many(items)?;
+        Ok(self.journal.sync(ticket)?)
+    }
+
+    /// The journal, to sync a ticket of [`Outbox::stage_many`] without holding the outbox.
+    pub fn journal(&self) -> Arc<Journal> {
+        self.journal.clone()
+    }
+
+    /// The ids of the items waiting or in a batch not yet delivered.
+    pub fn item_ids(&self) -> impl Iterator<Item = &str> {
+        self.waiting
+            .iter()
+            .chain(self.sealed.iter().flat_map(|b| b.items.iter()))
+            .map(|i| i.id.as_str())
+    }
+
+    /// Accepts items with one write and no sync: they are on disk once the ticket is synced on
+    /// [`Outbox::journal`]. Callers sync after letting go of the outbox, so concurrent
+    /// submissions share one fsync instead of queueing behind each other's.
+    pub fn stage_many(&mut self, items: Vec<RedactedItem>) -> Result<SyncTicket, OutboxError> {
         let mut need = 0u64;
         for item in &items {
             let size = item.encoded_len();
@@ -266,16 +289,17 @@ impl Outbox {
                         "outbox full: oldest waiting items dropped"
                     );
                     let control = Control::Dropped { ids };
-                    self.journal.append(&control_record(&control))?;
+                    // Synced with the items below (it is written before them).
+                    let _ = self.journal.write(&[control_record(&control)])?;
                     self.apply(control);
                 }
             }
         }
         let records: Vec<Vec<u8>> = items.iter().map(item_record).collect();
-        self.journal.append_many(&records)?;
+        let ticket = self.journal.write(&records)?;
         self.counters.accepted_items += items.len() as u64;
         self.waiting.extend(items);
-        Ok(())
+        Ok(ticket)
     }
 
     /// The next batch to send: the oldest one already cut, else a new one cut from the waiting

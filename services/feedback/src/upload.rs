@@ -1,10 +1,10 @@
 //! Sending a batch to the maker's collector: `POST` of the `FeedbackBatch` protobuf, gzip,
 //! `Idempotency-Key: <batch id>`, over HTTPS (rustls; plain HTTP only to a loopback address).
 //!
-//! What to do with an answer is decided in [`classify`]: delivered (2xx, also a duplicate),
-//! set aside for good (400/401/403/413/422 and other 4xx: the same bytes would fail again), or
-//! retried (connection errors, timeouts, 408, 425, 429, 5xx) after [`Backoff`]: exponential
-//! with jitter, or exactly what `Retry-After` asks for.
+//! What to do with an answer is decided in [`classify`], as OTLP/HTTP does: delivered (2xx,
+//! also a duplicate), retried (connection errors, timeouts, 429, 502, 503, 504) after
+//! [`Backoff`] (exponential with jitter, or exactly what `Retry-After` asks for), or set aside
+//! for good (every other status: the same bytes would fail again).
 
 use std::io::Write;
 use std::path::Path;
@@ -72,7 +72,8 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outc
             Some(UploadStatus::Duplicate) => Outcome::Delivered { duplicate: true },
             _ => Outcome::Delivered { duplicate: false },
         },
-        408 | 425 | 429 | 500..=599 => Outcome::Retry {
+        // What OTLP/HTTP calls retryable; any other answer would come back the same.
+        429 | 502 | 503 | 504 => Outcome::Retry {
             reason: with(format!("HTTP {status}")),
             after: retry_after,
         },
@@ -291,13 +292,13 @@ mod tests {
             classify(200, None, &answer(UploadStatus::Duplicate, "")),
             Outcome::Delivered { duplicate: true }
         );
-        for status in [429, 502, 503, 504, 500, 408] {
+        for status in [429, 502, 503, 504] {
             assert!(
                 matches!(classify(status, None, b""), Outcome::Retry { .. }),
                 "{status}"
             );
         }
-        for status in [400, 401, 403, 413, 404, 422] {
+        for status in [400, 401, 403, 413, 404, 422, 500, 501, 408] {
             let Outcome::Rejected { reason } =
                 classify(status, None, &answer(UploadStatus::Rejected, "bad schema"))
             else {

@@ -91,7 +91,7 @@ async fn every_accepted_submit_arrives_exactly_once_across_200_kills() {
         "outbox never drained: {:?}",
         fb.last_error().await
     );
-    let counts = collector.item_counts();
+    let counts = collector.item_counts().await;
     let missing: Vec<_> = accepted
         .iter()
         .filter(|id| !counts.contains_key(*id))

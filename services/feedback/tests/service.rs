@@ -101,7 +101,7 @@ async fn submit_summarise_and_upload_with_consent_only() {
     let err = fb.flush().await.unwrap_err();
     assert_eq!(error_name(&err), "org.cabin.Error.PermissionDenied");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(collector.item_counts().is_empty());
+    assert!(collector.item_counts().await.is_empty());
 
     // Consent on: everything arrives, once, redacted.
     let mut uploaded = fb.receive_batch_uploaded().await.unwrap();
@@ -119,13 +119,13 @@ async fn submit_summarise_and_upload_with_consent_only() {
     assert_eq!(fb.uploaded().await.unwrap(), 6);
     assert!(fb.last_upload().await.unwrap() > 0);
     assert_eq!(fb.last_error().await.unwrap(), "");
-    let counts = collector.item_counts();
+    let counts = collector.item_counts().await;
     assert_eq!(counts.len(), 6);
     assert!(counts.contains_key(&id) && counts.values().all(|&n| n == 1));
-    let texts = collector.texts().join("\n");
+    let texts = collector.texts().await.join("\n");
     assert!(texts.contains("[PHONE]") && texts.contains("[PLATE]") && texts.contains("[EMAIL]"));
     assert!(!texts.contains("13912345678") && !texts.contains("粤B12345"));
-    let fleet = collector.fleet();
+    let fleet = collector.fleet().await;
     assert_eq!(fleet["vehicles"], 1);
     assert!(fleet["problems"].as_array().unwrap().len() >= 2, "{fleet}");
 
@@ -164,7 +164,7 @@ async fn submit_summarise_and_upload_with_consent_only() {
     let fb = proxy(&conn).await;
     assert!(fb.consent().await.unwrap());
     assert_eq!(fb.uploaded().await.unwrap(), 7);
-    assert_eq!(collector.item_counts().len(), 7);
+    assert_eq!(collector.item_counts().await.len(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,7 +441,7 @@ async fn fault_matrix_delivers_good_batches_and_sets_bad_ones_aside() {
         "pending never drained; last error {:?}",
         fb.last_error().await
     );
-    let counts = collector.item_counts();
+    let counts = collector.item_counts().await;
     assert_eq!(counts.len(), 4, "{counts:?}");
     assert!(counts.values().all(|&n| n == 1));
     assert_eq!(fb.uploaded().await.unwrap(), 4);
@@ -616,7 +616,7 @@ async fn uploads_go_over_https_trusting_only_the_configured_ca() {
         error.contains("certificate") || error.contains("issuer"),
         "{error}"
     );
-    assert!(collector.item_counts().is_empty());
+    assert!(collector.item_counts().await.is_empty());
     untrusting.kill();
 
     // With it: delivered.
@@ -637,7 +637,7 @@ async fn uploads_go_over_https_trusting_only_the_configured_ca() {
         "not delivered: {:?}",
         fb.last_error().await
     );
-    assert_eq!(collector.item_counts().get(&id), Some(&1));
+    assert_eq!(collector.item_counts().await.get(&id), Some(&1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,7 +676,11 @@ async fn uploads_resume_by_themselves_when_the_collector_comes_back() {
         .unwrap();
     tokio::spawn(cabin_collector::serve(
         listener,
-        cabin_collector::Store::open(&db).unwrap(),
+        std::sync::Arc::new(
+            cabin_collector::Store::open(&db.display().to_string())
+                .await
+                .unwrap(),
+        ),
         std::future::pending(),
     ));
     assert!(
@@ -685,9 +689,11 @@ async fn uploads_resume_by_themselves_when_the_collector_comes_back() {
         fb.last_error().await
     );
     assert_eq!(fb.last_error().await.unwrap(), "");
-    let counts = cabin_collector::Store::open(&db)
+    let counts = cabin_collector::Store::open(&db.display().to_string())
+        .await
         .unwrap()
         .item_counts()
+        .await
         .unwrap();
     assert_eq!(counts.get(&id), Some(&1));
 }

@@ -240,8 +240,14 @@ async fn upload_loop(core: Arc<Core>, service: InterfaceRef<Feedback>) {
                 });
             match outcome {
                 Outcome::Delivered { duplicate } => {
-                    if let Err(e) = core.desk.ack(&batch.batch_id) {
-                        tracing::error!(%e, batch = %batch.batch_id, "cannot record the ack");
+                    // The ack is an fsync: off the event loop.
+                    let (acking, id) = (core.clone(), batch.batch_id.clone());
+                    match tokio::task::spawn_blocking(move || acking.desk.ack(&id)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(%e, batch = %batch.batch_id, "cannot record the ack")
+                        }
+                        Err(e) => tracing::error!(%e, "ack task failed"),
                     }
                     backoff.reset();
                     {
@@ -254,8 +260,16 @@ async fn upload_loop(core: Arc<Core>, service: InterfaceRef<Feedback>) {
                 }
                 Outcome::Rejected { reason } => {
                     let reason = format!("batch {} set aside: {reason}", batch.batch_id);
-                    if let Err(e) = core.desk.reject(&batch.batch_id, &reason) {
-                        tracing::error!(%e, batch = %batch.batch_id, "cannot set the batch aside");
+                    let (rejecting, id, why) =
+                        (core.clone(), batch.batch_id.clone(), reason.clone());
+                    match tokio::task::spawn_blocking(move || rejecting.desk.reject(&id, &why))
+                        .await
+                    {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(%e, batch = %batch.batch_id, "cannot set the batch aside")
+                        }
+                        Err(e) => tracing::error!(%e, "reject task failed"),
                     }
                     record_error(&core, &service, reason).await;
                 }

@@ -215,10 +215,12 @@ impl Feedback {
     }
 
     #[zbus(property)]
-    fn set_consent(&mut self, consent: bool) -> fdo::Result<()> {
-        self.core
-            .desk
-            .set_consent(consent)
+    async fn set_consent(&mut self, consent: bool) -> fdo::Result<()> {
+        // Saving the setting is an fsync: off the event loop.
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || core.desk.set_consent(consent))
+            .await
+            .map_err(|e| fdo::Error::Failed(e.to_string()))?
             .map_err(|e| fdo::Error::Failed(e.to_string()))?;
         self.core.wake();
         Ok(())

@@ -20,6 +20,7 @@ pub struct Collector {
     pub url: String,
     pub addr: std::net::SocketAddr,
     pub db: PathBuf,
+    pub store: std::sync::Arc<cabin_collector::Store>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -28,43 +29,43 @@ impl Collector {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("collector.db");
-        let store = cabin_collector::Store::open(&db).unwrap();
+        let store = std::sync::Arc::new(
+            cabin_collector::Store::open(&db.display().to_string())
+                .await
+                .unwrap(),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(cabin_collector::serve(listener, store, async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(cabin_collector::serve(
+            listener,
+            store.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             url: format!("http://{addr}/v1/feedback"),
             addr,
             db,
+            store,
             stop: Some(stop),
             _dir: dir,
         }
     }
 
     /// How often each item id was stored.
-    pub fn item_counts(&self) -> BTreeMap<String, u64> {
-        cabin_collector::Store::open(&self.db)
-            .unwrap()
-            .item_counts()
-            .unwrap()
+    pub async fn item_counts(&self) -> BTreeMap<String, u64> {
+        self.store.item_counts().await.unwrap()
     }
 
-    pub fn fleet(&self) -> serde_json::Value {
-        cabin_collector::Store::open(&self.db)
-            .unwrap()
-            .fleet()
-            .unwrap()
+    pub async fn fleet(&self) -> serde_json::Value {
+        self.store.fleet(Default::default()).await.unwrap()
     }
 
     /// All stored item texts.
-    pub fn texts(&self) -> Vec<String> {
-        cabin_collector::Store::open(&self.db)
-            .unwrap()
-            .item_texts()
-            .unwrap()
+    pub async fn texts(&self) -> Vec<String> {
+        self.store.item_texts().await.unwrap()
     }
 }
 
