@@ -38,6 +38,7 @@ mod tests {
                 quotes: vec!["导航老是卡，电话[PHONE]".into()],
                 improvement: "Profile map rendering on the head unit".into(),
                 previous_count: 5,
+                key: "hmi_screen/lag".into(),
             }],
             items: vec![RedactedItem {
                 id: "i1".into(),

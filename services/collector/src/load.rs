@@ -89,44 +89,59 @@ pub enum LoadError {
     Stats(String),
 }
 
-/// Problems a fleet reports, each as different cars spell it (case, spacing, width).
-const PROBLEMS: &[(&[&str], &str, &str)] = &[
+/// Problems a fleet reports: (the analysis's key, labels as different cars spell them, a
+/// statement, the improvement point). Cars in Chinese and English report the same key.
+type Reported = (
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+);
+const PROBLEMS: &[Reported] = &[
     (
+        "hmi_screen/lag",
         &["screen lag", "Screen lag", "screen  lag"],
         "the centre screen lags when I switch apps",
         "optimise the HMI",
     ),
     (
+        "hmi_screen/lag",
         &["车机卡顿", "车机 卡顿"],
         "车机反应很慢，点一下要等两秒",
         "优化车机响应速度",
     ),
     (
+        "carplay/disconnect",
         &["CarPlay disconnects", "carplay disconnects"],
         "CarPlay keeps dropping on the highway",
         "stabilise the CarPlay link",
     ),
     (
+        "voice_assistant/misrecognition",
         &["语音识别不准", "语音识别 不准"],
         "语音助手总是听错我说的地址",
         "提升语音识别准确率",
     ),
     (
+        "seat_heater/not_working",
         &["seat heater fault", "Seat heater fault"],
         "the seat heater stops after five minutes",
         "check the seat heater relay",
     ),
     (
+        "range/drops",
         &["续航虚标"],
         "冬天续航掉得太快了，表显400实际250",
         "校准续航估算",
     ),
     (
+        "",
         &["wind noise", "Wind noise"],
         "loud wind noise from the driver door above 100",
         "improve door sealing",
     ),
     (
+        "ota/failed",
         &["OTA failure", "ota failure"],
         "the update failed twice and rolled back",
         "make OTA resumable",
@@ -161,7 +176,7 @@ pub fn fleet_batches(c: &LoadConfig) -> Vec<FeedbackBatch> {
         for b in 0..c.batches {
             let id = uuid(&mut rng);
             let day = start + (b as i64) * 86_400_000;
-            let (spellings, text, improvement) = PROBLEMS[(v * 3 + b) % PROBLEMS.len()];
+            let (key, spellings, text, improvement) = PROBLEMS[(v * 3 + b) % PROBLEMS.len()];
             let label = spellings[v % spellings.len()];
             let items: Vec<RedactedItem> = (0..c.items)
                 .map(|i| RedactedItem {
@@ -188,6 +203,7 @@ pub fn fleet_batches(c: &LoadConfig) -> Vec<FeedbackBatch> {
                 schema_version: 1,
                 problems: vec![ProblemSummary {
                     label: label.into(),
+                    key: key.into(),
                     keywords: text
                         .split_whitespace()
                         .take(3)

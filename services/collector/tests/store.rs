@@ -62,6 +62,13 @@ fn batch(
     }
 }
 
+fn keyed(mut b: FeedbackBatch, key: &str) -> FeedbackBatch {
+    for p in &mut b.problems {
+        p.key = key.into();
+    }
+    b
+}
+
 /// The same story told to a store: three cars, labels spelt three ways, a duplicate.
 async fn tell(store: &Store) -> Vec<Put> {
     let mut puts = Vec::new();
@@ -91,6 +98,20 @@ async fn tell(store: &Store) -> Vec<Put> {
             ],
         ),
         batch(4, "car-a", 2, 9, &[("车机 卡顿", &["卡顿"], 5, 2)]),
+        keyed(
+            batch(6, "car-e", 1, 4, &[("座椅加热不热", &["加热"], 2, 2)]),
+            "seat_heater/not_working",
+        ),
+        keyed(
+            batch(
+                7,
+                "car-f",
+                1,
+                5,
+                &[("Seat heater: not working", &["heater"], 1, 2)],
+            ),
+            "seat_heater/not_working",
+        ),
         batch(
             1,
             "car-a",
@@ -109,6 +130,8 @@ async fn contract(store: Store) -> serde_json::Value {
     assert_eq!(
         tell(&store).await,
         [
+            Put::Accepted,
+            Put::Accepted,
             Put::Accepted,
             Put::Accepted,
             Put::Accepted,
@@ -142,7 +165,7 @@ async fn contract(store: Store) -> serde_json::Value {
     }
     assert_eq!(accepted, 1);
     assert!(store.item_counts().await.unwrap().values().all(|n| *n == 1));
-    assert_eq!(store.item_counts().await.unwrap().len(), 15);
+    assert_eq!(store.item_counts().await.unwrap().len(), 21);
 
     let all = store.fleet(Window::default()).await.unwrap();
     assert_eq!(
@@ -151,7 +174,7 @@ async fn contract(store: Store) -> serde_json::Value {
             all["batches"].as_i64(),
             all["items"].as_i64()
         ),
-        (Some(4), Some(5), Some(15))
+        (Some(6), Some(7), Some(21))
     );
     let lag = &all["problems"][0];
     assert_eq!(lag["key"], "screen lag");
@@ -165,6 +188,15 @@ async fn contract(store: Store) -> serde_json::Value {
     assert_eq!(lag["keywords"][0], "lag");
     assert_eq!(lag["channels"], serde_json::json!(["voice", "app"]));
     assert_eq!(lag["quotes"].as_array().map(Vec::len), Some(3));
+    // A car reporting in Chinese and one in English meet under the analysis's own key.
+    let heater = all["problems"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["key"] == "seat_heater/not_working"))
+        .expect("the keyed problem");
+    assert_eq!(
+        (heater["vehicles"].as_i64(), heater["count"].as_i64()),
+        (Some(2), Some(3))
+    );
 
     // The first two days only: car-c's report (day 2) and the later ones fall outside.
     let early = store
@@ -180,7 +212,7 @@ async fn contract(store: Store) -> serde_json::Value {
     let stats = store.stats().await.unwrap();
     assert_eq!(
         (stats["batches"].as_i64(), stats["items"].as_i64()),
-        (Some(5), Some(15))
+        (Some(7), Some(21))
     );
     all
 }

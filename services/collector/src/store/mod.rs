@@ -5,8 +5,8 @@
 //! - the schema is versioned and migrated at start ([`MIGRATIONS`] per backend);
 //! - the fleet view is aggregated by the database over a time window, never by reading every
 //!   row into the process, and is the same JSON on both ([`fleet_json`]);
-//! - problem labels are stored with a normalised key ([`label_key`]), so the same problem from
-//!   different cars meets.
+//! - problems are grouped by a key ([`problem_key`]: the car's language-free key, else the
+//!   normalised label), so the same problem from different cars meets.
 
 mod postgres;
 mod sqlite;
@@ -141,7 +141,19 @@ impl Store {
     }
 }
 
-/// The key a problem label is grouped by: the car's analysis writes labels in the driver's
+/// The key a reported problem is grouped by: the car analysis's own language-free key when it
+/// sends one (`ProblemSummary.key`, e.g. `hmi_screen/lag`, so reports in Chinese and English
+/// meet), else its normalised label.
+pub fn problem_key(p: &cabin_proto::feedback::v1::ProblemSummary) -> String {
+    let key = p.key.trim();
+    if key.is_empty() {
+        label_key(&p.label)
+    } else {
+        key.to_lowercase()
+    }
+}
+
+/// The key a problem label is grouped by when there is no key: the car's analysis writes labels in the driver's
 /// language and its own casing and spacing ("Screen lag", "screen  lag ", "ＣａｒＰｌａｙ断连"),
 /// so case, full-width forms, runs of spaces and separators and trailing punctuation are
 /// folded away.

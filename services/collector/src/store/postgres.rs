@@ -15,7 +15,7 @@ use tokio_postgres::NoTls;
 use super::sqlite::{LABELS_SQL, TOTALS_SQL};
 use super::{
     FleetRows, LabelRow, Put, QUOTES, STATS_SQL, StoreError, TOP_KEYWORDS, TOP_LABELS, Window,
-    label_key,
+    problem_key,
 };
 
 /// Connections in the pool: enough for 16 concurrent senders.
@@ -203,7 +203,7 @@ impl PostgresStore {
                 .map(|p| {
                     serde_json::json!({
                         "label": p.label,
-                        "label_key": label_key(&p.label),
+                        "label_key": problem_key(p),
                         "count": p.count.min(i32::MAX as u32),
                         "severity": p.severity,
                         "sentiment": f64::from(p.sentiment),

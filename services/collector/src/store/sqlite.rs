@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     FleetRows, LabelRow, Put, QUOTES, STATS_SQL, StoreError, TOP_KEYWORDS, TOP_LABELS, Window,
-    label_key,
+    problem_key,
 };
 
 /// Versioned schema steps; `cabin_schema` records which ran. Version 1 is the schema of the
@@ -167,7 +167,7 @@ fn put_sync(
                 batch.batch_id,
                 batch.vehicle_pseudonym,
                 p.label,
-                label_key(&p.label),
+                problem_key(p),
                 p.count,
                 p.severity,
                 f64::from(p.sentiment),

@@ -149,6 +149,12 @@ pub fn problems(
         out.push(Problem {
             summary: ProblemSummary {
                 label: label(topic, symptom, zh),
+                key: match (topic, symptom) {
+                    (Some(t), Some(s)) => format!("{t}/{s}"),
+                    (Some(t), None) => t.to_string(),
+                    (None, Some(s)) => format!("/{s}"),
+                    (None, None) => String::new(),
+                },
                 keywords,
                 count,
                 trend: trend as i32,
