@@ -2,14 +2,16 @@
 //! answers in tunnels, with the persona and memory in its prompt.
 //!
 //! The model loads on the first reply, not at start, and its KV cache stays warm between
-//! turns: a chat pays for its new tokens only. A language the model does not speak, a model
+//! turns: a chat pays for its new tokens only. Loading runs on its own thread and a reply waits
+//! for it (and for a reply still running) only until its deadline, so a slow load never holds a
+//! turn past it: the chain answers from the next backend and the model is ready next time. A language the model does not speak, a model
 //! that cannot load, or a reply that comes out empty is `Unavailable`, so the chain moves on.
 //! Small models cannot call tools reliably; this backend takes no actions.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use cabin_lm::{
     Conversation, Limits, LmConfig, LmError, LmModel, LoadOptions, Message, Role, Sampling,
@@ -82,6 +84,10 @@ pub struct LocalLmBackend {
     /// The loaded model with its warm cache and when it last answered; `None` until the
     /// first reply, after `unload`, and after an idle spell.
     loaded: Arc<Mutex<Option<Loaded>>>,
+    /// A load is running on its own thread.
+    loading: Arc<AtomicBool>,
+    /// Why the last background load failed, for the next reply to say.
+    load_error: Arc<Mutex<Option<BackendError>>>,
 }
 
 struct Loaded {
@@ -120,7 +126,63 @@ impl LocalLmBackend {
                 })
                 .map_err(|e| format!("cannot start the idle-unload thread: {e}"))?;
         }
-        Ok(Self { config, loaded })
+        Ok(Self {
+            config,
+            loaded,
+            loading: Arc::new(AtomicBool::new(false)),
+            load_error: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// The model slot, waiting for a reply still running only until `deadline`.
+    fn slot_until(
+        &self,
+        deadline: Instant,
+    ) -> Result<MutexGuard<'_, Option<Loaded>>, BackendError> {
+        loop {
+            match self.loaded.try_lock() {
+                Ok(slot) => return Ok(slot),
+                Err(std::sync::TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(BackendError::Unavailable(
+                    "the on-device model is still busy with an earlier reply".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Starts loading the model on its own thread unless a load is already running.
+    fn start_loading(&self) {
+        if self.loading.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (config, loaded, loading, load_error) = (
+            self.config.clone(),
+            self.loaded.clone(),
+            self.loading.clone(),
+            self.load_error.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("lm-load".into())
+            .spawn(move || {
+                let result = load(&config);
+                match result {
+                    Ok(model) => {
+                        *loaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(model);
+                    }
+                    Err(e) => *load_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
+                }
+                loading.store(false, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            self.loading.store(false, Ordering::SeqCst);
+            *self.load_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(
+                BackendError::Unavailable(format!("cannot start loading the model: {e}")),
+            );
+        }
     }
 
     /// Frees the model's memory; the next reply loads it again.
@@ -145,22 +207,22 @@ impl LocalLmBackend {
             .map(|c| c.languages)
             .map_err(|e| BackendError::Unavailable(format!("on-device model: {e}")))
     }
+}
 
-    fn load(&self) -> Result<Loaded, BackendError> {
-        let model = LmModel::load(
-            &self.config.model_dir,
-            &LoadOptions {
-                require_manifest: true,
-                threads: self.config.threads,
-                max_context: self.config.max_context,
-            },
-        )
-        .map_err(|e| BackendError::Unavailable(format!("on-device model: {e}")))?;
-        Ok(Loaded {
-            conversation: Conversation::new(Arc::new(model)),
-            last_used: Instant::now(),
-        })
-    }
+fn load(config: &LocalLmConfig) -> Result<Loaded, BackendError> {
+    let model = LmModel::load(
+        &config.model_dir,
+        &LoadOptions {
+            require_manifest: true,
+            threads: config.threads,
+            max_context: config.max_context,
+        },
+    )
+    .map_err(|e| BackendError::Unavailable(format!("on-device model: {e}")))?;
+    Ok(Loaded {
+        conversation: Conversation::new(Arc::new(model)),
+        last_used: Instant::now(),
+    })
 }
 
 impl Backend for LocalLmBackend {
@@ -175,7 +237,7 @@ impl Backend for LocalLmBackend {
         on_token: &mut dyn FnMut(&str),
         cancel: &AtomicBool,
     ) -> Result<Draft, BackendError> {
-        let mut slot = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.slot_until(deadline)?;
         let languages = match slot.as_ref() {
             Some(loaded) => loaded.conversation.model().config().languages.clone(),
             // Asked before loading, so a language the model cannot answer costs no load.
@@ -189,7 +251,29 @@ impl Backend for LocalLmBackend {
             )));
         }
         if slot.is_none() {
-            *slot = Some(self.load()?);
+            drop(slot);
+            self.start_loading();
+            loop {
+                if let Some(e) = self
+                    .load_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                {
+                    return Err(e);
+                }
+                slot = self.slot_until(deadline)?;
+                if slot.is_some() {
+                    break;
+                }
+                drop(slot);
+                if Instant::now() >= deadline {
+                    return Err(BackendError::Unavailable(
+                        "the on-device model is still loading".into(),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         let loaded = slot.as_mut().expect("loaded above");
         loaded.last_used = Instant::now();

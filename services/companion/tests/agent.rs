@@ -816,6 +816,27 @@ fn an_idle_on_device_model_is_unloaded_and_loads_again() {
     );
     assert!(!backend.is_loaded());
 
+    // A reply due now does not wait for the load: it is refused at once, the load goes on in
+    // the background, and the model is there for the next reply.
+    let hurried = backend.respond(
+        &request,
+        Instant::now(),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    );
+    match hurried {
+        Err(BackendError::Unavailable(why)) => assert!(why.contains("loading"), "{why}"),
+        other => panic!("{:?}", other.map(|d| d.text)),
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !backend.is_loaded() {
+        assert!(
+            Instant::now() < deadline,
+            "the background load never finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     let first = reply(&backend);
     assert!(backend.is_loaded());
     let deadline = Instant::now() + Duration::from_secs(20);
