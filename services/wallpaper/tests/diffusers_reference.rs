@@ -63,6 +63,12 @@ fn tokenizer_gives_the_ids_diffusers_gave() {
 
 #[test]
 fn pipeline_matches_diffusers_on_the_same_weights() {
+    pipeline_matches_diffusers();
+}
+
+/// Every reference case: the final latents and the image as diffusers made them. Also run
+/// with the portable kernels only (`tests/portable_kernels.rs`).
+pub fn pipeline_matches_diffusers() {
     let model = Model::load(&fixture(), &LoadOptions::default()).unwrap();
     let cases: Value = serde_json::from_str(
         &std::fs::read_to_string(fixture().join("reference/cases.json")).unwrap(),

@@ -120,9 +120,12 @@ fn head(
 /// one over each column's sum.
 fn softmax_down_columns(kernel: Kernel, scores: &mut [f32]) -> [f32; NT] {
     #[cfg(target_arch = "x86_64")]
-    if kernel == Kernel::Avx512 {
+    match kernel {
         // SAFETY: `Kernel::Avx512` is only chosen where AVX-512F was detected.
-        return unsafe { x86::softmax_down_columns_avx512(scores) };
+        Kernel::Avx512 => return unsafe { x86::softmax_down_columns_avx512(scores) },
+        // SAFETY: `Kernel::Avx2` is only chosen where AVX2 and FMA were detected.
+        Kernel::Avx2 => return unsafe { x86::softmax_down_columns_avx2(scores) },
+        Kernel::Portable => {}
     }
     let _ = kernel;
     softmax_down_columns_body(scores)
@@ -155,6 +158,13 @@ mod x86 {
     /// AVX-512F is available.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn softmax_down_columns_avx512(scores: &mut [f32]) -> [f32; NT] {
+        super::softmax_down_columns_body(scores)
+    }
+
+    /// # Safety
+    /// AVX2 and FMA are available.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn softmax_down_columns_avx2(scores: &mut [f32]) -> [f32; NT] {
         super::softmax_down_columns_body(scores)
     }
 }
@@ -345,6 +355,24 @@ mod tests {
         }
         assert_eq!(exp_nonpositive(-1000.0), exp_nonpositive(-87.0));
         assert!(exp_nonpositive(-1000.0) < 2e-38);
+    }
+
+    #[test]
+    fn every_kernel_takes_the_same_softmax() {
+        let keys = 61;
+        let scores: Vec<f32> = noise(keys * NT, 7).iter().map(|v| v * 8.0).collect();
+        let mut want = scores.clone();
+        let want_norms = softmax_down_columns_body(&mut want);
+        for kernel in Kernel::available() {
+            let mut got = scores.clone();
+            let norms = softmax_down_columns(kernel, &mut got);
+            for (g, w) in got.iter().zip(&want).chain(norms.iter().zip(&want_norms)) {
+                assert!(
+                    (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                    "{kernel:?}: {g} != {w}"
+                );
+            }
+        }
     }
 
     #[test]

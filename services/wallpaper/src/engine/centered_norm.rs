@@ -19,6 +19,7 @@ use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
 use super::attention::exp_nonpositive;
+use super::conv3x3::Kernel;
 use super::plan_rewrite::{on_tract_pool, same_bits, swap_in};
 
 /// Sum of a row in 16 independent lanes: vectorises, and keeps the rounding error of a long
@@ -117,12 +118,22 @@ fn affine<const SILU: bool>(row: &mut [f32], first: usize, mean: f32, scale: f32
     }
 }
 
-fn normalise_row(row: &mut [f32], first: usize, eps: f32, epilogue: Option<&Epilogue>) {
+fn normalise_row(
+    kernel: Kernel,
+    row: &mut [f32],
+    first: usize,
+    eps: f32,
+    epilogue: Option<&Epilogue>,
+) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the feature was just detected.
-        return unsafe { x86::normalise_row_avx512(row, first, eps, epilogue) };
+    match kernel {
+        // SAFETY: `Kernel::Avx512` is only chosen where AVX-512F was detected.
+        Kernel::Avx512 => return unsafe { x86::normalise_row_avx512(row, first, eps, epilogue) },
+        // SAFETY: `Kernel::Avx2` is only chosen where AVX2 and FMA were detected.
+        Kernel::Avx2 => return unsafe { x86::normalise_row_avx2(row, first, eps, epilogue) },
+        Kernel::Portable => {}
     }
+    let _ = kernel;
     normalise_row_body(row, first, eps, epilogue)
 }
 
@@ -141,11 +152,24 @@ mod x86 {
     ) {
         super::normalise_row_body(row, first, eps, epilogue)
     }
+
+    /// # Safety
+    /// AVX2 and FMA are available.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn normalise_row_avx2(
+        row: &mut [f32],
+        first: usize,
+        eps: f32,
+        epilogue: Option<&Epilogue>,
+    ) {
+        super::normalise_row_body(row, first, eps, epilogue)
+    }
 }
 
 /// The tract op: one f32 input, normalised along its last axis, then its epilogue if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CenteredNorm {
+    kernel: Kernel,
     /// The bits of the f32 epsilon (so the op can be `Eq`).
     eps: u32,
     epilogue: Option<Arc<Epilogue>>,
@@ -198,7 +222,7 @@ impl EvalOp for CenteredNorm {
             on_tract_pool(pieces, |(p, piece): (usize, &mut [f32])| {
                 for (r, values) in piece.chunks_exact_mut(row).enumerate() {
                     let first = (p * rows_per_piece + r) * row;
-                    normalise_row(values, first, eps, epilogue);
+                    normalise_row(self.kernel, values, first, eps, epilogue);
                 }
             });
         }
@@ -408,6 +432,7 @@ pub(crate) fn replace_centered_norms(model: &mut TypedModel) -> TractResult<usiz
             None => (id, None),
         };
         let op = CenteredNorm {
+            kernel: Kernel::best(),
             eps: eps.to_bits(),
             epilogue,
         };
@@ -423,20 +448,22 @@ mod tests {
 
     #[test]
     fn rows_come_out_centred_with_unit_variance() {
-        // A long row with a large offset: the sums must not lose the small spread.
-        let mut row: Vec<f32> = (0..40961)
-            .map(|i| 1000.0 + ((i * 37) % 101) as f32 * 0.01)
-            .collect();
-        normalise_row(&mut row, 0, 1e-6, None);
-        let n = row.len() as f64;
-        let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-        let var = row
-            .iter()
-            .map(|&v| (f64::from(v) - mean).powi(2))
-            .sum::<f64>()
-            / n;
-        assert!(mean.abs() < 1e-3, "mean {mean}");
-        assert!((var - 1.0).abs() < 1e-3, "variance {var}");
+        for kernel in Kernel::available() {
+            // A long row with a large offset: the sums must not lose the small spread.
+            let mut row: Vec<f32> = (0..40961)
+                .map(|i| 1000.0 + ((i * 37) % 101) as f32 * 0.01)
+                .collect();
+            normalise_row(kernel, &mut row, 0, 1e-6, None);
+            let n = row.len() as f64;
+            let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let var = row
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            assert!(mean.abs() < 1e-3, "{kernel:?}: mean {mean}");
+            assert!((var - 1.0).abs() < 1e-3, "{kernel:?}: variance {var}");
+        }
     }
 
     #[test]

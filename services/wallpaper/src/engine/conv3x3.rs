@@ -73,10 +73,17 @@ pub(super) enum Kernel {
 }
 
 impl Kernel {
+    /// The fastest kernel this machine runs, capped by `CABIN_SIMD` (`portable`, `avx2`) or
+    /// [`super::use_portable_kernels`], so the portable code a car without these extensions
+    /// runs is tested and measured here too.
     pub(super) fn best() -> Self {
+        let cap = std::env::var("CABIN_SIMD").unwrap_or_default();
+        if cap == "portable" || super::portable_only() {
+            return Self::Portable;
+        }
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if cap != "avx2" && std::arch::is_x86_feature_detected!("avx512f") {
                 return Self::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2")

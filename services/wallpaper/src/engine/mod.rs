@@ -21,6 +21,20 @@ pub mod tokenizer;
 pub mod upscaler;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Holds every cabin kernel to its portable code in models loaded from now on, as
+/// `CABIN_SIMD=portable` does: what a CPU without AVX2 or AVX-512 runs, tested and measured on
+/// one that has them.
+pub fn use_portable_kernels() {
+    PORTABLE_ONLY.store(true, Ordering::SeqCst);
+}
+
+fn portable_only() -> bool {
+    PORTABLE_ONLY.load(Ordering::SeqCst)
+}
 
 /// What can go wrong turning a prompt into a picture.
 #[derive(Debug, thiserror::Error)]
