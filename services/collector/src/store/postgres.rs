@@ -121,8 +121,19 @@ pub struct PostgresStore {
     pool: Pool,
 }
 
-fn pool_error(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Pool(e.to_string())
+/// The error with its causes ("error connecting to server: Connection refused"), which
+/// tokio-postgres keeps out of its own message.
+fn pool_error(e: impl std::error::Error) -> StoreError {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    StoreError::Pool(text)
 }
 
 impl PostgresStore {
