@@ -148,6 +148,7 @@ const PROBLEMS: &[Reported] = &[
     ),
 ];
 
+/// A version-4 UUID from the run's seeded generator, so a run is the same batches every time.
 fn uuid(rng: &mut u64) -> String {
     let mut next = || {
         *rng ^= *rng << 13;
@@ -155,16 +156,10 @@ fn uuid(rng: &mut u64) -> String {
         *rng ^= *rng << 17;
         *rng
     };
-    let (a, b) = (next(), next());
-    let hex = format!("{a:016x}{b:016x}");
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[13..16],
-        &hex[17..20],
-        &hex[20..32]
-    )
+    let bytes = (u128::from(next()) << 64 | u128::from(next())).to_le_bytes();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// The batches of one run, deterministic for a seed.
