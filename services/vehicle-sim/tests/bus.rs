@@ -161,7 +161,21 @@ async fn bad_input_is_a_named_error_and_changes_nothing() {
         matches!(err, zbus::Error::MethodError(ref n, _, _) if n.as_str() == "org.cabin.Error.InvalidArgument")
     );
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A good update after the bad ones is the barrier: the service's signals arrive in order,
+    // so once its change is seen, any change the bad ones made would have been seen too.
+    let good: std::collections::HashMap<&str, zbus::Variant<'_>> =
+        [("Latitude", zbus::Variant::from(12.5f64))]
+            .into_iter()
+            .collect();
+    proxy.call_method("Update", &(good,)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while vehicle.snapshot().latitude != 12.5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the good update never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         vehicle.snapshot().speed_kmh,
         0.0,
