@@ -62,6 +62,20 @@ impl BusChoice {
     }
 }
 
+/// Takes `name` on a connection that already serves its objects and has restored its state,
+/// so the first caller after the name appears sees the service as it was. Fails if another
+/// process owns the name, so two copies never split the calls.
+pub async fn claim_name(conn: &zbus::Connection, name: &'static str) -> zbus::Result<()> {
+    use zbus::fdo::{RequestNameFlags, RequestNameReply};
+    match conn
+        .request_name_with_flags(name, RequestNameFlags::DO_NOT_QUEUE)
+        .await?
+    {
+        RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner => Ok(()),
+        RequestNameReply::Exists | RequestNameReply::InQueue => Err(zbus::Error::NameTaken),
+    }
+}
+
 /// Finishes a service's builder: objects are served first, then `name` is requested.
 /// Fails if another process already owns the name, so two copies never split the calls.
 pub async fn serve(

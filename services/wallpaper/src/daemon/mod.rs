@@ -319,8 +319,10 @@ impl Core {
     }
 }
 
-/// Serves the wallpaper service on `bus`: objects first, then the name; then follows the
-/// vehicle context and the worker. Returns the connection (drop it to stop serving).
+/// Serves the wallpaper service on `bus`: objects first, then what was shown restored, then the
+/// name (a client that calls as soon as the name appears after a crash sees the picture it
+/// saw before); then follows the vehicle context and the worker. Returns the connection (drop
+/// it to stop serving).
 pub async fn serve(
     bus: &cabin_common::bus::BusChoice,
     config: Config,
@@ -328,10 +330,10 @@ pub async fn serve(
 ) -> Result<zbus::Connection, String> {
     let fixed_vehicle = config.vehicle.is_some();
     let (core, events) = Core::open(config, state_dir)?;
-    let builder = bus
+    let conn = bus
         .builder()
-        .serve_at(OBJECT_PATH, Wallpaper::new(core.clone()));
-    let conn = cabin_common::bus::serve(builder, BUS_NAME)
+        .serve_at(OBJECT_PATH, Wallpaper::new(core.clone()))
+        .build()
         .await
         .map_err(|e| format!("cannot serve {BUS_NAME} on the {bus} bus: {e}"))?;
     let service = conn
@@ -356,6 +358,9 @@ pub async fn serve(
         core.queue().make_variants(entry);
     }
     service::refresh(&core, &service, Reason::Restored, true).await;
+    cabin_common::bus::claim_name(&conn, BUS_NAME)
+        .await
+        .map_err(|e| format!("cannot serve {BUS_NAME} on the {bus} bus: {e}"))?;
     tokio::spawn(pump(core.clone(), conn.clone(), service.clone(), events));
     tokio::spawn(follow(core, service));
     Ok(conn)
