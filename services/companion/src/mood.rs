@@ -98,16 +98,9 @@ pub fn detect(text: &str) -> MoodReading {
 const CLAUSE_SPEAKS: f32 = 0.5;
 
 fn read(text: &str) -> MoodReading {
-    let normalized = cabin_text::normalize(text);
-    let p = cabin_text::talk_model::moods().predict(&normalized);
-    let best = (0..p.len())
-        .max_by(|a, b| p[*a].total_cmp(&p[*b]))
-        .unwrap_or(0);
-    match Mood::ALL.get(best) {
-        Some(mood) if *mood != Mood::Neutral => MoodReading {
-            mood: *mood,
-            strength: p[best],
-        },
+    let (label, p) = cabin_text::talk_model::moods().top(&cabin_text::normalize(text));
+    match Mood::ALL.into_iter().find(|m| m.as_str() == label) {
+        Some(mood) if mood != Mood::Neutral => MoodReading { mood, strength: p },
         _ => MoodReading {
             mood: Mood::Neutral,
             strength: 0.0,

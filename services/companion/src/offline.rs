@@ -294,6 +294,12 @@ impl Intent {
         Intent::Question,
         Intent::Smalltalk,
     ];
+
+    /// The act model's label for this intent (`cabin_text::talk_model::ACTS`).
+    pub fn act(self) -> &'static str {
+        let k = Self::BY_ACT.iter().position(|i| *i == self).unwrap_or(0);
+        cabin_text::talk_model::ACTS[k]
+    }
 }
 
 /// What a message is doing, read by the learned act model of the shared text layer
@@ -301,17 +307,13 @@ impl Intent {
 /// odds the engine does not commit to a topic and makes small talk: a line about traffic
 /// jams is worse than a general one when the driver only said the road is quiet.
 pub fn detect_intent(text: &str) -> Intent {
-    let normalized = cabin_text::normalize(text);
-    let p = cabin_text::talk_model::acts().predict(&normalized);
-    let best = (0..p.len())
-        .max_by(|a, b| p[*a].total_cmp(&p[*b]))
-        .unwrap_or(Intent::BY_ACT.len() - 1);
-    if p[best] < ACT_CONFIDENCE {
+    let (act, p) = cabin_text::talk_model::acts().top(&cabin_text::normalize(text));
+    if p < ACT_CONFIDENCE {
         return Intent::Smalltalk;
     }
     Intent::BY_ACT
-        .get(best)
-        .copied()
+        .into_iter()
+        .find(|i| i.act() == act)
         .unwrap_or(Intent::Smalltalk)
 }
 
@@ -752,18 +754,13 @@ mod tests {
 
     #[test]
     fn intents_are_the_act_models_labels_in_order() {
-        let snake = |i: Intent| {
-            let mut out = String::new();
-            for (k, c) in format!("{i:?}").chars().enumerate() {
-                if c.is_uppercase() && k > 0 {
-                    out.push('_');
-                }
-                out.push(c.to_ascii_lowercase());
-            }
-            out
-        };
-        let names: Vec<String> = Intent::BY_ACT.iter().map(|i| snake(*i)).collect();
-        assert_eq!(names, cabin_text::talk_model::ACTS);
+        // The labels are the variants' names in snake case, in the model's order.
+        for (intent, act) in Intent::BY_ACT.iter().zip(cabin_text::talk_model::ACTS) {
+            let name = format!("{intent:?}").to_lowercase();
+            assert_eq!(name, act.replace('_', ""), "{intent:?}");
+            assert_eq!(intent.act(), act);
+        }
+        assert_eq!(Intent::BY_ACT.len(), cabin_text::talk_model::ACTS.len());
     }
 
     #[test]

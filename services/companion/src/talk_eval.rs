@@ -50,17 +50,6 @@ pub fn parse(jsonl: &str) -> Result<Vec<Labelled>, String> {
         .collect()
 }
 
-fn act_name(text: &str) -> String {
-    let mut out = String::new();
-    for (k, c) in format!("{:?}", detect_intent(text)).chars().enumerate() {
-        if c.is_uppercase() && k > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
-}
-
 fn score(set: &[(&Labelled, String, Mood)]) -> Scores {
     let n = set.len().max(1) as f64;
     let act_right = set.iter().filter(|(l, act, _)| l.act == *act).count();
@@ -90,7 +79,10 @@ fn score(set: &[(&Labelled, String, Mood)]) -> Scores {
 pub fn evaluate(set: &[Labelled]) -> Report {
     let read: Vec<(&Labelled, String, Mood)> = set
         .iter()
-        .map(|l| (l, act_name(&l.text), mood::detect(&l.text).mood))
+        .map(|l| {
+            let act = detect_intent(&l.text).act().to_string();
+            (l, act, mood::detect(&l.text).mood)
+        })
         .collect();
     let of_lang = |lang: &str| -> Vec<(&Labelled, String, Mood)> {
         read.iter().filter(|r| r.0.lang == lang).cloned().collect()

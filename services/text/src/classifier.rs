@@ -419,6 +419,14 @@ fn softmax(z: &mut [f32]) {
     }
 }
 
+/// A model compiled into the build: refused loudly if it does not parse or its labels are not
+/// `labels` (the tests check every shipped file, so this cannot fire in a tested build).
+pub fn compiled_in(bytes: &[u8], labels: &[&str], file: &str) -> Classifier {
+    Classifier::from_bytes(bytes)
+        .and_then(|m| m.expect_labels(labels))
+        .unwrap_or_else(|e| panic!("{file} is compiled in and checked by the tests: {e}"))
+}
+
 /// The examples of a JSONL set (`{"text", FIELD, ...}` a line), normalised, with the index
 /// of their label in `labels`.
 pub fn examples(jsonl: &str, field: &str, labels: &[&str]) -> Result<Vec<(String, usize)>, String> {

@@ -25,9 +25,11 @@ pub fn bundled() -> &'static Classifier {
     static MODEL: OnceLock<Classifier> = OnceLock::new();
     // Compiled in and checked by the tests (it must equal a fresh training run).
     MODEL.get_or_init(|| {
-        Classifier::from_bytes(include_bytes!("../data/intent-model.bin"))
-            .and_then(|m| m.expect_labels(&INTENTS))
-            .expect("data/intent-model.bin is compiled in and checked by the tests")
+        crate::classifier::compiled_in(
+            include_bytes!("../data/intent-model.bin"),
+            &INTENTS,
+            "data/intent-model.bin",
+        )
     })
 }
 

@@ -59,9 +59,11 @@ pub const MOOD_TRAINING: Training = Training {
 pub fn acts() -> &'static Classifier {
     static MODEL: OnceLock<Classifier> = OnceLock::new();
     MODEL.get_or_init(|| {
-        Classifier::from_bytes(include_bytes!("../data/talk-act-model.bin"))
-            .and_then(|m| m.expect_labels(&ACTS))
-            .expect("data/talk-act-model.bin is compiled in and checked by the tests")
+        crate::classifier::compiled_in(
+            include_bytes!("../data/talk-act-model.bin"),
+            &ACTS,
+            "data/talk-act-model.bin",
+        )
     })
 }
 
@@ -69,9 +71,11 @@ pub fn acts() -> &'static Classifier {
 pub fn moods() -> &'static Classifier {
     static MODEL: OnceLock<Classifier> = OnceLock::new();
     MODEL.get_or_init(|| {
-        Classifier::from_bytes(include_bytes!("../data/talk-mood-model.bin"))
-            .and_then(|m| m.expect_labels(&MOODS))
-            .expect("data/talk-mood-model.bin is compiled in and checked by the tests")
+        crate::classifier::compiled_in(
+            include_bytes!("../data/talk-mood-model.bin"),
+            &MOODS,
+            "data/talk-mood-model.bin",
+        )
     })
 }
 
