@@ -4,6 +4,7 @@
 #   onnx/train/make_model.sh [HOURS]        # this sitting's budget, default 2.5; run it again to go on
 #   FRESH=1 onnx/train/make_model.sh        # start every stage over
 #   VERSION=0.3.0 onnx/train/make_model.sh  # the manifest's version at the end
+#   THREADS=1 taskset -c 0 onnx/train/make_model.sh  # leave the other core to other work
 #
 # The stages run in order; each one resumes from its checkpoint in onnx/train/checkpoints/ (fp16
 # weights, committed until the model ships) or, on the same machine, from its full state in
@@ -22,6 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 hours=${1:-2.5}
+threads=${THREADS:-2}
 py=onnx/.venv/bin/python
 out=onnx/wallpaper-tiny
 fresh=()
@@ -42,7 +44,7 @@ for stage in autoencoder denoiser upscaler; do
         exit 0
     fi
     set +e
-    "$py" "onnx/train/train_$stage.py" --sitting-minutes "$left" "${fresh[@]}"
+    "$py" "onnx/train/train_$stage.py" --sitting-minutes "$left" --threads "$threads" "${fresh[@]}"
     rc=$?
     set -e
     if (( rc == 75 )); then

@@ -2,7 +2,8 @@
 //!
 //! 10,000 owner statements (the 360 of `eval/`, each with a varying spoken or written tail) on
 //! one thread. Prints one JSON object with the CPU it ran on:
-//! - `read_statements_per_s`: the clustering input stage (normalise, lexicon, words, tone);
+//! - `read_statements_per_s`: the clustering input stage (normalise, lexicon, words, tone, the
+//!   learned concept model);
 //!   the target is ≥ 20,000/s on one core;
 //! - `cluster_10k_s`: average-linkage clustering of the 10,000 readings (target ≤ 2 s);
 //! - `problems_10k_s`: reading, clustering and the summaries together.

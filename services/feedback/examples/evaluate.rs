@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use cabin_feedback::analysis::eval::{parse_labelled, score};
+use cabin_feedback::analysis::clustering::Weights;
+use cabin_feedback::analysis::eval::{parse_labelled, score_with};
 use cabin_feedback::analysis::read;
 
 fn main() -> ExitCode {
@@ -19,7 +20,22 @@ fn main() -> ExitCode {
         explain(args.get(i + 1).map_or("", |s| s.as_str()));
         return ExitCode::SUCCESS;
     }
-    let files: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let weights_at = args.iter().position(|a| a == "--weights");
+    let weights =
+        match weights_at.map(|i| Weights::parse(args.get(i + 1).map_or("", String::as_str))) {
+            None => Weights::default(),
+            Some(Ok(w)) => w,
+            Some(Err(e)) => {
+                eprintln!("--weights: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let files: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && weights_at.is_none_or(|w| *i != w + 1))
+        .map(|(_, a)| a)
+        .collect();
     if files.is_empty() {
         eprintln!("usage: evaluate [--groups] LABELLED.jsonl...");
         return ExitCode::from(2);
@@ -35,7 +51,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let (s, groups) = score(&rows);
+        let (s, groups) = score_with(&rows, &weights);
         println!(
             "{file}: {} statements, {} problems -> {} groups: purity {:.3}, ARI {:.3}, split by language: {:?}",
             s.statements, s.problems, s.groups, s.purity, s.ari, s.split_by_language
@@ -45,7 +61,13 @@ fn main() -> ExitCode {
             let truth: Vec<&str> = rows.iter().map(|r| r.problem.as_str()).collect();
             for step in 4..=14 {
                 let at = step as f32 * 0.05;
-                let g = cabin_feedback::analysis::clustering::cluster_at(&readings, at);
+                let g = cabin_feedback::analysis::clustering::cluster_with(
+                    &readings,
+                    &Weights {
+                        merge_at: at,
+                        ..weights
+                    },
+                );
                 let (purity, ari) = cabin_feedback::analysis::clustering_quality(&g, &truth);
                 let n = g.iter().max().map_or(0, |m| m + 1);
                 println!("    merge at {at:.2}: {n} groups, purity {purity:.3}, ARI {ari:.3}");

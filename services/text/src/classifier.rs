@@ -15,7 +15,7 @@ use crate::script::is_han;
 
 /// Hash space of the features: 2^20 buckets keep collisions rare (a few in a hundred) for
 /// tens of thousands of distinct n-grams. Only the buckets training touched are stored.
-const BUCKETS: usize = 1 << 20;
+pub(crate) const BUCKETS: usize = 1 << 20;
 const MAGIC: &[u8; 8] = b"CABINTC2";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -86,24 +86,46 @@ fn fnv1a(parts: &[&str]) -> u32 {
     h
 }
 
+/// One feature of the caller's own (a concept a lexicon found, say), hashed into the same
+/// table as the text's: `parts` name it, the first being a kind no text feature uses.
+pub fn feature(parts: &[&str]) -> u32 {
+    fnv1a(parts) % BUCKETS as u32
+}
+
+/// The hash of `fnv1a(&[kind, s])` where `s` is `chars` written out, without writing it.
+fn hash_chars(kind: &str, chars: &[char]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in kind.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h ^= 0x1f;
+    h = h.wrapping_mul(0x0100_0193);
+    let mut buf = [0u8; 4];
+    for c in chars {
+        for b in c.encode_utf8(&mut buf).bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    }
+    h % BUCKETS as u32
+}
+
 /// The hashed features of a normalised utterance (sorted, without repeats).
 pub fn features(text: &str) -> Vec<u32> {
-    let mut out: Vec<u32> = Vec::with_capacity(64);
-    let mut push = |parts: &[&str]| out.push(fnv1a(parts) % BUCKETS as u32);
+    let mut out: Vec<u32> = Vec::with_capacity(128);
     let mut words: Vec<String> = Vec::new();
-    let mut han = String::new();
-    let flush_han = |han: &mut String, push: &mut dyn FnMut(&[&str])| {
-        let chars: Vec<char> = han.chars().collect();
+    let mut han: Vec<char> = Vec::new();
+    let flush_han = |chars: &mut Vec<char>, out: &mut Vec<u32>| {
         for n in 1..=3 {
             for w in chars.windows(n) {
-                let s: String = w.iter().collect();
-                push(&["z", &s]);
+                out.push(hash_chars("z", w));
             }
         }
         // Where a run starts and ends says a lot ("...吧", "帮我...").
         if let (Some(f), Some(l)) = (chars.first(), chars.last()) {
-            push(&["zs", &f.to_string()]);
-            push(&["ze", &l.to_string()]);
+            out.push(hash_chars("zs", std::slice::from_ref(f)));
+            out.push(hash_chars("ze", std::slice::from_ref(l)));
         }
         // What a negation governs reads apart from the same words unnegated ("心情不好" is not
         // "心情好"): the one or two characters after 不/没/别.
@@ -111,13 +133,12 @@ pub fn features(text: &str) -> Vec<u32> {
             if matches!(c, '不' | '没' | '别') {
                 for n in 1..=2 {
                     if let Some(w) = chars.get(i + 1..i + 1 + n) {
-                        let s: String = w.iter().collect();
-                        push(&["zn", &s]);
+                        out.push(hash_chars("zn", w));
                     }
                 }
             }
         }
-        han.clear();
+        chars.clear();
     };
     for token in text.split_whitespace() {
         let mut latin = String::new();
@@ -129,7 +150,7 @@ pub fn features(text: &str) -> Vec<u32> {
                 han.push(c);
             } else {
                 if !han.is_empty() {
-                    flush_han(&mut han, &mut push);
+                    flush_han(&mut han, &mut out);
                 }
                 if c.is_alphanumeric() || c == '\'' {
                     latin.push(c);
@@ -137,13 +158,16 @@ pub fn features(text: &str) -> Vec<u32> {
             }
         }
         if !han.is_empty() {
-            flush_han(&mut han, &mut push);
+            flush_han(&mut han, &mut out);
         }
         if !latin.is_empty() {
             words.push(latin);
         }
     }
     // Words in a negation's scope (the next three) also count as negated ("not happy").
+    let mut push = |parts: &[&str]| out.push(fnv1a(parts) % BUCKETS as u32);
+    let mut marked: Vec<char> = Vec::new();
+    let mut trigrams: Vec<u32> = Vec::new();
     let mut negated = 0usize;
     for (i, w) in words.iter().enumerate() {
         if negated > 0 {
@@ -166,15 +190,16 @@ pub fn features(text: &str) -> Vec<u32> {
         if let Some(next) = words.get(i + 1) {
             push(&["ww", w, next]);
         }
-        let marked: Vec<char> = format!("^{w}$").chars().collect();
-        for g in marked.windows(3) {
-            let s: String = g.iter().collect();
-            push(&["c", &s]);
-        }
+        marked.clear();
+        marked.push('^');
+        marked.extend(w.chars());
+        marked.push('$');
+        trigrams.extend(marked.windows(3).map(|g| hash_chars("c", g)));
     }
     if let Some(first) = words.first() {
         push(&["ws", first]);
     }
+    out.append(&mut trigrams);
     out.sort_unstable();
     out.dedup();
     out
@@ -407,7 +432,7 @@ impl Classifier {
     }
 }
 
-fn softmax(z: &mut [f32]) {
+pub(crate) fn softmax(z: &mut [f32]) {
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for v in z.iter_mut() {

@@ -8,6 +8,7 @@
 //! Architecture invariant: pure functions over text and bundled data; links no cabin crate.
 
 pub mod classifier;
+pub mod embedder;
 pub mod intent_model;
 pub mod normalize;
 pub mod scene;

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::{cluster, clustering_quality, language_splits, read};
+use super::clustering::{Weights, cluster_with};
+use super::{clustering_quality, language_splits, read};
 
 #[derive(Debug, Deserialize)]
 pub struct LabelledRow {
@@ -43,8 +44,13 @@ pub fn parse_labelled(text: &str) -> Result<Vec<LabelledRow>, String> {
 
 /// Clusters the rows and scores the grouping against their labels.
 pub fn score(rows: &[LabelledRow]) -> (Score, Vec<usize>) {
+    score_with(rows, &Weights::default())
+}
+
+/// `score` with explicit clustering weights (for tuning).
+pub fn score_with(rows: &[LabelledRow], w: &Weights) -> (Score, Vec<usize>) {
     let readings: Vec<_> = rows.iter().map(|r| read(&r.text)).collect();
-    let groups = cluster(&readings);
+    let groups = cluster_with(&readings, w);
     let truth: Vec<&str> = rows.iter().map(|r| r.problem.as_str()).collect();
     let zh: Vec<bool> = rows
         .iter()

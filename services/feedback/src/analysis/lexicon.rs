@@ -40,6 +40,8 @@ pub struct Concept {
     pub safety: bool,
     pub improvement_en: String,
     pub improvement_zh: String,
+    /// A symptom that only says something is wrong, or how often (broken, sometimes, error).
+    pub generic: bool,
 }
 
 /// What a matched span means.
@@ -54,6 +56,9 @@ pub enum Tone {
 /// The lexicon with its matchers, built once per process.
 pub struct Lexicon {
     pub concepts: Vec<Concept>,
+    /// Every word listed for a concept (both languages), with the concept's index: the
+    /// learned concept model trains on them beside its corpus.
+    pub words: Vec<(u16, String)>,
     by_id: HashMap<String, u16>,
     concept_en: PhraseTable<u16>,
     concept_zh: (AhoCorasick, Vec<u16>),
@@ -101,6 +106,8 @@ struct SymptomDef {
     area: Option<String>,
     en: String,
     zh: String,
+    #[serde(default)]
+    generic: bool,
     words_en: Vec<String>,
     words_zh: Vec<String>,
 }
@@ -213,6 +220,7 @@ impl Lexicon {
         let mut pinyin_entries = Vec::new();
         let mut zh_entries = Vec::new();
         let mut ids = std::collections::HashSet::new();
+        let mut words = Vec::new();
         let topics = file.topic.into_iter().map(|t| {
             (
                 Concept {
@@ -225,6 +233,7 @@ impl Lexicon {
                     safety: t.safety,
                     improvement_en: t.improvement_en,
                     improvement_zh: t.improvement_zh,
+                    generic: false,
                 },
                 t.words_en,
                 t.words_zh,
@@ -242,6 +251,7 @@ impl Lexicon {
                     safety: false,
                     improvement_en: String::new(),
                     improvement_zh: String::new(),
+                    generic: s.generic,
                 },
                 s.words_en,
                 s.words_zh,
@@ -252,6 +262,7 @@ impl Lexicon {
                 return Err(format!("concept {:?} is defined twice", concept.id));
             }
             let index = u16::try_from(concepts.len()).map_err(|_| "too many concepts")?;
+            words.extend(en.iter().chain(&zh).map(|w| (index, w.clone())));
             // Its display names are words for it too.
             for w in en.iter().chain([&concept.en]) {
                 concept_en.add(w, index);
@@ -305,6 +316,7 @@ impl Lexicon {
             }
         }
         Ok(Lexicon {
+            words,
             by_id: concepts
                 .iter()
                 .enumerate()
@@ -334,6 +346,10 @@ impl Lexicon {
                 .map(|m| (m.start(), m.len(), values[m.pattern().as_usize()]))
                 .collect(),
         );
+        // Sound-alikes are Chinese entries only: a text without Han has none to hear.
+        if !text.chars().any(is_han) {
+            return spans;
+        }
         let chars: Vec<(usize, char)> = text.char_indices().collect();
         let sounds: Vec<String> = chars.iter().map(|&(_, c)| syllable(c)).collect();
         let heard: Vec<(usize, usize, u16)> = self

@@ -29,6 +29,11 @@ pub struct Reading {
     pub critical: bool,
     /// Mostly Chinese.
     pub zh: bool,
+    /// The learned concept model's topics (probability ≥ 0.05, most likely first): read from
+    /// the whole statement, so it knows parts the word lists do not name.
+    pub learned_topics: Vec<(&'static str, f32)>,
+    /// The learned model's symptoms (probability ≥ 0.05, most likely first).
+    pub learned_symptoms: Vec<(&'static str, f32)>,
 }
 
 const EN_CONTRAST: &[&str] = &[
@@ -194,8 +199,36 @@ const EN_STOP: &[&str] = &[
     "going",
 ];
 
-/// Reads one statement.
+/// Reads one statement: the lexicon's reading, with the learned model's beside it. Where the
+/// word lists name no topic, the model's most likely one (when it is fairly sure) is the main
+/// topic.
 pub fn read(text: &str) -> Reading {
+    let mut r = read_lexicon(text);
+    let g = super::concept_model::guess(text, &r);
+    if r.topic.is_none()
+        && let Some(&(t, p)) = g.topics.first()
+        && p >= LEARNED_TOPIC_ALONE
+    {
+        r.topic = Some(t);
+        r.area = lexicon().concept(t).map(|c| c.area.as_str());
+    }
+    if r.symptom.is_none()
+        && let Some(&(s, p)) = g.symptoms.first()
+        && p >= LEARNED_TOPIC_ALONE
+    {
+        r.symptom = Some(s);
+    }
+    r.learned_topics = g.topics;
+    r.learned_symptoms = g.symptoms;
+    r
+}
+
+/// How sure the learned model must be to name the main topic of a statement the word lists
+/// found none in.
+const LEARNED_TOPIC_ALONE: f32 = 0.4;
+
+/// Reads one statement through the lexicon's word lists alone.
+pub fn read_lexicon(text: &str) -> Reading {
     let lx = lexicon();
     let folded = fold(&strip_placeholders(text));
     // Positions are byte offsets in `folded`, the same unit for both scripts, so "the first
@@ -317,7 +350,13 @@ pub fn read(text: &str) -> Reading {
     let symptom = counts
         .iter()
         .filter(|e| concept(e.0).kind == Kind::Symptom)
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)))
+        .max_by(|a, b| {
+            let telling = |e: &(u16, u8, usize)| !concept(e.0).generic;
+            telling(a)
+                .cmp(&telling(b))
+                .then(a.1.cmp(&b.1))
+                .then(b.2.cmp(&a.2))
+        })
         .map(|e| concept(e.0).id.as_str());
     let sentiment = if negative + positive == 0.0 {
         // People write to complain: a statement without tone words is mildly negative.
@@ -338,6 +377,8 @@ pub fn read(text: &str) -> Reading {
         sentiment,
         critical,
         zh: han > latin,
+        learned_topics: Vec::new(),
+        learned_symptoms: Vec::new(),
     }
 }
 

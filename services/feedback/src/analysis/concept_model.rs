@@ -1,0 +1,283 @@
+//! The learned reading of a statement: which topic and symptom of the lexicon it is about, as
+//! probabilities, from a small bilingual embedding (`cabin_text::embedder`) trained on a corpus
+//! of owner statements (`data/train/*.jsonl`, written apart from the evaluation sets) and on
+//! the lexicon's own words. Where the lexicon's word lists see nothing, or see only "the
+//! screen", the model still reads "车机一会儿就黑了" or "the thing behind the wheel went
+//! dark", so statements phrased in ways no list foresaw land with their problem.
+//!
+//! The model file (`data/concept-model.bin`) is made by
+//! `cargo run --release -p cabin-feedback --example train_concept_model`, deterministically; a
+//! test checks that the shipped file is what training makes from the shipped data.
+//!
+//! Architecture invariant: text in, probabilities over the lexicon's concept ids out; it never
+//! groups, and the lexicon's ids are its labels (a lexicon change means retraining, which the
+//! label check at load makes impossible to forget).
+
+use std::sync::OnceLock;
+
+use cabin_text::classifier::ModelError;
+use cabin_text::embedder::{Embedder, EmbedderTraining, Example};
+
+use super::lexicon::{Kind, Lexicon, lexicon};
+use super::reading::{Reading, read_lexicon};
+
+/// The label of "no listed symptom".
+pub const NO_SYMPTOM: &str = "none";
+
+/// What ships (chosen by cross-validation on the training corpus only:
+/// `train_concept_model --cv 5`).
+pub const TRAINING: EmbedderTraining = EmbedderTraining {
+    dim: 48,
+    epochs: 15,
+    learning_rate: 0.5,
+    min_count: 2,
+    seed: 20261206,
+};
+
+const MODEL: &[u8] = include_bytes!("../../data/concept-model.bin");
+
+/// The learned guess for one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guess {
+    /// Topics with probability ≥ `KEEP`, most likely first.
+    pub topics: Vec<(&'static str, f32)>,
+    /// Symptoms with probability ≥ `KEEP`, most likely first ("no listed symptom" left out).
+    pub symptoms: Vec<(&'static str, f32)>,
+}
+
+/// The share of a text's features the model must know to guess at all.
+const MIN_KNOWN: f32 = 0.65;
+
+/// Topic probabilities below this are noise for the similarity.
+const KEEP: f32 = 0.05;
+
+/// The labels of the two heads, in the lexicon's order: topics, then symptoms and "none".
+pub fn labels(lx: &Lexicon) -> (Vec<&str>, Vec<&str>) {
+    let of = |kind: Kind| -> Vec<&str> {
+        lx.concepts
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| c.id.as_str())
+            .collect()
+    };
+    let mut symptoms = of(Kind::Symptom);
+    symptoms.push(NO_SYMPTOM);
+    (of(Kind::Topic), symptoms)
+}
+
+/// The model's input: the text's own n-grams and what the lexicon read in it (every concept
+/// named, and its pick of main topic and symptom), so the model learns when to trust the
+/// word lists' pick and when context says otherwise ("the screen is fine, it's the camera").
+pub fn features(text: &str) -> Vec<u32> {
+    features_read(text, &read_lexicon(text))
+}
+
+/// `features` when the lexicon's reading `r` of `text` is at hand.
+pub fn features_read(text: &str, r: &Reading) -> Vec<u32> {
+    use cabin_text::classifier::feature;
+    let mut f = cabin_text::classifier::features(&cabin_text::normalize(text));
+    for (c, _) in &r.concepts {
+        f.push(feature(&["lx", c]));
+    }
+    // The lexicon's picks count as much as several n-grams: the mean over a long statement's
+    // many n-grams would drown them otherwise.
+    for copy in ["1", "2", "3"] {
+        if let Some(t) = r.topic {
+            f.push(feature(&["lxt", t, copy]));
+        }
+        if let Some(s) = r.symptom {
+            f.push(feature(&["lxs", s, copy]));
+        }
+    }
+    f.sort_unstable();
+    f.dedup();
+    f
+}
+
+/// The training examples: each corpus line (`{"text","topic","symptom",...}`) and each word
+/// of the lexicon, as written, labelled for the heads it speaks to.
+pub fn examples(corpus: &[&str], lx: &Lexicon) -> Result<Vec<Example>, String> {
+    let (topics, symptoms) = labels(lx);
+    let index = |list: &[&str], id: &str| list.iter().position(|l| *l == id);
+    let mut out = Vec::new();
+    for (file, text) in corpus.iter().enumerate() {
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let at = || format!("corpus file {file}, line {}", n + 1);
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("{}: {e}", at()))?;
+            let field = |f: &str| v[f].as_str().unwrap_or_default().to_string();
+            let topic = index(&topics, &field("topic"))
+                .ok_or_else(|| format!("{}: unknown topic {:?}", at(), field("topic")))?;
+            let symptom = index(&symptoms, &field("symptom"))
+                .ok_or_else(|| format!("{}: unknown symptom {:?}", at(), field("symptom")))?;
+            out.push((field("text"), vec![Some(topic), Some(symptom)]));
+        }
+    }
+    for (c, word) in &lx.words {
+        let c = &lx.concepts[*c as usize];
+        let labels = match c.kind {
+            Kind::Topic => vec![index(&topics, &c.id), None],
+            Kind::Symptom => vec![None, index(&symptoms, &c.id)],
+        };
+        out.push((word.clone(), labels));
+    }
+    Ok(out)
+}
+
+/// Trains the model on `examples` (their [`features`] computed once, given in the same order).
+pub fn train(
+    examples: &[Example],
+    features: &[Vec<u32>],
+    lx: &Lexicon,
+    t: EmbedderTraining,
+) -> Embedder {
+    let (topics, symptoms) = labels(lx);
+    let labels: Vec<&[Option<usize>]> = examples.iter().map(|e| e.1.as_slice()).collect();
+    Embedder::train_features(
+        &[("topic", &topics), ("symptom", &symptoms)],
+        features,
+        &labels,
+        t,
+    )
+}
+
+/// Loads a model file, refusing one trained for another lexicon.
+pub fn load(bytes: &[u8], lx: &Lexicon) -> Result<Embedder, ModelError> {
+    let (topics, symptoms) = labels(lx);
+    Embedder::from_bytes(bytes)?.expect_heads(&[("topic", &topics), ("symptom", &symptoms)])
+}
+
+/// The model compiled into this build.
+pub fn model() -> &'static Embedder {
+    static MODEL_LOADED: OnceLock<Embedder> = OnceLock::new();
+    // Compiled in and checked by the tests against the compiled-in lexicon.
+    MODEL_LOADED.get_or_init(|| {
+        load(MODEL, lexicon())
+            .unwrap_or_else(|e| panic!("data/concept-model.bin is compiled in and tested: {e}"))
+    })
+}
+
+/// The model's guess for a statement's text, given the lexicon's reading of it.
+pub fn guess(text: &str, lexicon_reading: &Reading) -> Guess {
+    guess_with(model(), &features_read(text, lexicon_reading))
+}
+
+/// `guess` with a given model (trained for the compiled-in lexicon), on the text's
+/// `features`.
+pub fn guess_with(m: &Embedder, f: &[u32]) -> Guess {
+    static LABELS: OnceLock<(Vec<&'static str>, Vec<&'static str>)> = OnceLock::new();
+    let (topics, symptoms) = LABELS.get_or_init(|| labels(lexicon()));
+    // Gibberish and words of another field share a few character trigrams with the corpus;
+    // a guess needs most of the text to be known.
+    let (h, known) = m.embed_counting(f);
+    // Gibberish and words of another field share a few character trigrams with the corpus;
+    // a guess needs most of the text to be known.
+    if f.is_empty() || (known as f32) < MIN_KNOWN * f.len() as f32 {
+        return Guess {
+            topics: Vec::new(),
+            symptoms: Vec::new(),
+        };
+    }
+    let likely = |labels: &[&'static str], p: Vec<f32>| {
+        let mut kept: Vec<(&'static str, f32)> = labels
+            .iter()
+            .zip(p)
+            .filter(|(l, p)| *p >= KEEP && **l != NO_SYMPTOM)
+            .map(|(l, p)| (*l, p))
+            .collect();
+        kept.sort_by(|a, b| b.1.total_cmp(&a.1));
+        kept
+    };
+    Guess {
+        topics: likely(topics, m.predict_embedded(0, &h)),
+        symptoms: likely(symptoms, m.predict_embedded(1, &h)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_model_loads_for_this_lexicon_and_reads_unlisted_phrasings() {
+        let m = model();
+        assert_eq!(m.labels(0).len(), labels(lexicon()).0.len());
+        let read_guess = |t: &str| guess(t, &read_lexicon(t));
+        let g = read_guess("车机屏幕又黑了，什么都不显示");
+        assert!(!g.topics.is_empty());
+        // Nothing the model knows: no guess rather than a wild one.
+        let g = read_guess("qqqq zzzz");
+        assert!(g.topics.is_empty() && g.symptoms.is_empty());
+    }
+
+    #[test]
+    fn the_shipped_model_is_what_training_makes_from_the_shipped_data() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/train");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        files.sort();
+        let corpus: Vec<String> = files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        let corpus: Vec<&str> = corpus.iter().map(String::as_str).collect();
+        let ex = examples(&corpus, lexicon()).unwrap();
+        let f: Vec<_> = ex.iter().map(|(t, _)| features(t)).collect();
+        let fresh = train(&ex, &f, lexicon(), TRAINING);
+        assert!(
+            &fresh == model(),
+            "data/concept-model.bin is stale: cargo run --release -p cabin-feedback --example train_concept_model"
+        );
+    }
+
+    #[test]
+    fn a_model_for_another_lexicon_is_refused_by_name() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/concept-model.bin"
+        ))
+        .unwrap();
+        let other = Lexicon::parse(
+            r#"
+[[topic]]
+id = "only"
+level = 1
+en = "only"
+zh = "唯一"
+words_en = ["only"]
+words_zh = ["唯一"]
+[[symptom]]
+id = "s"
+en = "s"
+zh = "症"
+words_en = ["s"]
+words_zh = ["症"]
+[sentiment]
+negative_en = []
+negative_zh = []
+positive_en = []
+positive_zh = []
+negators_en = []
+negators_zh = []
+[severity]
+critical_en = []
+critical_zh = []
+"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            load(&bytes, &other),
+            Err(ModelError::WrongLabels { .. })
+        ));
+        assert_eq!(
+            load(b"not a model file", lexicon()).unwrap_err(),
+            ModelError::BadMagic
+        );
+    }
+}
