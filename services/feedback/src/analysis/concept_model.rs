@@ -19,7 +19,7 @@ use cabin_text::classifier::ModelError;
 use cabin_text::embedder::{Embedder, EmbedderTraining, Example};
 
 use super::lexicon::{Kind, Lexicon, lexicon};
-use super::reading::{Reading, read_lexicon};
+use super::reading::{Reading, read_folded};
 
 /// The label of "no listed symptom".
 pub const NO_SYMPTOM: &str = "none";
@@ -69,13 +69,15 @@ pub fn labels(lx: &Lexicon) -> (Vec<&str>, Vec<&str>) {
 /// named, and its pick of main topic and symptom), so the model learns when to trust the
 /// word lists' pick and when context says otherwise ("the screen is fine, it's the camera").
 pub fn features(text: &str) -> Vec<u32> {
-    features_read(text, &read_lexicon(text))
+    let (r, folded) = read_folded(text);
+    features_read(&folded, &r)
 }
 
-/// `features` when the lexicon's reading `r` of `text` is at hand.
-pub fn features_read(text: &str, r: &Reading) -> Vec<u32> {
+/// `features` from the lexicon's reading `r` and the folded text it read
+/// (`reading::read_folded`).
+pub fn features_read(folded: &str, r: &Reading) -> Vec<u32> {
     use cabin_text::classifier::feature;
-    let mut f = cabin_text::classifier::features(&cabin_text::normalize(text));
+    let mut f = cabin_text::classifier::features(folded);
     for (c, _) in &r.concepts {
         f.push(feature(&["lx", c]));
     }
@@ -160,9 +162,10 @@ pub fn model() -> &'static Embedder {
     })
 }
 
-/// The model's guess for a statement's text, given the lexicon's reading of it.
-pub fn guess(text: &str, lexicon_reading: &Reading) -> Guess {
-    guess_with(model(), &features_read(text, lexicon_reading))
+/// The model's guess for a statement, from the lexicon's reading of it and the folded text
+/// that reading saw (`reading::read_folded`).
+pub fn guess(folded: &str, lexicon_reading: &Reading) -> Guess {
+    guess_with(model(), &features_read(folded, lexicon_reading))
 }
 
 /// `guess` with a given model (trained for the compiled-in lexicon), on the text's
@@ -205,7 +208,10 @@ mod tests {
     fn the_shipped_model_loads_for_this_lexicon_and_reads_unlisted_phrasings() {
         let m = model();
         assert_eq!(m.labels(0).len(), labels(lexicon()).0.len());
-        let read_guess = |t: &str| guess(t, &read_lexicon(t));
+        let read_guess = |t: &str| {
+            let (r, folded) = read_folded(t);
+            guess(&folded, &r)
+        };
         let g = read_guess("车机屏幕又黑了，什么都不显示");
         assert!(!g.topics.is_empty());
         // Nothing the model knows: no guess rather than a wild one.

@@ -64,7 +64,7 @@ pub struct Lexicon {
     concept_zh: (AhoCorasick, Vec<u16>),
     /// The Chinese entries by sound (toneless pinyin), for speech-recognition slips:
     /// "中空屏" is heard as "中控屏", "篮牙" as "蓝牙".
-    concept_pinyin: PhraseTable<u32>,
+    concept_pinyin: SoundTable,
     /// (concept, written form) of each entry in `concept_pinyin`.
     pinyin_entries: Vec<(u16, Vec<char>)>,
     tone_en: PhraseTable<Tone>,
@@ -174,6 +174,60 @@ impl<T: Copy> PhraseTable<T> {
     }
 }
 
+/// Chinese entries by sound: each syllable an id, entries keyed by their first two, so a
+/// text's characters are looked up once each and compared as numbers (with strings this was
+/// most of the reading time of a Chinese statement).
+/// An entry's syllable ids and its index in `pinyin_entries`.
+type SoundEntry = (Vec<u16>, u32);
+
+#[derive(Default)]
+struct SoundTable {
+    ids: HashMap<&'static str, u16>,
+    by_first_two: HashMap<(u16, u16), Vec<SoundEntry>>,
+}
+
+impl SoundTable {
+    fn sound_of(&self, c: char) -> Option<u16> {
+        self.ids.get(syllable(c)?).copied()
+    }
+
+    fn add(&mut self, han: &[char], entry: u32) {
+        let mut sounds = Vec::with_capacity(han.len());
+        for &c in han {
+            let Some(s) = syllable(c) else { return };
+            let next = self.ids.len() as u16;
+            sounds.push(*self.ids.entry(s).or_insert(next));
+        }
+        if sounds.len() >= 2 {
+            self.by_first_two
+                .entry((sounds[0], sounds[1]))
+                .or_default()
+                .push((sounds, entry));
+        }
+    }
+
+    /// Every entry heard in `chars`: (start char, length in chars, entry).
+    fn find_all(&self, chars: &[(usize, char)]) -> Vec<(usize, usize, u32)> {
+        let sounds: Vec<Option<u16>> = chars.iter().map(|&(_, c)| self.sound_of(c)).collect();
+        let mut all = Vec::new();
+        for i in 0..sounds.len().saturating_sub(1) {
+            let (Some(a), Some(b)) = (sounds[i], sounds[i + 1]) else {
+                continue;
+            };
+            for (entry_sounds, entry) in self.by_first_two.get(&(a, b)).into_iter().flatten() {
+                let n = entry_sounds.len();
+                let same = sounds
+                    .get(i..i + n)
+                    .is_some_and(|s| s.iter().zip(entry_sounds).all(|(x, y)| *x == Some(*y)));
+                if same {
+                    all.push((i, n, *entry));
+                }
+            }
+        }
+        all
+    }
+}
+
 /// Keeps the longest of overlapping spans, in text order. Among equals the later one wins:
 /// in both languages the head comes last ("front seat heater", "副驾座椅通风").
 fn longest_first<T: Copy>(mut spans: Vec<(usize, usize, T)>) -> Vec<(usize, usize, T)> {
@@ -216,7 +270,7 @@ impl Lexicon {
         let file: File = toml::from_str(toml_text).map_err(|e| e.to_string())?;
         let mut concepts = Vec::new();
         let mut concept_en = PhraseTable::new();
-        let mut concept_pinyin = PhraseTable::new();
+        let mut concept_pinyin = SoundTable::default();
         let mut pinyin_entries = Vec::new();
         let mut zh_entries = Vec::new();
         let mut ids = std::collections::HashSet::new();
@@ -280,7 +334,7 @@ impl Lexicon {
                     && !han.iter().any(|c| ZH_FUNCTION_CHARS.contains(*c))
                 {
                     let entry = pinyin_entries.len() as u32;
-                    concept_pinyin.add_tokens(han.iter().map(|c| syllable(*c)).collect(), entry);
+                    concept_pinyin.add(&han, entry);
                     pinyin_entries.push((index, han));
                 }
                 zh_entries.push((w, index));
@@ -351,10 +405,9 @@ impl Lexicon {
             return spans;
         }
         let chars: Vec<(usize, char)> = text.char_indices().collect();
-        let sounds: Vec<String> = chars.iter().map(|&(_, c)| syllable(c)).collect();
         let heard: Vec<(usize, usize, u16)> = self
             .concept_pinyin
-            .find_all(&sounds)
+            .find_all(&chars)
             .into_iter()
             .filter_map(|(i, n, entry)| {
                 // A slip changes a character or two, not most of them: sound-alikes that
@@ -428,10 +481,9 @@ pub fn english_words(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The toneless pinyin of a Han character (the character itself when it has none).
-fn syllable(c: char) -> String {
+fn syllable(c: char) -> Option<&'static str> {
     use pinyin::ToPinyin;
-    c.to_pinyin()
-        .map_or_else(|| c.to_string(), |p| p.plain().to_string())
+    c.to_pinyin().map(|p| p.plain())
 }
 
 /// A light stemmer: one of -ing, -ed, -es, -s off, keeping at least three letters; -es only

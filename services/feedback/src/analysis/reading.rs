@@ -203,8 +203,8 @@ const EN_STOP: &[&str] = &[
 /// word lists name no topic, the model's most likely one (when it is fairly sure) is the main
 /// topic.
 pub fn read(text: &str) -> Reading {
-    let mut r = read_lexicon(text);
-    let g = super::concept_model::guess(text, &r);
+    let (mut r, folded) = read_folded(text);
+    let g = super::concept_model::guess(&folded, &r);
     if r.topic.is_none()
         && let Some(&(t, p)) = g.topics.first()
         && p >= LEARNED_TOPIC_ALONE
@@ -229,6 +229,12 @@ const LEARNED_TOPIC_ALONE: f32 = 0.4;
 
 /// Reads one statement through the lexicon's word lists alone.
 pub fn read_lexicon(text: &str) -> Reading {
+    read_folded(text).0
+}
+
+/// `read_lexicon`, with the folded text it read (lowercase, full-width folded, placeholders
+/// out): the learned model reads the same.
+pub fn read_folded(text: &str) -> (Reading, String) {
     let lx = lexicon();
     let folded = fold(&strip_placeholders(text));
     // Positions are byte offsets in `folded`, the same unit for both scripts, so "the first
@@ -260,7 +266,7 @@ pub fn read_lexicon(text: &str) -> Reading {
             .for_each(|x| *x = true);
     }
     for (i, s) in stems.iter().enumerate() {
-        if !covered[i] && s.len() > 2 && !EN_STOP.contains(&raw[i]) && !is_number(s) {
+        if !covered[i] && s.len() > 2 && !is_stop_word(raw[i]) && !is_number(s) {
             words.push(s.clone());
         }
     }
@@ -364,22 +370,25 @@ pub fn read_lexicon(text: &str) -> Reading {
     } else {
         ((positive - negative) / (positive + negative)).clamp(-1.0, 1.0)
     };
-    Reading {
-        topic: main.map(|c| c.id.as_str()),
-        area: main.map(|c| c.area.as_str()),
-        symptom,
-        topics,
-        concepts: counts
-            .iter()
-            .map(|e| (concept(e.0).id.as_str(), e.1))
-            .collect(),
-        words,
-        sentiment,
-        critical,
-        zh: han > latin,
-        learned_topics: Vec::new(),
-        learned_symptoms: Vec::new(),
-    }
+    (
+        Reading {
+            topic: main.map(|c| c.id.as_str()),
+            area: main.map(|c| c.area.as_str()),
+            symptom,
+            topics,
+            concepts: counts
+                .iter()
+                .map(|e| (concept(e.0).id.as_str(), e.1))
+                .collect(),
+            words,
+            sentiment,
+            critical,
+            zh: han > latin,
+            learned_topics: Vec::new(),
+            learned_symptoms: Vec::new(),
+        },
+        folded,
+    )
 }
 
 /// Tone words, each flipped by a negator up to `reach` words/characters before it.
@@ -405,6 +414,14 @@ fn tally_tones(
             (Tone::Negator, _) => {}
         }
     }
+}
+
+/// `EN_STOP` as a set: a linear scan of it per word was a tenth of the reading time.
+fn is_stop_word(word: &str) -> bool {
+    static SET: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(|| EN_STOP.iter().copied().collect())
+        .contains(word)
 }
 
 fn is_number(s: &str) -> bool {
