@@ -622,11 +622,11 @@ async fn cloud_tool_calls_act_and_are_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_and_no_network_fall_back_quietly() {
     let dir = tempfile::tempdir().unwrap();
-    // Nothing listens on this port.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Nothing listens on this port, and nothing else can take it while the test runs: the
+    // socket holds it bound without listening, so connections are refused.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = socket.local_addr().unwrap();
     let config = Config {
         backends: vec!["cloud".into()],
         cloud: Some(CloudConfig {

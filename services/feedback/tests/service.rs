@@ -97,11 +97,13 @@ async fn submit_summarise_and_upload_with_consent_only() {
     let all = json.to_string();
     assert!(!all.contains("13912345678") && !all.contains("a.b@example.com"));
 
-    // No consent: nothing leaves the car, and Flush says why.
+    // No consent: nothing has left the car in all the time the items above took to submit,
+    // import and summarise, and Flush says why rather than sending.
     let err = fb.flush().await.unwrap_err();
     assert_eq!(error_name(&err), "org.cabin.Error.PermissionDenied");
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(collector.item_counts().await.is_empty());
+    assert_eq!(fb.uploaded().await.unwrap(), 0);
+    assert_eq!(fb.pending().await.unwrap(), 6);
 
     // Consent on: everything arrives, once, redacted.
     let mut uploaded = fb.receive_batch_uploaded().await.unwrap();
@@ -642,12 +644,11 @@ async fn uploads_go_over_https_trusting_only_the_configured_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_resume_by_themselves_when_the_collector_comes_back() {
-    // A port with nobody behind it yet: the car is "offline".
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port with nobody behind it yet: the car is "offline". The socket holds the port
+    // (bound, not listening, so connections are refused) until the collector takes it over.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
     let bus = TestBus::start().unwrap();
     let conn = bus.connect().await.unwrap();
     let mut daemon = Daemon::new(&config(
@@ -671,9 +672,7 @@ async fn uploads_resume_by_themselves_when_the_collector_comes_back() {
     // The network is back: no Flush, no restart.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let listener = socket.listen(1024).unwrap();
     tokio::spawn(cabin_collector::serve(
         listener,
         std::sync::Arc::new(
