@@ -296,9 +296,11 @@ impl Desk {
         lock(&self.outbox).counters().clone()
     }
 
-    /// The next batch to upload (the same id and bytes until it is acked or rejected).
+    /// The next batch to upload (the same id and bytes until it is acked or rejected), with
+    /// the car's reading of its items made once, when it is cut.
     pub fn next_batch(&self, now_unix_ms: i64) -> Result<Option<Outgoing>, DeskError> {
-        Ok(lock(&self.outbox).next_batch(now_unix_ms)?)
+        let summarise = |items: &[RedactedItem]| crate::analysis::summarise(items, &[], 3);
+        Ok(lock(&self.outbox).next_batch(now_unix_ms, &summarise)?)
     }
 
     pub fn ack(&self, batch_id: &str) -> Result<(), DeskError> {

@@ -12,7 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
-use cabin_proto::feedback::v1::{FeedbackBatch, RedactedItem, SCHEMA_VERSION, TimeWindow};
+use cabin_proto::feedback::v1::{
+    FeedbackBatch, ProblemSummary, RedactedItem, SCHEMA_VERSION, TimeWindow,
+};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -98,7 +100,16 @@ struct BatchRecord {
     sequence: u64,
     created_unix_ms: i64,
     items: Vec<String>,
+    /// The caller's summary of the batch, made once when it was cut (each `ProblemSummary`
+    /// protobuf-encoded), so a retry sends the same bytes even after the analysis changes.
+    /// None in journals written before summaries were kept.
+    #[serde(default)]
+    problems: Option<Vec<Vec<u8>>>,
 }
+
+/// What the caller makes of a batch's items when it is cut (the car's own reading of them;
+/// the outbox knows nothing of how).
+pub type Summariser<'a> = &'a dyn Fn(&[RedactedItem]) -> Vec<ProblemSummary>;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "t")]
@@ -303,15 +314,20 @@ impl Outbox {
     }
 
     /// The next batch to send: the oldest one already cut, else a new one cut from the waiting
-    /// items (its record is on disk before this returns).
-    pub fn next_batch(&mut self, now_unix_ms: i64) -> Result<Option<Outgoing>, OutboxError> {
+    /// items and summarised once by `summarise` (its record, summary included, is on disk
+    /// before this returns).
+    pub fn next_batch(
+        &mut self,
+        now_unix_ms: i64,
+        summarise: Summariser,
+    ) -> Result<Option<Outgoing>, OutboxError> {
         if self.sealed.is_empty() && !self.waiting.is_empty() {
-            self.cut(now_unix_ms)?;
+            self.cut(now_unix_ms, summarise)?;
         }
-        Ok(self.sealed.first().map(|b| self.outgoing(b)))
+        Ok(self.sealed.first().map(|b| self.outgoing(b, summarise)))
     }
 
-    fn cut(&mut self, now_unix_ms: i64) -> Result<(), OutboxError> {
+    fn cut(&mut self, now_unix_ms: i64, summarise: Summariser) -> Result<(), OutboxError> {
         let mut ids = Vec::new();
         let mut size = 256usize;
         for item in &self.waiting {
@@ -325,11 +341,16 @@ impl Outbox {
             size += s;
             ids.push(item.id.clone());
         }
+        let problems = summarise(&self.waiting[..ids.len()])
+            .iter()
+            .map(Message::encode_to_vec)
+            .collect();
         let record = BatchRecord {
             id: new_batch_id(),
             sequence: self.counters.last_sequence + 1,
             created_unix_ms: now_unix_ms,
             items: ids,
+            problems: Some(problems),
         };
         let control = Control::Batch(record);
         self.journal.append(&control_record(&control))?;
@@ -337,7 +358,7 @@ impl Outbox {
         Ok(())
     }
 
-    fn outgoing(&self, batch: &Sealed) -> Outgoing {
+    fn outgoing(&self, batch: &Sealed, summarise: Summariser) -> Outgoing {
         let times = batch.items.iter().map(|i| i.time_unix_ms);
         let window = TimeWindow {
             start_unix_ms: times.clone().min().unwrap_or(batch.record.created_unix_ms),
@@ -350,7 +371,13 @@ impl Outbox {
             window: Some(window),
             schema_version: SCHEMA_VERSION,
             // The car's own reading of the batch; the items are there to check it against.
-            problems: crate::analysis::summarise(&batch.items, &[], 3),
+            problems: match &batch.record.problems {
+                Some(kept) => kept
+                    .iter()
+                    .filter_map(|b| ProblemSummary::decode(b.as_slice()).ok())
+                    .collect(),
+                None => summarise(&batch.items),
+            },
             items: batch.items.clone(),
             created_unix_ms: batch.record.created_unix_ms,
         };
@@ -391,7 +418,10 @@ impl Outbox {
             path: path.to_path_buf(),
             source: e,
         };
-        write_atomic(&path, &self.outgoing(batch).bytes).map_err(|e| io(&path, e))?;
+        // What was sent, with the summary made at the cut (a batch from a journal older than
+        // kept summaries is set aside with its items only).
+        let sent = self.outgoing(batch, &|_: &[RedactedItem]| Vec::new());
+        write_atomic(&path, &sent.bytes).map_err(|e| io(&path, e))?;
         let why = aside.join(format!("{batch_id}.reason"));
         write_atomic(&why, reason.as_bytes()).map_err(|e| io(&why, e))?;
         let control = Control::Reject {
@@ -472,6 +502,15 @@ mod tests {
         }
     }
 
+    /// A stand-in summary: one problem whose label counts the items.
+    fn counting(items: &[RedactedItem]) -> Vec<ProblemSummary> {
+        vec![ProblemSummary {
+            label: format!("{} items", items.len()),
+            count: items.len() as u32,
+            ..ProblemSummary::default()
+        }]
+    }
+
     fn open(dir: &Path, limits: Limits) -> Outbox {
         Outbox::open(dir, limits, "veh-test").unwrap()
     }
@@ -484,7 +523,7 @@ mod tests {
             for i in 0..5 {
                 outbox.submit(item(i)).unwrap();
             }
-            outbox.next_batch(42).unwrap().unwrap()
+            outbox.next_batch(42, &counting).unwrap().unwrap()
         };
         assert_eq!(first.items, 5);
         let decoded = FeedbackBatch::decode(first.bytes.as_slice()).unwrap();
@@ -492,20 +531,28 @@ mod tests {
         assert_eq!(decoded.sequence, 1);
         assert_eq!(decoded.schema_version, SCHEMA_VERSION);
 
+        assert_eq!(decoded.problems.len(), 1);
+        assert_eq!(decoded.problems[0].label, "5 items");
+
+        // The summary was made once, at the cut: after a restart, even with an analysis that
+        // reads the items differently now, the retry is the very same bytes.
         let mut outbox = open(dir.path(), Limits::default());
-        let again = outbox.next_batch(99).unwrap().unwrap();
+        let again = outbox
+            .next_batch(99, &|_: &[RedactedItem]| Vec::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(
             again, first,
             "a retry after a crash sends the very same batch"
         );
         outbox.submit(item(5)).unwrap();
         outbox.ack(&first.batch_id).unwrap();
-        let next = outbox.next_batch(100).unwrap().unwrap();
+        let next = outbox.next_batch(100, &counting).unwrap().unwrap();
         assert_ne!(next.batch_id, first.batch_id);
         assert_eq!(next.sequence, 2);
         assert_eq!(next.items, 1);
         outbox.ack(&next.batch_id).unwrap();
-        assert!(outbox.next_batch(101).unwrap().is_none());
+        assert!(outbox.next_batch(101, &counting).unwrap().is_none());
         assert_eq!(outbox.counters().uploaded_items, 6);
         drop(outbox);
         let outbox = open(dir.path(), Limits::default());
@@ -525,7 +572,7 @@ mod tests {
             outbox.submit(item(i)).unwrap();
         }
         let mut sizes = Vec::new();
-        while let Some(b) = outbox.next_batch(0).unwrap() {
+        while let Some(b) = outbox.next_batch(0, &counting).unwrap() {
             sizes.push(b.items);
             outbox.ack(&b.batch_id).unwrap();
         }
@@ -576,12 +623,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut outbox = open(dir.path(), Limits::default());
         outbox.submit(item(0)).unwrap();
-        let batch = outbox.next_batch(0).unwrap().unwrap();
+        let batch = outbox.next_batch(0, &counting).unwrap().unwrap();
         let path = outbox
             .reject(&batch.batch_id, "HTTP 400: bad schema")
             .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), batch.bytes);
-        assert!(outbox.next_batch(0).unwrap().is_none());
+        assert!(outbox.next_batch(0, &counting).unwrap().is_none());
         assert_eq!(outbox.counters().rejected_batches, 1);
     }
 
@@ -591,7 +638,7 @@ mod tests {
         let mut outbox = open(dir.path(), Limits::default());
         for i in 0..50 {
             outbox.submit(item(i)).unwrap();
-            let b = outbox.next_batch(0).unwrap().unwrap();
+            let b = outbox.next_batch(0, &counting).unwrap().unwrap();
             outbox.ack(&b.batch_id).unwrap();
         }
         outbox.submit(item(99)).unwrap();

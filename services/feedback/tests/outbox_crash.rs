@@ -56,7 +56,12 @@ fn child_writer() {
             n += 1;
         }
         if drain || n.is_multiple_of(3) {
-            match outbox.next_batch(round as i64).unwrap() {
+            match outbox
+                .next_batch(round as i64, &|items| {
+                    cabin_feedback::analysis::summarise(items, &[], 3)
+                })
+                .unwrap()
+            {
                 Some(batch) => {
                     deliver(&collector, &batch.batch_id, &batch.bytes);
                     outbox.ack(&batch.batch_id).unwrap();
