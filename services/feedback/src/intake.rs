@@ -224,52 +224,65 @@ fn jsonl_rows(text: &str) -> Result<Rows, IntakeError> {
     Ok(rows)
 }
 
-/// RFC 4180: quoted fields may hold commas, doubled quotes and line breaks.
+/// RFC 4180 records (quoted fields may hold commas, doubled quotes and line breaks), each with
+/// the line it starts on; blank lines are skipped.
 fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, IntakeError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
     let mut records = Vec::new();
-    let mut field = String::new();
-    let mut record = Vec::new();
-    let mut line = 1;
-    let mut record_line = 1;
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => {
-                if c == '\n' {
-                    line += 1;
-                }
-                field.push(c);
-            }
-            (false, '"') if field.is_empty() => quoted = true,
-            (false, ',') => record.push(std::mem::take(&mut field)),
-            (false, '\r') => {}
-            (false, '\n') => {
-                record.push(std::mem::take(&mut field));
-                records.push((record_line, std::mem::take(&mut record)));
-                line += 1;
-                record_line = line;
-            }
-            (false, c) => field.push(c),
+    let mut last_start = (0usize, 1usize); // (byte, line) where the last record starts
+    for record in reader.records() {
+        let record = record.map_err(|e| IntakeError::BadLine {
+            line: e.position().map_or(0, |p| p.line() as usize),
+            reason: match e.kind() {
+                csv::ErrorKind::Utf8 { .. } => "not UTF-8".into(),
+                _ => e.to_string(),
+            },
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        last_start = (record.position().map_or(0, |p| p.byte() as usize), line);
+        let fields: Vec<String> = record.iter().map(str::to_string).collect();
+        if fields.len() == 1 && fields[0].trim().is_empty() {
+            continue;
         }
+        records.push((line, fields));
     }
-    if quoted {
+    // The reader takes an unclosed quote to the end of the file as one field; an export cut
+    // short is an error to name, not one long statement to import.
+    if text.get(last_start.0..).is_some_and(ends_inside_quotes) {
         return Err(IntakeError::BadLine {
-            line: record_line,
+            line: last_start.1,
             reason: "a quoted field never ends".into(),
         });
     }
-    if !field.is_empty() || !record.is_empty() {
-        record.push(field);
-        records.push((record_line, record));
-    }
-    records.retain(|(_, r)| !(r.len() == 1 && r[0].trim().is_empty()));
     Ok(records)
+}
+
+/// Whether a CSV record (and what follows it) ends inside a quoted field.
+fn ends_inside_quotes(record: &str) -> bool {
+    let mut chars = record.chars().peekable();
+    let (mut quoted, mut field_start) = (false, true);
+    while let Some(c) = chars.next() {
+        if quoted {
+            if c == '"' && chars.next_if_eq(&'"').is_none() {
+                quoted = false;
+            }
+            continue;
+        }
+        match c {
+            '"' if field_start => quoted = true,
+            ',' | '\n' => {
+                field_start = true;
+                continue;
+            }
+            '\r' => continue,
+            _ => {}
+        }
+        field_start = false;
+    }
+    quoted
 }
 
 fn csv_rows(text: &str) -> Result<Rows, IntakeError> {
@@ -372,6 +385,21 @@ mod tests {
         assert_eq!(subs[0].text, "Screen lags, \"badly\"\nsince the update");
         assert_eq!(subs[0].rating, Some(1));
         assert_eq!(subs[1].time_unix_ms, None);
+    }
+
+    #[test]
+    fn csv_quotes_commas_and_line_breaks_and_names_lines_after_them() {
+        let csv = "text,channel\n\"lags, then \"\"freezes\"\"\nevery day\",app\n\n the 7\" screen is dim ,voice\n";
+        let rows = parse_export_with_ids(csv.as_bytes(), "csv", "app").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].1.text, "lags, then \"freezes\"\nevery day");
+        assert_eq!(rows[1].1.channel, "voice");
+        assert!(rows[1].1.text.contains("7\" screen"));
+        // A short row after a quoted line break is named by the line it starts on.
+        let err = parse_export(b"text,rating\n\"two\nlines\",1\nshort\n", "csv", "app")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 4"), "{err}");
     }
 
     #[test]
