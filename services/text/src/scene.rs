@@ -67,6 +67,25 @@ pub fn slots(text: &str) -> SceneSlots {
     }
 }
 
+/// The scene families of the wallpaper vocabulary, in alphabetical order.
+pub fn families() -> Vec<&'static str> {
+    values(0)
+}
+
+/// The light phases of the wallpaper vocabulary: dawn, day, dusk, night.
+pub fn phases() -> Vec<&'static str> {
+    values(1)
+}
+
+fn values(slot: usize) -> Vec<&'static str> {
+    gazetteer()
+        .entries
+        .iter()
+        .filter(|e| e.0 == slot)
+        .map(|e| e.1)
+        .collect()
+}
+
 /// The scene of a wallpaper request: what is left when the request's own words go.
 pub fn request_scene(text: &str) -> String {
     const ZH_DROP: &[&str] = &[
@@ -268,6 +287,14 @@ pub fn request_scene(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::normalize::normalize;
+
+    #[test]
+    fn the_vocabulary_lists_its_families_and_the_four_phases() {
+        let families = families();
+        assert!(families.len() >= 8, "{families:?}");
+        assert!(families.contains(&"mountains") && families.contains(&"city"));
+        assert_eq!(phases(), ["dawn", "day", "dusk", "night"]);
+    }
 
     #[test]
     fn the_scene_words_parse_and_cover_every_family() {

@@ -249,3 +249,52 @@ fn a_scale_the_network_does_not_have_or_too_large_a_picture_is_refused() {
         other => panic!("expected an invalid argument, got {:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn the_contact_sheet_tiles_every_prompt_at_display_size_and_names_a_missing_model() {
+    let model = model_with_upscaler(Listing::Removed);
+    let out = tempfile::tempdir().unwrap();
+    let sheet = out.path().join("sheet.png");
+    let run = |model: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cabin-wallpaper"))
+            .arg("contact-sheet")
+            .arg("--model")
+            .arg(model)
+            .args([
+                "--prompt",
+                "a red sky",
+                "--prompt",
+                "green hills",
+                "--prompt",
+            ])
+            .args([
+                "blue sea",
+                "--size",
+                "96x36",
+                "--threads",
+                "1",
+                "--allow-unverified",
+            ])
+            .arg("--out")
+            .arg(&sheet)
+            .output()
+            .unwrap()
+    };
+    let done = run(model.path());
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let png = image::open(&sheet).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (96, 36));
+    // Three prompts, three columns of 32x36: each tile is its own picture.
+    let tile = |i: u32| image::imageops::crop_imm(&png, i * 32, 0, 32, 36).to_image();
+    assert_ne!(tile(0), tile(1));
+    assert_ne!(tile(1), tile(2));
+
+    let missing = run(&out.path().join("no-such-model"));
+    assert!(!missing.status.success());
+    let why = String::from_utf8_lossy(&missing.stderr);
+    assert!(why.contains("no-such-model"), "{why}");
+}

@@ -34,6 +34,10 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// A contact sheet of a model at display size: one tile per scene family of the wallpaper
+    /// vocabulary (or, with --phases, four families at each light phase), each a whole
+    /// picture made as `generate` makes it, display stage included, then scaled into the sheet.
+    ContactSheet(SheetArgs),
     /// Write manifest.json (sha256 of every file) for a model folder.
     Manifest {
         dir: PathBuf,
@@ -94,10 +98,36 @@ struct GenerateArgs {
     out: PathBuf,
 }
 
+#[derive(clap::Args)]
+struct SheetArgs {
+    /// Model folder in the diffusers ONNX layout [default: the bundled model].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// One tile per prompt [default: every family, or with --phases four families by phase].
+    #[arg(long = "prompt")]
+    prompts: Vec<String>,
+    /// Families by light phase (a row per family, a column per phase) rather than families.
+    #[arg(long)]
+    phases: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Size of the sheet (and of each picture before it is scaled into its tile).
+    #[arg(long, default_value = "1920x720", value_parser = display::parse_size)]
+    size: (u32, u32),
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Load a model folder that has no manifest (a fresh export under test).
+    #[arg(long)]
+    allow_unverified: bool,
+    #[arg(long)]
+    out: PathBuf,
+}
+
 fn main() -> ExitCode {
     cabin_common::logging::init("wallpaper-cli");
     let result = match Cli::parse().command {
         Command::Generate(args) => generate(args),
+        Command::ContactSheet(args) => contact_sheet(args),
         Command::Sun { lat, lon, at } => sun(lat, lon, at.as_deref()),
         Command::Manifest {
             dir,
@@ -209,6 +239,115 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
         "wrote {} ({w}x{h}) in {:.2} s",
         args.out.display(),
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The default prompts of a contact sheet and its columns.
+fn sheet_prompts(phases: bool) -> (Vec<String>, u32) {
+    if !phases {
+        return (
+            cabin_text::scene::families()
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
+            4,
+        );
+    }
+    let phrase = |phase: &str| match phase {
+        "day" => "in the daytime".to_string(),
+        other => format!("at {other}"),
+    };
+    let families = ["sea", "mountains", "city", "lake"];
+    let phases = cabin_text::scene::phases();
+    let prompts = families
+        .iter()
+        .flat_map(|f| phases.iter().map(move |p| format!("{f} {}", phrase(p))))
+        .collect();
+    (prompts, phases.len().max(1) as u32)
+}
+
+fn contact_sheet(args: SheetArgs) -> Result<(), String> {
+    if !(1..=64).contains(&args.threads) {
+        return Err(format!("--threads must be 1..=64, got {}", args.threads));
+    }
+    let (prompts, columns) = if args.prompts.is_empty() {
+        sheet_prompts(args.phases)
+    } else {
+        let n = args.prompts.len() as u32;
+        (args.prompts.clone(), n.min(4))
+    };
+    if prompts.is_empty() {
+        return Err("no prompts for the sheet".into());
+    }
+    let dir = args.model.clone().unwrap_or_else(default_model_dir);
+    let engine = Engine::new(
+        &dir,
+        LoadOptions {
+            require_manifest: !args.allow_unverified,
+            threads: args.threads,
+        },
+    );
+    let (w, h) = args.size;
+    let rows = (prompts.len() as u32).div_ceil(columns);
+    let (tile_w, tile_h) = (w / columns, h / rows);
+    let mut sheet = image::RgbImage::new(w, h);
+    for (i, prompt) in prompts.iter().enumerate() {
+        let started = std::time::Instant::now();
+        let request = Request {
+            prompt: prompt.clone(),
+            negative: String::new(),
+            seed: args.seed,
+            steps: None,
+            guidance: None,
+            scheduler: None,
+            size: None,
+            init: None,
+            previews: false,
+        };
+        let generated = engine
+            .generate(&request, &AtomicBool::new(false), &mut |_| {})
+            .map_err(|e| format!("{prompt}: {e}"))?;
+        // The picture as the display shows it, then scaled to cover its tile.
+        let picture = display::to_display(&generated.image, w, h, Fit::Crop);
+        let scale = f64::max(
+            f64::from(tile_w) / f64::from(w),
+            f64::from(tile_h) / f64::from(h),
+        );
+        let (sw, sh) = (
+            (f64::from(w) * scale).ceil() as u32,
+            (f64::from(h) * scale).ceil() as u32,
+        );
+        let scaled =
+            image::imageops::resize(&picture, sw, sh, image::imageops::FilterType::Triangle);
+        let tile = image::imageops::crop_imm(
+            &scaled,
+            (sw - tile_w) / 2,
+            (sh - tile_h) / 2,
+            tile_w,
+            tile_h,
+        )
+        .to_image();
+        let (col, row) = (i as u32 % columns, i as u32 / columns);
+        image::imageops::replace(
+            &mut sheet,
+            &tile,
+            i64::from(col * tile_w),
+            i64::from(row * tile_h),
+        );
+        eprintln!(
+            "{}/{} {prompt:?} in {:.2} s",
+            i + 1,
+            prompts.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    std::fs::write(&args.out, display::encode_png(&sheet))
+        .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    eprintln!(
+        "wrote {} ({w}x{h}, {} tiles)",
+        args.out.display(),
+        prompts.len()
     );
     Ok(())
 }
