@@ -59,6 +59,9 @@ def parse_args():
                  "adv_from", "input_noise", "data_seed"):
         ap.add_argument("--" + name.replace("_", "-"), type=type(g[name]), default=g[name])
     ap.add_argument("--autoencoder", type=Path, default=HERE / "checkpoints" / "autoencoder.pt")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="render and encode the pairs into --state-dir, then stop (e.g. on a spare core "
+                         "while another stage trains)")
     add_sitting_args(ap, HERE / "checkpoints" / "upscaler.pt")
     return ap.parse_args()
 
@@ -145,6 +148,13 @@ def main():
     ck = load_checkpoint(a.autoencoder)
     ae = models.Autoencoder(ck["extra"]["latent_channels"]).to(dev).eval()
     ae.load_state_dict({k: v.float() for k, v in ck["ae"].items()})
+
+    if a.prepare_only:
+        procs = max(1, min(a.threads, os.cpu_count() or 1))
+        for n, seed in ((a.pairs, a.data_seed), (a.val_pairs, a.data_seed + 1)):
+            cached_pairs(a, ae, ck["step"], n, seed, dev, procs)
+        log(f"pairs ready in {a.state_dir} for autoencoder step {ck['step']}")
+        return 0
 
     model = models.Upscaler(scale=scale).to(dev)
     disc = models.patch_discriminator().to(dev)
