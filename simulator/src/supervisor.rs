@@ -153,11 +153,12 @@ fn describe(status: std::process::ExitStatus) -> String {
 }
 
 async fn terminate(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on our own child's pid; no memory is touched.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGTERM);
-        }
+    if let Some(pid) = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+    {
+        // Already gone is fine: the wait below returns at once.
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
     if tokio::time::timeout(Duration::from_secs(5), child.wait())
         .await

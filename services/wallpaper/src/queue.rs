@@ -514,13 +514,9 @@ pub fn failure(e: &EngineError) -> Failure {
 /// Lowers this thread's priority (Linux threads carry their own nice value); the inference
 /// threads tract starts from here inherit it.
 fn set_thread_nice(nice: i32) {
-    // SAFETY: plain syscalls on the calling thread, no pointers.
-    let result = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, nice)
-    };
-    if result != 0 {
-        tracing::warn!(nice, error = %std::io::Error::last_os_error(), "could not lower the generation thread's priority");
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+        tracing::warn!(nice, error = %e, "could not lower the generation thread's priority");
     }
 }
 
@@ -530,6 +526,22 @@ mod tests {
     use crate::engine::model::LoadOptions;
     use std::path::Path;
     use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+    #[test]
+    fn the_generation_thread_lowers_its_own_priority_only() {
+        let main_before = rustix::process::getpriority_process(None).unwrap();
+        let seen = std::thread::spawn(|| {
+            set_thread_nice(19);
+            rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, 19);
+        assert_eq!(
+            rustix::process::getpriority_process(None).unwrap(),
+            main_before
+        );
+    }
 
     fn fixture() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../onnx/fixtures/tiny-sd")
