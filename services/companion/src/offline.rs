@@ -7,6 +7,8 @@
 //! Deterministic: the same seed, memory and input give the same reply. Lines used lately
 //! are avoided so a long drive does not hear the same sentence twice.
 
+// Phrasings are picked from the project's one seeded stream, so a seed repeats a reply.
+use cabin_seed::SplitMix64 as Rng;
 use cabin_text::is_han as is_cjk;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -181,32 +183,6 @@ fn fill(text: &str, slots: &Slots) -> String {
         out = out.replace("1 hours", "1 hour");
     }
     out
-}
-
-/// The documented generator: SplitMix64.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next_u64() % n as u64) as usize
-        }
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
 }
 
 /// What the user is doing with their message.
@@ -519,9 +495,9 @@ impl OfflineEngine {
         if matches!(
             intent,
             Intent::Smalltalk | Intent::Greet | Intent::Plans | Intent::Food | Intent::Music
-        ) && rng.chance(0.35)
+        ) && rng.uniform() <= 0.35
         {
-            let kind = if slots.plan.is_some() && rng.chance(0.5) {
+            let kind = if slots.plan.is_some() && rng.uniform() <= 0.5 {
                 "plan"
             } else if slots.like.is_some() {
                 "like"

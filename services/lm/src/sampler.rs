@@ -1,5 +1,5 @@
 //! Choosing the next token: repetition penalty, temperature, top-k, top-p (nucleus), then a
-//! draw from a seeded SplitMix64 stream, so a seed gives the same reply every time.
+//! draw from a seeded SplitMix64 stream (`cabin-seed`), so a seed gives the same reply every time.
 
 use crate::LmError;
 
@@ -49,25 +49,19 @@ impl Sampling {
 
 pub struct Sampler {
     settings: Sampling,
-    state: u64,
+    stream: cabin_seed::SplitMix64,
 }
 
 impl Sampler {
     pub fn new(settings: Sampling) -> Result<Self, LmError> {
         settings.check()?;
-        let state = settings.seed;
-        Ok(Self { settings, state })
+        let stream = cabin_seed::SplitMix64::new(settings.seed);
+        Ok(Self { settings, stream })
     }
 
-    /// SplitMix64 (Steele, Lea, Flood 2014): one u64 per draw, uniform in [0, 1) from its
-    /// top 53 bits.
+    /// Uniform in [0, 1) from the project's seeded stream (SplitMix64).
     fn uniform(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        self.stream.uniform()
     }
 
     /// The next token after `logits`, given the tokens so far (`history`).
