@@ -185,14 +185,7 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
         }
         _ => None,
     };
-    let dir = args.model.clone().unwrap_or_else(default_model_dir);
-    let engine = Engine::new(
-        &dir,
-        LoadOptions {
-            require_manifest: !args.allow_unverified,
-            threads: args.threads,
-        },
-    );
+    let engine = open_engine(args.model.clone(), args.allow_unverified, args.threads);
     let request = Request {
         prompt: args.prompt,
         negative: args.negative,
@@ -280,14 +273,7 @@ fn contact_sheet(args: SheetArgs) -> Result<(), String> {
     if prompts.is_empty() {
         return Err("no prompts for the sheet".into());
     }
-    let dir = args.model.clone().unwrap_or_else(default_model_dir);
-    let engine = Engine::new(
-        &dir,
-        LoadOptions {
-            require_manifest: !args.allow_unverified,
-            threads: args.threads,
-        },
-    );
+    let engine = open_engine(args.model.clone(), args.allow_unverified, args.threads);
     let (w, h) = args.size;
     let rows = (prompts.len() as u32).div_ceil(columns);
     let (tile_w, tile_h) = (w / columns, h / rows);
@@ -350,4 +336,15 @@ fn contact_sheet(args: SheetArgs) -> Result<(), String> {
         prompts.len()
     );
     Ok(())
+}
+
+/// The engine on `--model` (default: the bundled model), as `generate` and `contact-sheet` load it.
+fn open_engine(model: Option<PathBuf>, allow_unverified: bool, threads: usize) -> Engine {
+    Engine::new(
+        model.unwrap_or_else(default_model_dir),
+        LoadOptions {
+            require_manifest: !allow_unverified,
+            threads,
+        },
+    )
 }
