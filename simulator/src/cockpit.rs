@@ -21,9 +21,29 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, broadcast};
 use zbus::{OwnedObjectPath, OwnedVariant, Variant};
 
+use cabin_contracts::CallError;
+use cabin_contracts::companion::{self, Companion1Proxy, SessionProxy};
+use cabin_contracts::feedback::{self, Feedback1Proxy};
+use cabin_contracts::vehicle::{self, Vehicle1Proxy};
+use cabin_contracts::voice::Voice1Proxy;
+use cabin_contracts::wallpaper::{self, Wallpaper1Proxy};
+
 use crate::supervisor::ServiceStatus;
 
 const PAGE: &str = include_str!("cockpit.html");
+/// How long a page action waits for a service before it reports it unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A bus call for a page action, its failure as "org.cabin.Error.Name: message".
+async fn called<T>(
+    service: &str,
+    call: impl std::future::Future<Output = zbus::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(r) => r.map_err(|e| CallError::from_call(service, e).to_string()),
+        Err(_) => Err(CallError::timed_out(service, CALL_TIMEOUT.as_secs()).to_string()),
+    }
+}
 
 pub struct Cockpit {
     conn: zbus::Connection,
@@ -77,48 +97,22 @@ impl Cockpit {
         self.publish(json!({"type": "services", "services": (self.statuses)()}));
     }
 
-    async fn call<B, R>(
-        &self,
-        dest: &str,
-        path: &str,
-        iface: &str,
-        method: &str,
-        body: &B,
-    ) -> Result<R, String>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-        R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
-    {
-        let call = self
-            .conn
-            .call_method(Some(dest), path, Some(iface), method, body);
-        let reply = tokio::time::timeout(Duration::from_secs(30), call)
-            .await
-            .map_err(|_| format!("{dest} did not answer"))?
-            .map_err(|e| match e {
-                zbus::Error::MethodError(name, message, _) => {
-                    format!("{name}: {}", message.unwrap_or_default())
-                }
-                other => other.to_string(),
-            })?;
-        reply.body().deserialize::<R>().map_err(|e| e.to_string())
-    }
-
+    /// Every property of one cabin object, as JSON (null when its service is not there).
     async fn properties(&self, dest: &str, path: &str, iface: &str) -> Value {
-        match self
-            .call::<_, HashMap<String, OwnedVariant>>(
-                dest,
-                path,
-                "org.freedesktop.DBus.Properties",
-                "GetAll",
-                &(iface,),
-            )
-            .await
-        {
-            Ok(props) => {
+        let all = async {
+            let props = zbus::fdo::PropertiesProxy::builder(&self.conn)
+                .destination(dest.to_string())
+                .path(path.to_string())
+                .build()
+                .await?;
+            let iface = zbus::names::InterfaceName::try_from(iface.to_string())?;
+            Ok::<_, zbus::Error>(props.get_all(iface).await?)
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, all).await {
+            Ok(Ok(props)) => {
                 Value::Object(props.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
             }
-            Err(_) => Value::Null,
+            _ => Value::Null,
         }
     }
 
@@ -126,9 +120,9 @@ impl Cockpit {
         json!({
             "type": "state",
             "services": (self.statuses)(),
-            "vehicle": self.properties("org.cabin.Vehicle1", "/org/cabin/Vehicle1", "org.cabin.Vehicle1").await,
-            "wallpaper": self.properties("org.cabin.Wallpaper1", "/org/cabin/Wallpaper1", "org.cabin.Wallpaper1").await,
-            "feedback": self.properties("org.cabin.Feedback1", "/org/cabin/Feedback1", "org.cabin.Feedback1").await,
+            "vehicle": self.properties(vehicle::BUS_NAME, vehicle::OBJECT_PATH, vehicle::INTERFACE).await,
+            "wallpaper": self.properties(wallpaper::BUS_NAME, wallpaper::OBJECT_PATH, wallpaper::INTERFACE).await,
+            "feedback": self.properties(feedback::BUS_NAME, feedback::OBJECT_PATH, feedback::INTERFACE).await,
         })
     }
 }
@@ -142,6 +136,8 @@ pub fn router(cockpit: Shared) -> Router {
             get(|State(c): State<Shared>| async move { Json(c.state().await) }),
         )
         .route("/wallpaper/current.png", get(wallpaper_png))
+        .route("/wallpaper/model-sheet.png", get(model_sheet_png))
+        .route("/api/model", get(model))
         .route("/api/voice", post(voice))
         .route("/api/chat", post(chat))
         .route("/api/feedback", post(feedback))
@@ -174,19 +170,16 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn wallpaper_png(State(c): State<Shared>) -> Response {
-    let path: Result<OwnedVariant, String> = c
-        .call(
-            "org.cabin.Wallpaper1",
-            "/org/cabin/Wallpaper1",
-            "org.freedesktop.DBus.Properties",
-            "Get",
-            &("org.cabin.Wallpaper1", "CurrentPath"),
-        )
-        .await;
-    let path = path
-        .ok()
-        .and_then(|v| String::try_from(v).ok())
-        .unwrap_or_default();
+    let path = called("the wallpaper service", async {
+        Wallpaper1Proxy::builder(&c.conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?
+            .current_path()
+            .await
+    })
+    .await
+    .unwrap_or_default();
     if path.is_empty() {
         return error(StatusCode::NOT_FOUND, "no wallpaper yet");
     }
@@ -203,21 +196,58 @@ async fn wallpaper_png(State(c): State<Shared>) -> Response {
     }
 }
 
+/// The contact sheet the wallpaper model ships (`contact-sheet.png` in its folder, covered
+/// by its manifest): one picture per scene family, as this model draws them.
+async fn model_sheet_png(State(c): State<Shared>) -> Response {
+    let info = called("the wallpaper service", async {
+        Wallpaper1Proxy::new(&c.conn).await?.model_info().await
+    })
+    .await;
+    let dir = match info {
+        Ok(info) => info
+            .get("path")
+            .and_then(|v| String::try_from(v.clone()).ok())
+            .unwrap_or_default(),
+        Err(e) => return error(StatusCode::BAD_GATEWAY, e),
+    };
+    let path = std::path::Path::new(&dir).join("contact-sheet.png");
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "image/png")], bytes).into_response(),
+        Err(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("the model at {dir} ships no contact sheet"),
+        ),
+    }
+}
+
+/// The wallpaper model's `ModelInfo` (name, version, licence, path, loaded, threads).
+async fn model(State(c): State<Shared>) -> Response {
+    let info = called("the wallpaper service", async {
+        Wallpaper1Proxy::new(&c.conn).await?.model_info().await
+    })
+    .await;
+    match info {
+        Ok(info) => Json(Value::Object(
+            info.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
+        ))
+        .into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, e),
+    }
+}
+
 #[derive(Deserialize)]
 struct Text {
     text: String,
 }
 
 async fn voice(State(c): State<Shared>, Json(body): Json<Text>) -> Response {
-    let result: Result<(bool, String, String), String> = c
-        .call(
-            "org.cabin.Voice1",
-            "/org/cabin/Voice1",
-            "org.cabin.Voice1",
-            "Handle",
-            &(body.text.as_str(), "", HashMap::<&str, Variant<'_>>::new()),
-        )
-        .await;
+    let result = called("the voice hook", async {
+        Voice1Proxy::new(&c.conn)
+            .await?
+            .handle(&body.text, "", HashMap::new())
+            .await
+    })
+    .await;
     match result {
         Ok((handled, reply, intent)) => {
             Json(json!({"handled": handled, "reply": reply, "intent": intent})).into_response()
@@ -230,15 +260,13 @@ async fn chat(State(c): State<Shared>, Json(body): Json<Text>) -> Response {
     for fresh in [false, true] {
         let mut session = c.chat.lock().await;
         if fresh || session.is_none() {
-            let started: Result<OwnedObjectPath, String> = c
-                .call(
-                    "org.cabin.Companion1",
-                    "/org/cabin/Companion1",
-                    "org.cabin.Companion1",
-                    "StartSession",
-                    &("", HashMap::<&str, Variant<'_>>::new()),
-                )
-                .await;
+            let started = called("the companion", async {
+                Companion1Proxy::new(&c.conn)
+                    .await?
+                    .start_session("", HashMap::new())
+                    .await
+            })
+            .await;
             match started {
                 Ok(path) => *session = Some(path),
                 Err(e) => return error(StatusCode::BAD_GATEWAY, e),
@@ -247,15 +275,15 @@ async fn chat(State(c): State<Shared>, Json(body): Json<Text>) -> Response {
         let Some(path) = session.clone() else {
             continue;
         };
-        let said: Result<u32, String> = c
-            .call(
-                "org.cabin.Companion1",
-                path.as_str(),
-                "org.cabin.Companion1.Session",
-                "Say",
-                &(body.text.as_str(), HashMap::<&str, Variant<'_>>::new()),
-            )
-            .await;
+        let said = called("the companion", async {
+            SessionProxy::builder(&c.conn)
+                .path(path.clone())
+                .build()
+                .await?
+                .say(&body.text, HashMap::new())
+                .await
+        })
+        .await;
         match said {
             Ok(turn) => {
                 return Json(json!({"turn": turn, "session": path.as_str()})).into_response();
@@ -276,31 +304,23 @@ async fn chat(State(c): State<Shared>, Json(body): Json<Text>) -> Response {
 }
 
 async fn feedback(State(c): State<Shared>, Json(body): Json<Text>) -> Response {
-    let id: Result<String, String> = c
-        .call(
-            "org.cabin.Feedback1",
-            "/org/cabin/Feedback1",
-            "org.cabin.Feedback1",
-            "Submit",
-            &(
-                "app",
-                body.text.as_str(),
-                HashMap::<&str, Variant<'_>>::new(),
-            ),
-        )
-        .await;
+    let feedback = called("the feedback service", Feedback1Proxy::new(&c.conn)).await;
+    let id = match &feedback {
+        Ok(proxy) => {
+            called(
+                "the feedback service",
+                proxy.submit("app", &body.text, HashMap::new()),
+            )
+            .await
+        }
+        Err(e) => Err(e.clone()),
+    };
     match id {
         Ok(id) => {
             // A desktop trial wants to see it arrive: upload now rather than after the batch delay.
-            let _: Result<(), String> = c
-                .call(
-                    "org.cabin.Feedback1",
-                    "/org/cabin/Feedback1",
-                    "org.cabin.Feedback1",
-                    "Flush",
-                    &(),
-                )
-                .await;
+            if let Ok(proxy) = &feedback {
+                let _ = called("the feedback service", proxy.flush()).await;
+            }
             Json(json!({"id": id})).into_response()
         }
         Err(e) => error(StatusCode::BAD_REQUEST, e),
@@ -359,26 +379,17 @@ async fn vehicle(State(c): State<Shared>, Json(body): Json<VehicleChange>) -> Re
         changes.insert("Longitude", Variant::from(lon));
     }
     if !changes.is_empty() {
-        let done: Result<(), String> = c
-            .call(
-                "org.cabin.Vehicle1",
-                "/org/cabin/Vehicle1",
-                "org.cabin.Vehicle1",
-                "Update",
-                &(changes,),
-            )
-            .await;
+        let done = called("the vehicle data", async {
+            Vehicle1Proxy::new(&c.conn).await?.update(changes).await
+        })
+        .await;
         if let Err(e) = done {
             return error(StatusCode::BAD_REQUEST, e);
         }
     }
     if body.hour.is_some() || body.clock_rate.is_some() {
         let props = c
-            .properties(
-                "org.cabin.Vehicle1",
-                "/org/cabin/Vehicle1",
-                "org.cabin.Vehicle1",
-            )
+            .properties(vehicle::BUS_NAME, vehicle::OBJECT_PATH, vehicle::INTERFACE)
             .await;
         let rate = body
             .clock_rate
@@ -389,15 +400,10 @@ async fn vehicle(State(c): State<Shared>, Json(body): Json<VehicleChange>) -> Re
             if !(0.0..24.0).contains(&hour) {
                 return error(StatusCode::BAD_REQUEST, "hour must be within 0..24");
             }
-            let now: Result<i64, String> = c
-                .call(
-                    "org.cabin.Vehicle1",
-                    "/org/cabin/Vehicle1",
-                    "org.cabin.Vehicle1",
-                    "Now",
-                    &(),
-                )
-                .await;
+            let now = called("the vehicle data", async {
+                Vehicle1Proxy::new(&c.conn).await?.now().await
+            })
+            .await;
             let now = now
                 .ok()
                 .and_then(chrono::DateTime::from_timestamp_millis)
@@ -411,15 +417,13 @@ async fn vehicle(State(c): State<Shared>, Json(body): Json<VehicleChange>) -> Re
             sim_ms = (midnight + ChronoDuration::seconds((hour * 3600.0) as i64) - offset)
                 .timestamp_millis();
         }
-        let done: Result<(), String> = c
-            .call(
-                "org.cabin.Vehicle1",
-                "/org/cabin/Vehicle1",
-                "org.cabin.Vehicle1",
-                "SetClock",
-                &(sim_ms, rate),
-            )
-            .await;
+        let done = called("the vehicle data", async {
+            Vehicle1Proxy::new(&c.conn)
+                .await?
+                .set_clock(sim_ms, rate)
+                .await
+        })
+        .await;
         if let Err(e) = done {
             return error(StatusCode::BAD_REQUEST, e);
         }
@@ -446,26 +450,25 @@ pub async fn follow_bus(c: Shared) -> zbus::Result<()> {
         let (iface, member, path) = (iface.as_str(), member.as_str(), path.as_str());
         let body = msg.body();
         let event = match (iface, member) {
-            ("org.cabin.Wallpaper1", "Changed") => body.deserialize::<(String, String, HashMap<String, OwnedVariant>)>().ok().map(|(id, phase, hints)| {
+            (wallpaper::INTERFACE, "Changed") => body.deserialize::<(String, String, HashMap<String, OwnedVariant>)>().ok().map(|(id, phase, hints)| {
                 json!({"type": "wallpaper", "image_id": id, "phase": phase, "hints": Value::Object(hints.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())})
             }),
-            ("org.cabin.Wallpaper1.Job", "Progress") => body.deserialize::<(u32, u32, zbus::Fd<'_>)>().ok().map(|(step, total, _)| json!({"type": "progress", "job": path, "step": step, "total": total})),
-            ("org.cabin.Wallpaper1.Job", "Done") => Some(json!({"type": "job_done", "job": path})),
-            ("org.cabin.Wallpaper1.Job", "Failed") => body.deserialize::<(String, String)>().ok().map(|(name, message)| json!({"type": "job_failed", "job": path, "error": name, "message": message})),
-            ("org.cabin.Companion1.Session", "Token") => body.deserialize::<(u32, String)>().ok().map(|(turn, text)| json!({"type": "token", "session": path, "turn": turn, "text": text})),
-            ("org.cabin.Companion1.Session", "Reply") => body.deserialize::<(u32, String, String, Vec<(String, HashMap<String, OwnedVariant>)>)>().ok().map(|(turn, text, emotion, actions)| {
+            (wallpaper::JOB_INTERFACE, "Progress") => body.deserialize::<(u32, u32, zbus::Fd<'_>)>().ok().map(|(step, total, _)| json!({"type": "progress", "job": path, "step": step, "total": total})),
+            (wallpaper::JOB_INTERFACE, "Done") => Some(json!({"type": "job_done", "job": path})),
+            (wallpaper::JOB_INTERFACE, "Failed") => body.deserialize::<(String, String)>().ok().map(|(name, message)| json!({"type": "job_failed", "job": path, "error": name, "message": message})),
+            (companion::SESSION_INTERFACE, "Token") => body.deserialize::<(u32, String)>().ok().map(|(turn, text)| json!({"type": "token", "session": path, "turn": turn, "text": text})),
+            (companion::SESSION_INTERFACE, "Reply") => body.deserialize::<(u32, String, String, Vec<(String, HashMap<String, OwnedVariant>)>)>().ok().map(|(turn, text, emotion, actions)| {
                 json!({"type": "reply", "session": path, "turn": turn, "text": text, "emotion": emotion, "actions": actions.iter().map(|a| a.0.clone()).collect::<Vec<_>>()})
             }),
-            ("org.cabin.Companion1.Session", "Failed") => body.deserialize::<(u32, String, String)>().ok().map(|(turn, name, message)| json!({"type": "reply_failed", "session": path, "turn": turn, "error": name, "message": message})),
-            ("org.cabin.Feedback1", "BatchUploaded") => body.deserialize::<(String, u32)>().ok().map(|(batch, items)| json!({"type": "uploaded", "batch": batch, "items": items})),
+            (companion::SESSION_INTERFACE, "Failed") => body.deserialize::<(u32, String, String)>().ok().map(|(turn, name, message)| json!({"type": "reply_failed", "session": path, "turn": turn, "error": name, "message": message})),
+            (feedback::INTERFACE, "BatchUploaded") => body.deserialize::<(String, u32)>().ok().map(|(batch, items)| json!({"type": "uploaded", "batch": batch, "items": items})),
             ("org.freedesktop.DBus.Properties", "PropertiesChanged") => {
-                let (target, iface_name) = match path {
-                    "/org/cabin/Vehicle1" => ("vehicle", "org.cabin.Vehicle1"),
-                    "/org/cabin/Wallpaper1" => ("wallpaper_state", "org.cabin.Wallpaper1"),
-                    "/org/cabin/Feedback1" => ("feedback", "org.cabin.Feedback1"),
+                let (target, dest, iface_name) = match path {
+                    vehicle::OBJECT_PATH => ("vehicle", vehicle::BUS_NAME, vehicle::INTERFACE),
+                    wallpaper::OBJECT_PATH => ("wallpaper_state", wallpaper::BUS_NAME, wallpaper::INTERFACE),
+                    feedback::OBJECT_PATH => ("feedback", feedback::BUS_NAME, feedback::INTERFACE),
                     _ => continue,
                 };
-                let dest = iface_name;
                 Some(json!({"type": target, "properties": c.properties(dest, path, iface_name).await}))
             }
             _ => None,
@@ -473,7 +476,7 @@ pub async fn follow_bus(c: Shared) -> zbus::Result<()> {
         if let Some(mut event) = event {
             // The page shows the conversation it started; other sessions (the voice hook's)
             // are marked as such.
-            if iface == "org.cabin.Companion1.Session" {
+            if iface == companion::SESSION_INTERFACE {
                 let mine = c
                     .chat
                     .lock()

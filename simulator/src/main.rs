@@ -4,6 +4,10 @@
 //! `org.cabin.Companion1`, `org.cabin.Voice1`, `org.cabin.Feedback1` uploading to the
 //! collector with consent on; a crashed one is restarted), and the web cockpit at
 //! `http://127.0.0.1:PORT`. Ctrl-C or SIGTERM stops everything and leaves nothing behind.
+//!
+//! The services are the binaries the car runs (`cabin-wallpaperd`, ...), found beside this
+//! one (`cargo build --release --workspace --bins` builds them all) or in
+//! `--service-binaries DIR`.
 
 mod cockpit;
 mod supervisor;
@@ -16,7 +20,7 @@ use cabin_common::clock::ClockSetting;
 use cabin_common::vehicle::VehicleState;
 use cabin_testbus::TestBus;
 use cabin_vehicle_sim::{Config, Publisher};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
 #[derive(Parser)]
 #[command(
@@ -24,8 +28,6 @@ use clap::{Parser, Subcommand};
     about = "Run the cabin bundle on a desktop with a simulated vehicle and a web cockpit"
 )]
 struct Cli {
-    #[command(subcommand)]
-    service: Option<Child>,
     /// Port of the web cockpit on 127.0.0.1 (0: any free one).
     #[arg(long, default_value_t = 8470)]
     port: u16,
@@ -45,9 +47,8 @@ struct Cli {
     /// Port of the reference collector on 127.0.0.1 (0: any free one).
     #[arg(long, default_value_t = 0)]
     collector_port: u16,
-    /// Run the services from their own binaries in DIR (cabin-wallpaperd, cabin-companiond,
-    /// cabin-voiced, cabin-feedbackd; e.g. target/release after `cargo build --release
-    /// --workspace`, or /usr/bin) [default: this binary runs each service's code].
+    /// Where the service binaries are (cabin-wallpaperd, cabin-companiond, cabin-voiced,
+    /// cabin-feedbackd), e.g. /usr/bin [default: beside this binary].
     #[arg(long, value_name = "DIR")]
     service_binaries: Option<PathBuf>,
     /// Drive this route: a vehicle scenario (TOML steps of position, speed, gear), e.g.
@@ -56,22 +57,25 @@ struct Cli {
     scenario: Option<PathBuf>,
 }
 
-#[derive(Subcommand)]
-enum Child {
-    /// Runs one service (what the supervisor starts; not for people).
-    #[command(hide = true)]
-    Service {
-        name: String,
-        #[arg(long)]
-        bus: BusChoice,
-        #[arg(long)]
-        state_dir: PathBuf,
-        #[arg(long)]
-        model: Option<PathBuf>,
-        #[arg(long)]
-        upload_url: Option<String>,
-    },
-}
+/// The services cabin-sim runs: (name, bus name, binary).
+const SERVICES: [(&str, &str, &str); 4] = [
+    (
+        "wallpaper",
+        cabin_contracts::wallpaper::BUS_NAME,
+        "cabin-wallpaperd",
+    ),
+    (
+        "companion",
+        cabin_contracts::companion::BUS_NAME,
+        "cabin-companiond",
+    ),
+    ("voice", cabin_contracts::voice::BUS_NAME, "cabin-voiced"),
+    (
+        "feedback",
+        cabin_contracts::feedback::BUS_NAME,
+        "cabin-feedbackd",
+    ),
+];
 
 fn default_state_dir() -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
@@ -84,63 +88,8 @@ fn default_state_dir() -> PathBuf {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.service {
-        Some(Child::Service {
-            name,
-            bus,
-            state_dir,
-            model,
-            upload_url,
-        }) => {
-            cabin_common::logging::init(&name);
-            let program = format!("cabin-sim service {name}");
-            cabin_common::cli::exit_code(
-                &program,
-                run_service(&name, bus, state_dir, model, upload_url).await,
-            )
-        }
-        None => {
-            cabin_common::logging::init("sim");
-            cabin_common::cli::exit_code("cabin-sim", run(cli).await)
-        }
-    }
-}
-
-/// One service in this process, as its own binary would run it.
-async fn run_service(
-    name: &str,
-    bus: BusChoice,
-    state_dir: PathBuf,
-    model: Option<PathBuf>,
-    upload_url: Option<String>,
-) -> Result<(), String> {
-    let _conn = match name {
-        "wallpaper" => {
-            let config = cabin_wallpaper::daemon::Config {
-                model_dir: model,
-                ..Default::default()
-            };
-            cabin_wallpaper::daemon::serve(&bus, config, &state_dir).await?
-        }
-        "companion" => {
-            cabin_companion::daemon::serve(&bus, cabin_companion::Config::default(), &state_dir)
-                .await?
-        }
-        "voice" => cabin_voice::daemon::serve(&bus, cabin_voice::daemon::Config::default()).await?,
-        "feedback" => {
-            let config = cabin_feedback::daemon::Config {
-                upload_url,
-                // A desktop trial: the tester consents; a car starts with consent off.
-                consent_default: true,
-                batch_delay_ms: 5_000,
-                ..Default::default()
-            };
-            cabin_feedback::daemon::serve(&bus, config, &state_dir).await?
-        }
-        other => return Err(format!("unknown service {other:?}")),
-    };
-    cabin_common::cli::shutdown_signal().await;
-    Ok(())
+    cabin_common::logging::init("sim");
+    cabin_common::cli::exit_code("cabin-sim", run(cli).await)
 }
 
 /// The services from their own binaries: each gets `--bus`, `--state-dir` and, where the
@@ -159,27 +108,6 @@ fn binary_specs(
         std::fs::write(&path, toml).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(vec!["--config".into(), path.display().to_string()])
     };
-    let spec = |name: &'static str,
-                bus_name: &'static str,
-                binary: &str,
-                extra: Vec<String>|
-     -> Result<supervisor::Spec, String> {
-        let program = bin_dir.join(binary);
-        if !program.is_file() {
-            return Err(format!(
-                "{} is missing (cargo build --workspace first)",
-                program.display()
-            ));
-        }
-        let mut args = common(name);
-        args.extend(extra);
-        Ok(supervisor::Spec {
-            name,
-            bus_name,
-            program,
-            args,
-        })
-    };
     let wallpaper = match model {
         Some(dir) => write_config(
             "wallpaper",
@@ -193,27 +121,41 @@ fn binary_specs(
         "consent_default = true\nbatch_delay_ms = 5000\n".into(),
     )?;
     feedback.extend(["--upload-url".into(), upload_url.to_string()]);
-    Ok(vec![
-        spec(
-            "wallpaper",
-            "org.cabin.Wallpaper1",
-            "cabin-wallpaperd",
-            wallpaper,
-        )?,
-        spec(
-            "companion",
-            "org.cabin.Companion1",
-            "cabin-companiond",
-            vec![],
-        )?,
-        spec("voice", "org.cabin.Voice1", "cabin-voiced", vec![])?,
-        spec(
-            "feedback",
-            "org.cabin.Feedback1",
-            "cabin-feedbackd",
-            feedback,
-        )?,
-    ])
+    SERVICES
+        .iter()
+        .map(|&(name, bus_name, binary)| {
+            let program = bin_dir.join(binary);
+            if !program.is_file() {
+                return Err(format!(
+                    "{} is missing: build the services beside cabin-sim with `{}` (or name \
+                     their folder with --service-binaries DIR)",
+                    program.display(),
+                    build_command(bin_dir)
+                ));
+            }
+            let mut args = common(name);
+            match name {
+                "wallpaper" => args.extend(wallpaper.clone()),
+                "feedback" => args.extend(feedback.clone()),
+                _ => {}
+            }
+            Ok(supervisor::Spec {
+                name,
+                bus_name,
+                program,
+                args,
+            })
+        })
+        .collect()
+}
+
+/// The cargo command that puts the service binaries in `bin_dir`.
+fn build_command(bin_dir: &std::path::Path) -> &'static str {
+    if bin_dir.ends_with("release") {
+        "cargo build --release --workspace --bins"
+    } else {
+        "cargo build --workspace --bins"
+    }
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -278,45 +220,20 @@ async fn run(cli: Cli) -> Result<(), String> {
         ]
     };
     let upload_url = format!("http://{collector_addr}/v1/feedback");
-    let specs = match &cli.service_binaries {
-        Some(bin_dir) => binary_specs(
-            bin_dir,
-            &state_dir,
-            &common,
-            &upload_url,
-            cli.model.as_deref(),
-        )?,
-        None => {
-            let exe =
-                std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-            let own = |name: &'static str, bus_name: &'static str, extra: Vec<String>| {
-                let mut args = vec!["service".to_string(), name.to_string()];
-                args.extend(common(name));
-                args.extend(extra);
-                supervisor::Spec {
-                    name,
-                    bus_name,
-                    program: exe.clone(),
-                    args,
-                }
-            };
-            let model = cli
-                .model
-                .iter()
-                .flat_map(|m| ["--model".to_string(), m.display().to_string()])
-                .collect();
-            vec![
-                own("wallpaper", "org.cabin.Wallpaper1", model),
-                own("companion", "org.cabin.Companion1", vec![]),
-                own("voice", "org.cabin.Voice1", vec![]),
-                own(
-                    "feedback",
-                    "org.cabin.Feedback1",
-                    vec!["--upload-url".into(), upload_url.clone()],
-                ),
-            ]
-        }
+    let bin_dir = match &cli.service_binaries {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+            .ok_or("cannot find the folder of this binary; name it with --service-binaries")?,
     };
+    let specs = binary_specs(
+        &bin_dir,
+        &state_dir,
+        &common,
+        &upload_url,
+        cli.model.as_deref(),
+    )?;
     let (changed, mut changes) = tokio::sync::broadcast::channel(64);
     let services = supervisor::Supervisor::start(specs, changed)
         .map_err(|e| format!("cannot start the services: {e}"))?;
@@ -325,12 +242,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         .connect()
         .await
         .map_err(|e| format!("cannot connect to the private bus: {e}"))?;
-    for name in [
-        "org.cabin.Wallpaper1",
-        "org.cabin.Companion1",
-        "org.cabin.Voice1",
-        "org.cabin.Feedback1",
-    ] {
+    for (_, name, _) in SERVICES {
         if !cabin_testbus::wait_for_name(&conn, name, Duration::from_secs(60)).await {
             tracing::warn!(name, "service did not appear on the bus within 60 s");
         }
@@ -368,7 +280,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         println!("cabin-sim: driving {}", path.display());
     }
     println!(
-        "cabin-sim: services (child processes): wallpaper, companion, voice, feedback; state in {}",
+        "cabin-sim: services (child processes from {}): wallpaper, companion, voice, feedback; state in {}",
+        bin_dir.display(),
         state_dir.display()
     );
     println!("cabin-sim: reference collector at http://{collector_addr} (fleet view: /v1/fleet)");

@@ -1,7 +1,6 @@
 //! The services as child processes, as systemd runs them on a car: the service binaries
-//! (`--service-binaries DIR`) or `cabin-sim service NAME ...` (the same `daemon::serve` each
-//! binary runs), watched, and restarted after a crash with a growing delay. Status changes
-//! go out on a channel for the cockpit.
+//! the car runs, watched, and restarted after a crash with a growing delay. Status changes go
+//! out on a channel for the cockpit.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

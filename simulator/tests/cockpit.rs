@@ -29,6 +29,22 @@ fn api_supervision_and_a_clean_stop() {
         "{answer}"
     );
 
+    // The model panel names the model on show; the fixture ships no contact sheet, which the
+    // page is told plainly.
+    let model = sim.get("/api/model");
+    assert_eq!(
+        (model["name"].as_str(), model["version"].as_str()),
+        (Some("tiny-sd-fixture"), Some("1")),
+        "{model}"
+    );
+    let sheet = ureq::get(format!("{}/wallpaper/model-sheet.png", sim.url))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(sheet.status().as_u16(), 404);
+
     // A crashed service is restarted and counted; the cockpit's chat finds the new one.
     let before = sim.service("companion");
     let pid = before["pid"].as_i64().unwrap();
@@ -103,25 +119,14 @@ fn api_supervision_and_a_clean_stop() {
 }
 
 #[test]
-fn the_service_binaries_as_children() {
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_cabin-sim"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
+fn the_services_are_the_binaries_the_car_runs() {
     let binaries = [
         "cabin-wallpaperd",
         "cabin-companiond",
         "cabin-voiced",
         "cabin-feedbackd",
     ];
-    if binaries.iter().any(|b| !bin_dir.join(b).is_file()) {
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** SKIPPED: cabin-sim --service-binaries (build them first: cargo test --workspace does) ***\n"
-        );
-        return;
-    }
-    let sim = Sim::start_with(&["--service-binaries", bin_dir.to_str().unwrap()]);
+    let sim = Sim::start();
     sim.wait_for_services();
     for (service, binary) in ["wallpaper", "companion", "voice", "feedback"]
         .iter()
@@ -149,6 +154,27 @@ fn the_service_binaries_as_children() {
     wait_for("both at the collector", Duration::from_secs(60), || {
         sim.get("/api/fleet")["items"].as_i64() == Some(2)
     });
+}
+
+#[test]
+fn a_missing_service_binary_is_named_with_the_command_that_builds_it() {
+    let empty = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cabin-sim"))
+        .args(["--port", "0", "--collector-port", "0", "--state-dir"])
+        .arg(state.path())
+        .arg("--service-binaries")
+        .arg(empty.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cabin-wallpaperd is missing")
+            && stderr.contains("cargo build --workspace --bins"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -34,6 +34,77 @@ impl ServiceArgs {
     }
 }
 
+/// What a service binary is: its short name (`wallpaper`: the config and state folder
+/// names, the log identifier), its program name, the bus name it owns and its `--help` line.
+#[derive(Debug, Clone, Copy)]
+pub struct Daemon {
+    pub service: &'static str,
+    pub program: &'static str,
+    pub bus_name: &'static str,
+    pub about: &'static str,
+}
+
+impl Daemon {
+    /// The binary's command line: `--bus`, `--config`, `--state-dir`, `--help`, `--version`.
+    pub fn command(&self) -> clap::Command {
+        use clap::Args;
+        ServiceArgs::augment_args(
+            clap::Command::new(self.program)
+                .about(self.about)
+                .version(env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    /// This process's arguments, parsed (`--help` and bad arguments exit as clap does).
+    pub fn parse_args(&self) -> ServiceArgs {
+        use clap::FromArgMatches;
+        let matches = self.command().get_matches();
+        ServiceArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+/// The whole life of a service binary whose command line is just [`ServiceArgs`]: see
+/// [`run_daemon_with`]. `serve` gets the bus, the config and the state folder.
+pub async fn run_daemon<C, F, Fut>(daemon: Daemon, serve: F) -> std::process::ExitCode
+where
+    C: serde::de::DeserializeOwned,
+    F: FnOnce(BusChoice, C, PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<zbus::Connection, String>>,
+{
+    let args = daemon.parse_args();
+    let bus = args.bus.clone();
+    run_daemon_with(daemon, &args, |config, state_dir| {
+        serve(bus, config, state_dir)
+    })
+    .await
+}
+
+/// The whole life of a service binary, the same for every cabin service: logging, its config
+/// (`--config` or `/etc/cabin/<service>.toml`), its state folder, `serve` (which puts the
+/// objects on the bus and takes the name), READY=1 and the watchdog, then until SIGTERM; a
+/// failure on the way is one line on stderr and exit code 1.
+pub async fn run_daemon_with<C, F, Fut>(
+    daemon: Daemon,
+    args: &ServiceArgs,
+    serve: F,
+) -> std::process::ExitCode
+where
+    C: serde::de::DeserializeOwned,
+    F: FnOnce(C, PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<zbus::Connection, String>>,
+{
+    crate::logging::init(daemon.service);
+    let run = async {
+        let config: C = args
+            .load_config(daemon.service)
+            .map_err(|e| e.to_string())?;
+        let conn = serve(config, args.state_dir(daemon.service)).await?;
+        serve_until_stopped(conn, daemon.bus_name, &args.bus).await;
+        Ok(())
+    };
+    exit_code(daemon.program, run.await)
+}
+
 /// A binary's exit: success, or the error on one line prefixed with the program's name.
 pub fn exit_code(program: &str, result: Result<(), String>) -> std::process::ExitCode {
     match result {
@@ -49,7 +120,7 @@ pub fn exit_code(program: &str, result: Result<(), String>) -> std::process::Exi
 /// systemd asks for), then wait for SIGTERM or Ctrl-C. `conn` is dropped last.
 pub async fn serve_until_stopped(conn: zbus::Connection, bus_name: &str, bus: &BusChoice) {
     tracing::info!(%bus, "serving {bus_name}");
-    crate::readiness::Notifier::from_env().ready();
+    crate::readiness::ready();
     shutdown_signal().await;
     tracing::info!("stopping");
     drop(conn);

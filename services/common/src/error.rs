@@ -48,15 +48,7 @@ impl CabinError {
 }
 
 /// The full D-Bus error names, for clients and tests that match on them.
-pub mod names {
-    pub const INVALID_ARGUMENT: &str = "org.cabin.Error.InvalidArgument";
-    pub const BUSY: &str = "org.cabin.Error.Busy";
-    pub const CANCELLED: &str = "org.cabin.Error.Cancelled";
-    pub const NOT_FOUND: &str = "org.cabin.Error.NotFound";
-    pub const UNAVAILABLE: &str = "org.cabin.Error.Unavailable";
-    pub const PERMISSION_DENIED: &str = "org.cabin.Error.PermissionDenied";
-    pub const INTERNAL: &str = "org.cabin.Error.Internal";
-}
+pub use cabin_contracts::errors::names;
 
 #[cfg(test)]
 mod tests {

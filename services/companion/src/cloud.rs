@@ -3,7 +3,9 @@
 //! calls. Every failure has a name: refused credentials, rate limits (with `Retry-After`),
 //! server errors, a stream that breaks or stops midway, and no answer by the deadline.
 
-use std::io::{BufRead, BufReader};
+use std::io::Read;
+
+use eventsource_stream::{Event, EventStreamError, Eventsource};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -180,26 +182,26 @@ impl CloudBackend {
                 _ => BackendError::Protocol(format!("HTTP {status}: {message}")),
             });
         }
-        let reader = BufReader::new(response.into_body().into_reader());
         let mut out = Streamed::default();
         let mut finished = false;
-        for line in reader.lines() {
+        for event in server_sent_events(response.into_body().into_reader()) {
             if cancel.load(Ordering::SeqCst) {
                 return Err(BackendError::Cancelled);
             }
-            let line = match line {
-                Ok(line) => line,
-                Err(e)
+            let event = match event {
+                Ok(event) => event,
+                Err(EventStreamError::Transport(e))
                     if Instant::now() >= deadline || e.kind() == std::io::ErrorKind::TimedOut =>
                 {
                     return Err(BackendError::Timeout(remaining));
                 }
                 Err(e) => return Err(BackendError::Protocol(format!("the stream broke off: {e}"))),
             };
-            let Some(data) = line.strip_prefix("data:") else {
-                continue; // event names, ids, comments and blank separators
-            };
-            let data = data.trim();
+            // One event's `data:` lines arrive joined with newlines, as the SSE spec says.
+            let data = event.data.trim();
+            if data.is_empty() {
+                continue;
+            }
             if data == "[DONE]" {
                 finished = true;
                 break;
@@ -353,9 +355,85 @@ impl Backend for CloudBackend {
     }
 }
 
+/// The server-sent events of a response body, parsed by `eventsource-stream` (multi-line
+/// `data:`, comments, `event:`/`id:` fields, CRLF) and read as it arrives, on this thread.
+fn server_sent_events(
+    mut body: impl Read,
+) -> impl Iterator<Item = Result<Event, EventStreamError<std::io::Error>>> {
+    let mut done = false;
+    let chunks = std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut buf = vec![0u8; 4096];
+        match body.read(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some(Ok(buf))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Some(Ok(Vec::new())),
+            Err(e) => {
+                done = true;
+                Some(Err(e))
+            }
+        }
+    });
+    futures_executor::block_on_stream(futures_util::stream::iter(chunks).eventsource())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_spanning_lines_and_reads_arrive_whole() {
+        // One event's data over two lines (joined with a newline), a comment, CRLF endings,
+        // an event name, and the body split mid-line across reads.
+        let body: &[u8] =
+            b": keep-alive\r\ndata: {\"choices\":\r\ndata: [{\"delta\":{\"content\":\"hi\"}}]}\r\n\r\nevent: done\ndata: [DONE]\n\n";
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(7).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let events: Vec<Event> = server_sent_events(Trickle(body))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(
+            events[0].data,
+            "{\"choices\":\n[{\"delta\":{\"content\":\"hi\"}}]}"
+        );
+        let chunk: Value = serde_json::from_str(&events[0].data).unwrap();
+        assert_eq!(
+            chunk.pointer("/choices/0/delta/content"),
+            Some(&Value::from("hi"))
+        );
+        assert_eq!(
+            (events[1].event.as_str(), events[1].data.as_str()),
+            ("done", "[DONE]")
+        );
+    }
+
+    #[test]
+    fn a_broken_body_is_an_error_not_an_end() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+            }
+        }
+        let mut events = server_sent_events(Broken);
+        assert!(matches!(
+            events.next(),
+            Some(Err(EventStreamError::Transport(_)))
+        ));
+    }
 
     #[test]
     fn urls_are_checked() {

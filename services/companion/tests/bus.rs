@@ -12,70 +12,15 @@ use cabin_common::bus::BusChoice;
 use cabin_companion::daemon::{
     BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH, SESSION_INTERFACE,
 };
+use cabin_contracts::companion::{Companion1Proxy, SessionProxy};
+use cabin_contracts::wallpaper::Wallpaper1Proxy;
 use cabin_testbus::{
     ServiceProcess, TestBus, eventually, interface_members, introspect, wait_for_name,
 };
 use futures_util::StreamExt;
-use zbus::{OwnedObjectPath, OwnedVariant, Variant};
+use zbus::{OwnedVariant, Variant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cabin-companiond");
-
-#[zbus::proxy(
-    interface = "org.cabin.Companion1",
-    default_service = "org.cabin.Companion1",
-    default_path = "/org/cabin/Companion1"
-)]
-trait Companion1 {
-    fn list_personas(&self) -> zbus::Result<Vec<(String, String, HashMap<String, OwnedVariant>)>>;
-    fn import_persona(&self, card_json: &str) -> zbus::Result<String>;
-    fn export_persona(&self, id: &str) -> zbus::Result<String>;
-    fn start_session(
-        &self,
-        persona_id: &str,
-        options: HashMap<&str, Variant<'_>>,
-    ) -> zbus::Result<OwnedObjectPath>;
-    fn forget(&self, persona_id: &str) -> zbus::Result<()>;
-    #[zbus(property)]
-    fn backends(&self) -> zbus::Result<Vec<String>>;
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Companion1.Session",
-    default_service = "org.cabin.Companion1"
-)]
-trait Session {
-    fn say(&self, text: &str, options: HashMap<&str, Variant<'_>>) -> zbus::Result<u32>;
-    fn reset(&self) -> zbus::Result<()>;
-    fn end(&self) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn token(&self, turn: u32, text: String) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn reply(
-        &self,
-        turn: u32,
-        text: String,
-        emotion: String,
-        actions: Vec<(String, HashMap<String, OwnedVariant>)>,
-    ) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn failed(&self, turn: u32, error_name: String, message: String) -> zbus::Result<()>;
-    #[zbus(property)]
-    fn persona(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn backend(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn turns(&self) -> zbus::Result<u32>;
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Wallpaper1",
-    default_service = "org.cabin.Wallpaper1",
-    default_path = "/org/cabin/Wallpaper1"
-)]
-trait Wallpaper1 {
-    #[zbus(property)]
-    fn current(&self) -> zbus::Result<String>;
-}
 
 struct Stage {
     bus: TestBus,

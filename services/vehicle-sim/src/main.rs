@@ -49,7 +49,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let script = cli.script.as_deref().map(Script::load).transpose()?;
     let publisher = Publisher::start(&cli.service.bus, &config).await?;
     tracing::info!(bus = %cli.service.bus, "serving org.cabin.Vehicle1");
-    cabin_common::readiness::Notifier::from_env().ready();
+    cabin_common::readiness::ready();
     let play = async {
         match &script {
             Some(script) => publisher.play(script).await,

@@ -1,4 +1,4 @@
-//! The `org.cabin.Vehicle1` object (contract: `services/common/dbus/org.cabin.Vehicle1.xml`).
+//! The `org.cabin.Vehicle1` object (contract: `services/contracts/dbus/org.cabin.Vehicle1.xml`).
 //!
 //! Properties mirror [`VehicleState`]; the plain ones are writable so `busctl set-property`
 //! works, `Update` sets several at once (one `PropertiesChanged`), `SetClock` re-anchors the

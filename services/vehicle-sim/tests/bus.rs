@@ -274,3 +274,45 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// As systemd runs it (`Type=notify`, `WatchdogSec=`): `READY=1` once the name is taken, then
+/// watchdog pings at half the timeout, over a real notify socket.
+#[tokio::test]
+async fn tells_systemd_it_is_ready_and_alive() {
+    let bus = TestBus::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--bus", bus.address()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env_remove("WATCHDOG_PID")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let receive = |socket: &std::os::unix::net::UnixDatagram| {
+        let mut buf = [0u8; 256];
+        let len = socket.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..len]).into_owned()
+    };
+    let socket = tokio::task::spawn_blocking(move || {
+        let first = receive(&socket);
+        let pings: Vec<String> = (0..3).map(|_| receive(&socket)).collect();
+        (first, pings)
+    })
+    .await
+    .unwrap();
+    let conn = bus.connect().await.unwrap();
+    let on_bus = wait_for_name(&conn, BUS_NAME, WAIT).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (first, pings) = socket;
+    assert_eq!(first.trim(), "READY=1");
+    assert!(on_bus, "READY=1 came, so the name must be taken");
+    for ping in pings {
+        assert_eq!(ping.trim(), "WATCHDOG=1");
+    }
+}

@@ -3,86 +3,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use cabin_contracts::CallError;
+use cabin_contracts::companion::{Companion1Proxy, SessionProxy};
+use cabin_contracts::feedback::Feedback1Proxy;
+use cabin_contracts::vehicle::Vehicle1Proxy;
+use cabin_contracts::wallpaper::Wallpaper1Proxy;
 use futures_util::StreamExt;
 use tokio::sync::Mutex;
-use zbus::{OwnedObjectPath, OwnedVariant, Variant};
+use zbus::{OwnedObjectPath, Variant};
 
 use crate::router::{Failure, Services};
-
-#[zbus::proxy(
-    interface = "org.cabin.Wallpaper1",
-    default_service = "org.cabin.Wallpaper1",
-    default_path = "/org/cabin/Wallpaper1"
-)]
-pub trait Wallpaper1 {
-    fn generate(
-        &self,
-        prompt: &str,
-        options: HashMap<&str, Variant<'_>>,
-    ) -> zbus::Result<OwnedObjectPath>;
-    fn history(&self, limit: u32) -> zbus::Result<Vec<HashMap<String, OwnedVariant>>>;
-    #[zbus(property)]
-    fn current(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn time_aware(&self) -> zbus::Result<bool>;
-    #[zbus(property)]
-    fn set_time_aware(&self, on: bool) -> zbus::Result<()>;
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Companion1",
-    default_service = "org.cabin.Companion1",
-    default_path = "/org/cabin/Companion1"
-)]
-pub trait Companion1 {
-    fn start_session(
-        &self,
-        persona_id: &str,
-        options: HashMap<&str, Variant<'_>>,
-    ) -> zbus::Result<OwnedObjectPath>;
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Companion1.Session",
-    default_service = "org.cabin.Companion1"
-)]
-pub trait Session {
-    fn say(&self, text: &str, options: HashMap<&str, Variant<'_>>) -> zbus::Result<u32>;
-    #[zbus(signal)]
-    fn reply(
-        &self,
-        turn: u32,
-        text: String,
-        emotion: String,
-        actions: Vec<(String, HashMap<String, OwnedVariant>)>,
-    ) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn failed(&self, turn: u32, error_name: String, message: String) -> zbus::Result<()>;
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Feedback1",
-    default_service = "org.cabin.Feedback1",
-    default_path = "/org/cabin/Feedback1"
-)]
-pub trait Feedback1 {
-    fn submit(
-        &self,
-        channel: &str,
-        text: &str,
-        meta: HashMap<&str, Variant<'_>>,
-    ) -> zbus::Result<String>;
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Vehicle1",
-    default_service = "org.cabin.Vehicle1",
-    default_path = "/org/cabin/Vehicle1"
-)]
-pub trait Vehicle1 {
-    #[zbus(property)]
-    fn driving_time(&self) -> zbus::Result<u64>;
-}
 
 /// How long a companion reply may take before the voice hook gives up on it.
 const CHAT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -96,21 +26,9 @@ pub struct BusServices {
     sessions: Mutex<HashMap<(String, String), OwnedObjectPath>>,
 }
 
-fn failure(e: zbus::Error) -> Failure {
-    match e {
-        zbus::Error::MethodError(name, message, _) => Failure {
-            name: name.to_string(),
-            message: message.unwrap_or_default(),
-        },
-        zbus::Error::FDO(e) => {
-            let name = zbus::DBusError::name(e.as_ref()).to_string();
-            Failure {
-                name,
-                message: e.to_string(),
-            }
-        }
-        other => Failure::unavailable(other.to_string()),
-    }
+fn failure(what: &str, e: zbus::Error) -> Failure {
+    let CallError { name, message } = CallError::from_call(what, e);
+    Failure { name, message }
 }
 
 async fn timed<T>(
@@ -118,10 +36,11 @@ async fn timed<T>(
     f: impl std::future::Future<Output = zbus::Result<T>>,
 ) -> Result<T, Failure> {
     match tokio::time::timeout(CALL_TIMEOUT, f).await {
-        Ok(r) => r.map_err(failure),
-        Err(_) => Err(Failure::unavailable(format!(
-            "{what} did not answer within {CALL_TIMEOUT:?}"
-        ))),
+        Ok(r) => r.map_err(|e| failure(what, e)),
+        Err(_) => {
+            let CallError { name, message } = CallError::timed_out(what, CALL_TIMEOUT.as_secs());
+            Err(Failure { name, message })
+        }
     }
 }
 
@@ -230,20 +149,8 @@ impl Services for BusServices {
         if current.is_empty() {
             return Ok(None);
         }
-        let history = timed("the wallpaper service", wallpaper.history(100)).await?;
-        let prompt = history.iter().find_map(|entry| {
-            let id = entry
-                .get("id")
-                .and_then(|v| String::try_from(v.clone()).ok())?;
-            (id == current)
-                .then(|| {
-                    entry
-                        .get("prompt")
-                        .and_then(|v| String::try_from(v.clone()).ok())
-                })
-                .flatten()
-        });
-        Ok(Some(prompt.unwrap_or(current)))
+        let prompt = timed("the wallpaper service", wallpaper.current_prompt()).await?;
+        Ok(Some(if prompt.is_empty() { current } else { prompt }))
     }
 
     async fn driving_secs(&self) -> Result<u64, Failure> {

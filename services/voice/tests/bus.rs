@@ -7,6 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use cabin_common::bus::BusChoice;
+use cabin_contracts::feedback::Feedback1Proxy;
+use cabin_contracts::voice::Voice1Proxy;
+use cabin_contracts::wallpaper::Wallpaper1Proxy;
 use cabin_testbus::{
     ServiceProcess, TestBus, eventually, interface_members, introspect, wait_for_name,
 };
@@ -15,46 +18,6 @@ use zbus::Variant;
 
 const VOICED: &str = env!("CARGO_BIN_EXE_cabin-voiced");
 const CABINCTL: &str = env!("CARGO_BIN_EXE_cabinctl");
-
-#[zbus::proxy(
-    interface = "org.cabin.Voice1",
-    default_service = "org.cabin.Voice1",
-    default_path = "/org/cabin/Voice1"
-)]
-trait Voice1 {
-    fn handle(
-        &self,
-        utterance: &str,
-        locale: &str,
-        context: HashMap<&str, Variant<'_>>,
-    ) -> zbus::Result<(bool, String, String)>;
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Wallpaper1",
-    default_service = "org.cabin.Wallpaper1",
-    default_path = "/org/cabin/Wallpaper1"
-)]
-trait Wallpaper1 {
-    #[zbus(property)]
-    fn current(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn time_aware(&self) -> zbus::Result<bool>;
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Feedback1",
-    default_service = "org.cabin.Feedback1",
-    default_path = "/org/cabin/Feedback1"
-)]
-trait Feedback1 {
-    fn summary(
-        &self,
-        from: i64,
-        to: i64,
-        options: HashMap<&str, Variant<'_>>,
-    ) -> zbus::Result<String>;
-}
 
 fn ctl(bus: &TestBus, args: &[&str]) -> (i32, String) {
     let out = Command::new(CABINCTL)

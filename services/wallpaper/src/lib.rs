@@ -9,6 +9,7 @@
 
 pub mod daemon;
 pub mod engine;
+pub mod gallery;
 pub mod presenter;
 pub mod queue;
 pub mod store;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cabin_common::vehicle::VehicleState;
+use cabin_contracts::wallpaper::{JobProxy, Wallpaper1Proxy as WallpaperProxy};
 use cabin_testbus::{
     ServiceProcess, TestBus, eventually, interface_members, introspect, wait_for_name,
 };
@@ -18,68 +19,6 @@ use zbus::{OwnedVariant, Variant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cabin-wallpaperd");
 const WAIT: Duration = Duration::from_secs(60);
-
-#[zbus::proxy(
-    interface = "org.cabin.Wallpaper1",
-    default_service = "org.cabin.Wallpaper1",
-    default_path = "/org/cabin/Wallpaper1"
-)]
-trait Wallpaper {
-    fn generate(
-        &self,
-        prompt: &str,
-        options: HashMap<&str, Variant<'_>>,
-    ) -> zbus::Result<zbus::OwnedObjectPath>;
-    fn apply(&self, image_id: &str) -> zbus::Result<()>;
-    fn history(&self, limit: u32) -> zbus::Result<Vec<HashMap<String, OwnedVariant>>>;
-    fn open(&self, image_id: &str, display: &str) -> zbus::Result<zbus::OwnedFd>;
-    fn delete(&self, image_id: &str) -> zbus::Result<()>;
-    #[zbus(property)]
-    fn current(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn current_path(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn phase(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn busy(&self) -> zbus::Result<bool>;
-    #[zbus(property)]
-    fn time_aware(&self) -> zbus::Result<bool>;
-    #[zbus(property)]
-    fn set_time_aware(&self, on: bool) -> zbus::Result<()>;
-    #[zbus(property)]
-    fn displays(&self) -> zbus::Result<Vec<(String, u32, u32)>>;
-    #[zbus(property)]
-    fn model_info(&self) -> zbus::Result<HashMap<String, OwnedVariant>>;
-    #[zbus(signal)]
-    fn changed(
-        &self,
-        image_id: String,
-        phase: String,
-        hints: HashMap<String, OwnedVariant>,
-    ) -> zbus::Result<()>;
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Wallpaper1.Job",
-    default_service = "org.cabin.Wallpaper1"
-)]
-trait Job {
-    fn cancel(&self) -> zbus::Result<()>;
-    #[zbus(property)]
-    fn state(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn progress(&self) -> zbus::Result<f64>;
-    #[zbus(property)]
-    fn image_id(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn prompt(&self) -> zbus::Result<String>;
-    #[zbus(signal, name = "Progress")]
-    fn progress_step(&self, step: u32, total: u32, preview_png: zbus::OwnedFd) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn done(&self, image_id: String) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn failed(&self, error_name: String, message: String) -> zbus::Result<()>;
-}
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../onnx/fixtures/tiny-sd")

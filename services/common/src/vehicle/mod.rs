@@ -29,12 +29,7 @@ use tokio::sync::watch;
 
 use crate::clock::{ClockSetting, SettingClock, SharedClock, SystemClock};
 
-pub const BUS_NAME: &str = "org.cabin.Vehicle1";
-pub const OBJECT_PATH: &str = "/org/cabin/Vehicle1";
-pub const INTERFACE: &str = "org.cabin.Vehicle1";
-
-/// The contract's introspection XML, committed beside this crate.
-pub const INTROSPECTION_XML: &str = include_str!("../../dbus/org.cabin.Vehicle1.xml");
+pub use cabin_contracts::vehicle::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
 
 macro_rules! bus_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {

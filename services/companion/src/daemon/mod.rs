@@ -13,21 +13,23 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use cabin_common::CabinError;
 use cabin_common::error::names;
+use cabin_common::options::string;
 use cabin_common::vehicle::{FixedVehicle, VehicleSource};
+use cabin_contracts::CallError;
+use cabin_contracts::wallpaper::Wallpaper1Proxy;
+use zbus::Variant;
 
-use crate::agent::{Companion, Config};
+use crate::agent::{Companion, CompanionError, Config, language_of_locale};
 use crate::tools::Effects;
 
 pub use service::CompanionService;
 pub use session::Session;
 
-pub const BUS_NAME: &str = "org.cabin.Companion1";
-pub const OBJECT_PATH: &str = "/org/cabin/Companion1";
-pub const INTERFACE: &str = "org.cabin.Companion1";
-pub const SESSION_INTERFACE: &str = "org.cabin.Companion1.Session";
-/// The contract, committed beside this crate.
-pub const INTROSPECTION_XML: &str = include_str!("../../dbus/org.cabin.Companion1.xml");
+pub use cabin_contracts::companion::{
+    BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH, SESSION_INTERFACE,
+};
 
 /// What the bus objects share.
 pub struct Core {
@@ -48,22 +50,40 @@ impl Core {
 }
 
 /// `org.cabin.Wallpaper1.Generate` over the bus, from the blocking thread a reply runs on.
+pub fn to_bus(e: CompanionError) -> CabinError {
+    match e {
+        CompanionError::InvalidArgument(m) => CabinError::InvalidArgument(m),
+        CompanionError::NotFound(m) => CabinError::NotFound(m),
+        CompanionError::PermissionDenied(m) => CabinError::PermissionDenied(m),
+        CompanionError::Busy(m) => CabinError::Busy(m),
+        CompanionError::NoAnswer(m, _) => CabinError::Unavailable(m),
+        CompanionError::Internal(m) => CabinError::internal("companion", m),
+    }
+}
+
+/// A `locale` option (`zh-CN`, `en-US`, ...) as the language the companion answers in.
+pub fn locale_option(key: &str, value: &Variant<'_>) -> Result<&'static str, CabinError> {
+    language_of_locale(&string(key, value)?).map_err(CabinError::InvalidArgument)
+}
+
+/// Tells clients that the number of open sessions changed.
+pub async fn sessions_changed(conn: &zbus::Connection) {
+    if let Ok(service) = conn
+        .object_server()
+        .interface::<_, CompanionService>(OBJECT_PATH)
+        .await
+    {
+        let _ = service
+            .get()
+            .await
+            .sessions_changed(service.signal_emitter())
+            .await;
+    }
+}
+
 pub struct BusEffects {
     conn: OnceLock<zbus::Connection>,
     runtime: tokio::runtime::Handle,
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Wallpaper1",
-    default_service = "org.cabin.Wallpaper1",
-    default_path = "/org/cabin/Wallpaper1"
-)]
-trait Wallpaper1 {
-    fn generate(
-        &self,
-        prompt: &str,
-        options: std::collections::HashMap<&str, zbus::Variant<'_>>,
-    ) -> zbus::Result<zbus::OwnedObjectPath>;
 }
 
 impl Effects for BusEffects {
@@ -80,29 +100,17 @@ impl Effects for BusEffects {
                 let proxy = Wallpaper1Proxy::new(&conn).await?;
                 proxy.generate(&prompt, Default::default()).await
             };
+            let service = "the wallpaper service";
             match tokio::time::timeout(Duration::from_secs(10), call).await {
                 Ok(Ok(path)) => Ok(path.to_string()),
-                Ok(Err(zbus::Error::MethodError(name, message, _))) => {
-                    let name = name.to_string();
-                    if name == "org.freedesktop.DBus.Error.ServiceUnknown"
-                        || name == "org.freedesktop.DBus.Error.NameHasNoOwner"
-                    {
-                        Err((
-                            names::UNAVAILABLE.into(),
-                            "the wallpaper service is not running".into(),
-                        ))
-                    } else {
-                        Err((name, message.unwrap_or_default()))
-                    }
+                Ok(Err(e)) => {
+                    let e = CallError::from_call(service, e);
+                    Err((e.name, e.message))
                 }
-                Ok(Err(e)) => Err((
-                    names::UNAVAILABLE.into(),
-                    format!("cannot reach the wallpaper service: {e}"),
-                )),
-                Err(_) => Err((
-                    names::UNAVAILABLE.into(),
-                    "the wallpaper service did not answer within 10 s".into(),
-                )),
+                Err(_) => {
+                    let e = CallError::timed_out(service, 10);
+                    Err((e.name, e.message))
+                }
             }
         })
     }

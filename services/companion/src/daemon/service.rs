@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cabin_common::CabinError;
-use cabin_common::options::{string, unsigned};
+use cabin_common::options::unsigned;
 use zbus::object_server::SignalEmitter;
 use zbus::{OwnedVariant, Variant, interface};
 
-use super::Core;
 use super::session::{Session, session_path};
-use crate::agent::{CompanionError, language_of_locale};
+use super::{Core, locale_option, to_bus};
 
 pub struct CompanionService {
     core: Arc<Core>,
@@ -32,22 +31,6 @@ impl CompanionService {
             next_session: AtomicU64::new(1),
         }
     }
-}
-
-pub fn to_bus(e: CompanionError) -> CabinError {
-    match e {
-        CompanionError::InvalidArgument(m) => CabinError::InvalidArgument(m),
-        CompanionError::NotFound(m) => CabinError::NotFound(m),
-        CompanionError::PermissionDenied(m) => CabinError::PermissionDenied(m),
-        CompanionError::Busy(m) => CabinError::Busy(m),
-        CompanionError::NoAnswer(m, _) => CabinError::Unavailable(m),
-        CompanionError::Internal(m) => CabinError::internal("companion", m),
-    }
-}
-
-/// A `locale` option (`zh-CN`, `en-US`, ...) as the language the companion answers in.
-pub fn locale_option(key: &str, value: &Variant<'_>) -> Result<&'static str, CabinError> {
-    language_of_locale(&string(key, value)?).map_err(CabinError::InvalidArgument)
 }
 
 fn own(v: Variant<'_>) -> OwnedVariant {

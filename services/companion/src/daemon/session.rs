@@ -15,8 +15,7 @@ use cabin_common::CabinError;
 use zbus::object_server::SignalEmitter;
 use zbus::{OwnedVariant, Variant, interface};
 
-use super::Core;
-use super::service::CompanionService;
+use super::{Core, locale_option, sessions_changed, to_bus};
 use crate::agent::{CompanionError, MAX_MESSAGE_CHARS, Turn};
 use crate::tools::Action;
 
@@ -108,7 +107,7 @@ impl Session {
         let mut lang = self.lang;
         for (key, value) in &options {
             match key.as_str() {
-                "locale" => lang = Some(super::service::locale_option(key, value)?),
+                "locale" => lang = Some(locale_option(key, value)?),
                 other => {
                     return Err(CabinError::invalid_argument(format!(
                         "unknown option {other:?}; known: locale"
@@ -154,18 +153,11 @@ impl Session {
         let conn = conn.clone();
         // Removing the object that is answering this call: after the reply is sent.
         tokio::spawn(async move {
-            let server = conn.object_server();
-            let _ = server.remove::<Session, _>(path.as_str()).await;
-            if let Ok(service) = server
-                .interface::<_, CompanionService>(super::OBJECT_PATH)
-                .await
-            {
-                let _ = service
-                    .get()
-                    .await
-                    .sessions_changed(service.signal_emitter())
-                    .await;
-            }
+            let _ = conn
+                .object_server()
+                .remove::<Session, _>(path.as_str())
+                .await;
+            sessions_changed(&conn).await;
         });
         Ok(())
     }
@@ -280,7 +272,7 @@ async fn answer(
             let (name, message) = match e {
                 CompanionError::NoAnswer(m, name) => (name.to_string(), m),
                 other => {
-                    let bus = super::service::to_bus(other);
+                    let bus = to_bus(other);
                     (
                         zbus::DBusError::name(&bus).to_string(),
                         zbus::DBusError::description(&bus).unwrap_or("").to_string(),

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use cabin_common::bus::BusChoice;
-use cabin_feedback::client::Feedback1Proxy;
+use cabin_contracts::feedback::Feedback1Proxy;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -25,11 +25,7 @@ use crate::upload::{Backoff, Outcome, Uploader};
 
 pub use service::Feedback;
 
-pub const BUS_NAME: &str = "org.cabin.Feedback1";
-pub const OBJECT_PATH: &str = "/org/cabin/Feedback1";
-pub const INTERFACE: &str = "org.cabin.Feedback1";
-/// The contract, committed beside this crate.
-pub const INTROSPECTION_XML: &str = include_str!("../../dbus/org.cabin.Feedback1.xml");
+pub use cabin_contracts::feedback::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
 
 /// `/etc/cabin/feedback.toml`.
 #[derive(Debug, Clone, Deserialize)]

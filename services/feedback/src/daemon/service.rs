@@ -1,5 +1,5 @@
 //! `org.cabin.Feedback1` at `/org/cabin/Feedback1` (contract:
-//! `services/feedback/dbus/org.cabin.Feedback1.xml`).
+//! `services/contracts/dbus/org.cabin.Feedback1.xml`).
 //!
 //! Methods: `Submit(s channel, s text, a{sv} meta) → s id`, `Import(h fd, s format) → u count`,
 //! `Summary(x since, x until, a{sv} options) → s json`, `Flush()`.

@@ -13,7 +13,7 @@ use zbus::Variant;
 pub const BIN: &str = env!("CARGO_BIN_EXE_cabin-feedbackd");
 pub const WAIT: Duration = Duration::from_secs(30);
 
-pub use cabin_feedback::client::Feedback1Proxy as FeedbackProxy;
+pub use cabin_contracts::feedback::Feedback1Proxy as FeedbackProxy;
 
 /// The reference collector on 127.0.0.1, serving until dropped.
 pub struct Collector {

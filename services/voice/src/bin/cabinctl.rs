@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use cabin_common::bus::BusChoice;
-use cabin_voice::bus::{BusServices, Wallpaper1Proxy};
+use cabin_contracts::wallpaper::{JobProxy, Wallpaper1Proxy};
+use cabin_voice::bus::BusServices;
 use cabin_voice::daemon::service::locale_lang;
 use cabin_voice::intent::parse;
 use cabin_voice::router::{Context, Services, route};
@@ -72,19 +73,6 @@ enum Command {
         #[arg(long, default_value = "voice")]
         channel: String,
     },
-}
-
-#[zbus::proxy(
-    interface = "org.cabin.Wallpaper1.Job",
-    default_service = "org.cabin.Wallpaper1"
-)]
-trait Job {
-    #[zbus(signal)]
-    fn done(&self, image_id: String) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn failed(&self, error_name: String, message: String) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn progress(&self, step: u32, total: u32, preview_png: zbus::OwnedFd) -> zbus::Result<()>;
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -176,7 +164,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 let (mut done, mut failed_jobs, mut progress) = (
                     job.receive_done().await.map_err(|e| e.to_string())?,
                     job.receive_failed().await.map_err(|e| e.to_string())?,
-                    job.receive_progress().await.map_err(|e| e.to_string())?,
+                    job.receive_progress_step()
+                        .await
+                        .map_err(|e| e.to_string())?,
                 );
                 loop {
                     tokio::select! {
@@ -197,7 +187,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit { text, channel } => {
-            let feedback = cabin_voice::bus::Feedback1Proxy::new(&conn)
+            let feedback = cabin_contracts::feedback::Feedback1Proxy::new(&conn)
                 .await
                 .map_err(|e| e.to_string())?;
             let locale = if lang_or(&text) == "zh" {

@@ -9,11 +9,7 @@ use serde::Deserialize;
 
 pub use service::Voice;
 
-pub const BUS_NAME: &str = "org.cabin.Voice1";
-pub const OBJECT_PATH: &str = "/org/cabin/Voice1";
-pub const INTERFACE: &str = "org.cabin.Voice1";
-/// The contract, committed beside this crate.
-pub const INTROSPECTION_XML: &str = include_str!("../../dbus/org.cabin.Voice1.xml");
+pub use cabin_contracts::voice::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
 
 /// `/etc/cabin/voice.toml`.
 #[derive(Debug, Clone, Deserialize)]

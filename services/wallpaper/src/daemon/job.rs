@@ -6,7 +6,6 @@
 //! `Done(s image_id)`, `Failed(s error_name, s message)`. Method: `Cancel()`.
 //! A finished job leaves the bus after `job_linger_secs`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +14,12 @@ use cabin_common::error::names;
 use zbus::interface;
 use zbus::object_server::{InterfaceRef, SignalEmitter};
 
-use super::service::{Wallpaper, job_path, refresh};
-use super::{Core, Reason};
-use crate::queue::{Event, JobId};
+use crate::gallery::{Gallery, Update};
+use crate::queue::JobId;
+
+pub fn job_path(id: JobId) -> String {
+    format!("{}/jobs/{id}", cabin_contracts::wallpaper::OBJECT_PATH)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
@@ -48,7 +50,7 @@ impl JobState {
 }
 
 pub struct Job {
-    core: Arc<Core>,
+    core: Arc<Gallery>,
     id: JobId,
     prompt: String,
     state: JobState,
@@ -58,7 +60,7 @@ pub struct Job {
 }
 
 impl Job {
-    pub fn new(core: Arc<Core>, id: JobId, prompt: &str) -> Self {
+    pub fn new(core: Arc<Gallery>, id: JobId, prompt: &str) -> Self {
         Self {
             core,
             id,
@@ -68,12 +70,6 @@ impl Job {
             image_id: String::new(),
             preview_path: String::new(),
         }
-    }
-
-    fn preview_file(&self) -> PathBuf {
-        self.core
-            .previews_dir()
-            .join(format!("job-{}.png", self.id))
     }
 }
 
@@ -160,7 +156,7 @@ impl Job {
 }
 
 /// Removes a finished job from the bus after the linger time.
-fn linger(conn: zbus::Connection, core: Arc<Core>, id: JobId) {
+fn linger(conn: zbus::Connection, core: Arc<Gallery>, id: JobId) {
     let after = Duration::from_secs(core.config.job_linger_secs);
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
@@ -168,134 +164,76 @@ fn linger(conn: zbus::Connection, core: Arc<Core>, id: JobId) {
             .object_server()
             .remove::<Job, _>(job_path(id).as_str())
             .await;
-        let _ = std::fs::remove_file(core.previews_dir().join(format!("job-{id}.png")));
+        core.drop_preview(id);
     });
 }
 
-/// Applies one worker event to the bus.
-pub async fn handle(
-    core: &Arc<Core>,
+/// A job's update from the library as its properties and signals.
+pub async fn announce(
+    core: &Arc<Gallery>,
     conn: &zbus::Connection,
-    service: &InterfaceRef<Wallpaper>,
-    event: Event,
+    update: Update,
 ) -> zbus::Result<()> {
-    let emitter = service.signal_emitter();
-    match event {
-        Event::Started { job } => {
-            if let Some(iface) = job_ref(conn, job).await {
-                let mut j = iface.get_mut().await;
+    let (job, ends) = match &update {
+        Update::JobStarted(job) | Update::JobProgress { job, .. } => (*job, false),
+        Update::JobDone { job, .. } | Update::JobFailed { job, .. } => (*job, true),
+        _ => return Ok(()),
+    };
+    if let Some(iface) = job_ref(conn, job).await {
+        let emitter = iface.signal_emitter();
+        let mut j = iface.get_mut().await;
+        match update {
+            Update::JobStarted(_) => {
                 j.state = JobState::Running;
-                j.state_changed(iface.signal_emitter()).await?;
+                j.state_changed(emitter).await?;
             }
-        }
-        Event::Progress {
-            job,
-            step,
-            total,
-            preview,
-        } => {
-            let Some(iface) = job_ref(conn, job).await else {
-                return Ok(());
-            };
-            let mut j = iface.get_mut().await;
-            j.progress = step as f64 / total.max(1) as f64;
-            j.progress_changed(iface.signal_emitter()).await?;
-            let file = preview.and_then(|png| {
-                let path = j.preview_file();
-                std::fs::create_dir_all(core.previews_dir()).ok()?;
-                // A preview is worthless after a power cut: rename for atomicity, no fsync.
-                let temp = path.with_extension("png.tmp");
-                std::fs::write(&temp, &png).ok()?;
-                std::fs::rename(&temp, &path).ok()?;
-                let file = std::fs::File::open(&path).ok()?;
-                Some((path, file))
-            });
-            if let Some((path, file)) = file {
-                let path = path.display().to_string();
-                if j.preview_path != path {
-                    j.preview_path = path;
-                    j.preview_path_changed(iface.signal_emitter()).await?;
-                }
-                let fd = zbus::Fd::from(&file);
-                Job::progress_step(iface.signal_emitter(), step as u32, total as u32, fd).await?;
-            }
-        }
-        Event::Done { job, spec, entry } => {
-            let evicted = core.store().evict().unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cache eviction failed");
-                Vec::new()
-            });
-            for id in &evicted {
-                core.queue().forget(id);
-            }
-            if spec.apply {
-                let now = chrono::Utc::now(); // record-keeping: wall time
-                let applied = match &spec.display {
-                    Some(display) => core.store().set_current_on(display, &entry.id, now),
-                    None => core.store().set_current(&entry.id, now),
-                };
-                match applied {
-                    Ok(()) => refresh(core, service, Reason::Requested, true).await,
-                    Err(e) => tracing::warn!(error = %e, "cannot apply the new picture"),
+            Update::JobProgress {
+                step,
+                total,
+                preview,
+                ..
+            } => {
+                j.progress = step as f64 / total.max(1) as f64;
+                j.progress_changed(emitter).await?;
+                if let Some(path) = preview
+                    && let Ok(file) = std::fs::File::open(&path)
+                {
+                    let path = path.display().to_string();
+                    if j.preview_path != path {
+                        j.preview_path = path;
+                        j.preview_path_changed(emitter).await?;
+                    }
+                    let fd = zbus::Fd::from(&file);
+                    Job::progress_step(emitter, step as u32, total as u32, fd).await?;
                 }
             }
-            if entry.time_aware && core.time_aware() {
-                core.queue().make_variants(&entry);
-            }
-            if let Some(iface) = job_ref(conn, job).await {
-                let mut j = iface.get_mut().await;
+            Update::JobDone { image_id, .. } => {
                 j.state = JobState::Done;
                 j.progress = 1.0;
-                j.image_id = entry.id.clone();
-                j.image_id_changed(iface.signal_emitter()).await?;
-                j.progress_changed(iface.signal_emitter()).await?;
-                j.state_changed(iface.signal_emitter()).await?;
-                Job::done(iface.signal_emitter(), &entry.id).await?;
+                j.image_id = image_id.clone();
+                j.image_id_changed(emitter).await?;
+                j.progress_changed(emitter).await?;
+                j.state_changed(emitter).await?;
+                Job::done(emitter, &image_id).await?;
             }
-            linger(conn.clone(), core.clone(), job);
-            service.get().await.busy_changed(emitter).await?;
-        }
-        Event::Failed { job, failure } => {
-            if let Some(iface) = job_ref(conn, job).await {
-                let mut j = iface.get_mut().await;
-                j.state = JobState::Failed;
-                j.state_changed(iface.signal_emitter()).await?;
-                Job::failed(iface.signal_emitter(), failure.name, &failure.message).await?;
+            Update::JobFailed {
+                error_name,
+                message,
+                ..
+            } => {
+                j.state = if error_name == names::CANCELLED {
+                    JobState::Cancelled
+                } else {
+                    JobState::Failed
+                };
+                j.state_changed(emitter).await?;
+                Job::failed(emitter, error_name, &message).await?;
             }
-            linger(conn.clone(), core.clone(), job);
-            service.get().await.busy_changed(emitter).await?;
+            _ => {}
         }
-        Event::Cancelled { job } => {
-            if let Some(iface) = job_ref(conn, job).await {
-                let mut j = iface.get_mut().await;
-                j.state = JobState::Cancelled;
-                j.state_changed(iface.signal_emitter()).await?;
-                Job::failed(
-                    iface.signal_emitter(),
-                    names::CANCELLED,
-                    "cancelled while running",
-                )
-                .await?;
-            }
-            linger(conn.clone(), core.clone(), job);
-            service.get().await.busy_changed(emitter).await?;
-        }
-        Event::VariantDone { image_id, word } => {
-            tracing::debug!(image = %image_id, word, "phase variant ready");
-            let on_show = core
-                .config
-                .displays
-                .iter()
-                .any(|d| core.presenter().shown_id(&d.name) == Some(image_id.as_str()));
-            if on_show {
-                refresh(core, service, Reason::Time, false).await;
-            }
-        }
-        Event::ModelLoaded(loaded) => {
-            core.model_loaded
-                .store(loaded, std::sync::atomic::Ordering::SeqCst);
-            service.get().await.model_info_changed(emitter).await?;
-        }
+    }
+    if ends {
+        linger(conn.clone(), core.clone(), job);
     }
     Ok(())
 }

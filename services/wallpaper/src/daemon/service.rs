@@ -1,39 +1,35 @@
 //! `org.cabin.Wallpaper1` at `/org/cabin/Wallpaper1` (contract:
-//! `services/wallpaper/dbus/org.cabin.Wallpaper1.xml`).
+//! `services/contracts/dbus/org.cabin.Wallpaper1.xml`).
 //!
 //! Methods: `Generate(s prompt, a{sv} options) → o job`, `Apply(s id)`, `History(u limit) →
 //! aa{sv}`, `Open(s id, s display) → h`, `Delete(s id)`.
-//! Properties: `Current`, `CurrentPath`, `Phase`, `TimeAware` (writable), `Displays`, `Busy`,
+//! Properties: `Current`, `CurrentPrompt`, `CurrentPath`, `Phase`, `TimeAware` (writable), `Displays`, `Busy`,
 //! `ModelInfo`. Signal: `Changed(s image_id, s phase, a{sv} hints)`.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use cabin_common::CabinError;
 use cabin_common::options::{boolean, string, unsigned};
 use zbus::object_server::{InterfaceRef, SignalEmitter};
 use zbus::{OwnedVariant, Variant, fdo, interface};
 
-use super::{Core, Job, Reason};
+use super::job::{Job, job_path};
 use crate::engine::pipeline::{MAX_GUIDANCE, MAX_STEPS};
 use crate::engine::tokenizer::PromptTokenizer;
+use crate::gallery::{Gallery, Reason};
 use crate::queue::{QueueError, Spec};
 use crate::store::{Recipe, StoreError};
 
 pub struct Wallpaper {
-    core: Arc<Core>,
+    core: Arc<Gallery>,
 }
 
 impl Wallpaper {
-    pub fn new(core: Arc<Core>) -> Self {
+    pub fn new(core: Arc<Gallery>) -> Self {
         Self { core }
     }
-}
-
-pub fn job_path(id: u64) -> String {
-    format!("{}/jobs/{id}", super::OBJECT_PATH)
 }
 
 fn store_error(e: StoreError) -> CabinError {
@@ -46,7 +42,7 @@ fn store_error(e: StoreError) -> CabinError {
 
 /// `Generate`'s options, checked: unknown keys and wrong types are refused by name.
 pub fn parse_options(
-    core: &Core,
+    core: &Gallery,
     prompt: &str,
     options: &HashMap<String, OwnedVariant>,
 ) -> Result<Spec, CabinError> {
@@ -158,32 +154,16 @@ fn entry_dict(entry: &crate::store::Entry, current: bool) -> HashMap<String, Own
 
 /// Recomputes what the displays show and tells the HMI when it changed.
 pub async fn refresh(
-    core: &Arc<Core>,
+    core: &Arc<Gallery>,
     service: &InterfaceRef<Wallpaper>,
     reason: Reason,
     force: bool,
 ) {
-    let sun = core.sun();
     let emitter = service.signal_emitter();
-    let phase_changed = {
-        let mut phase = super::lock(&core.phase);
-        let changed = *phase != sun.phase;
-        *phase = sun.phase;
-        changed
-    };
-    if phase_changed {
-        let iface = service.get().await;
-        let _ = iface.phase_changed(emitter).await;
-    }
     let work = core.clone();
-    let time_aware = core.time_aware();
-    let evaluated = tokio::task::spawn_blocking(move || {
-        let store = work.store();
-        work.presenter().evaluate(&store, &sun, time_aware, force)
-    })
-    .await;
-    let changes = match evaluated {
-        Ok(Ok(changes)) => changes,
+    let composed = tokio::task::spawn_blocking(move || work.compose(reason, force)).await;
+    let composed = match composed {
+        Ok(Ok(composed)) => composed,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "cannot compose the wallpaper");
             return;
@@ -193,12 +173,15 @@ pub async fn refresh(
             return;
         }
     };
+    if composed.phase_changed {
+        let iface = service.get().await;
+        let _ = iface.phase_changed(emitter).await;
+    }
+    let changes = composed.changes;
     if changes.is_empty() {
         return;
     }
-    let moving = core.vehicle().snapshot().is_moving();
-    let transition = core.config.transitions.for_change(reason, moving);
-    let main = &core.config.displays[0].name;
+    let (moving, transition) = (composed.moving, composed.transition_ms);
     for change in &changes {
         let displays: Vec<String> = change.paths.iter().map(|(d, _)| d.clone()).collect();
         let mut hints: HashMap<&str, Variant<'_>> = HashMap::new();
@@ -213,12 +196,10 @@ pub async fn refresh(
             tracing::warn!(error = %e, "cannot emit Changed");
         }
     }
-    if changes
-        .iter()
-        .any(|c| c.paths.iter().any(|(d, _)| d == main))
-    {
+    if composed.main_changed {
         let iface = service.get().await;
         let _ = iface.current_changed(emitter).await;
+        let _ = iface.current_prompt_changed(emitter).await;
         let _ = iface.current_path_changed(emitter).await;
     }
 }
@@ -269,7 +250,7 @@ impl Wallpaper {
             .map_err(store_error)?;
         let service = conn
             .object_server()
-            .interface::<_, Wallpaper>(super::OBJECT_PATH)
+            .interface::<_, Wallpaper>(cabin_contracts::wallpaper::OBJECT_PATH)
             .await?;
         refresh(&self.core, &service, Reason::Requested, true).await;
         Ok(())
@@ -326,20 +307,15 @@ impl Wallpaper {
         #[zbus(connection)] conn: &zbus::Connection,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), CabinError> {
-        let was_current = self
-            .core
-            .store()
-            .current()
-            .is_some_and(|e| e.id == image_id);
-        self.core.store().delete(&image_id).map_err(store_error)?;
-        self.core.queue().forget(&image_id);
+        let was_current = self.core.delete(&image_id).map_err(store_error)?;
         let service = conn
             .object_server()
-            .interface::<_, Wallpaper>(super::OBJECT_PATH)
+            .interface::<_, Wallpaper>(cabin_contracts::wallpaper::OBJECT_PATH)
             .await?;
         refresh(&self.core, &service, Reason::Requested, true).await;
         if was_current {
             let _ = self.current_changed(&emitter).await;
+            let _ = self.current_prompt_changed(&emitter).await;
             let _ = self.current_path_changed(&emitter).await;
         }
         Ok(())
@@ -353,6 +329,21 @@ impl Wallpaper {
             .presenter()
             .shown_id(main)
             .map(str::to_string)
+            .unwrap_or_default()
+    }
+
+    /// The request behind the picture on the main display ("" when none), so a client that
+    /// says what is on show needs no `History` scan.
+    #[zbus(property)]
+    fn current_prompt(&self) -> String {
+        let id = self.current();
+        if id.is_empty() {
+            return id;
+        }
+        self.core
+            .store()
+            .get(&id)
+            .map(|e| e.recipe.prompt.clone())
             .unwrap_or_default()
     }
 
@@ -379,24 +370,16 @@ impl Wallpaper {
         on: bool,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> fdo::Result<()> {
-        self.core.time_aware.store(on, Ordering::SeqCst);
         self.core
-            .store()
-            .set_time_aware_setting(on)
+            .set_time_aware(on)
             .map_err(|e| fdo::Error::Failed(e.to_string()))?;
-        if on {
-            let entries = self.core.store().history(usize::MAX);
-            for entry in entries.iter().filter(|e| e.time_aware) {
-                self.core.queue().make_variants(entry);
-            }
-        }
         let core = self.core.clone();
         let conn = conn.clone();
         // After the property reply: refresh takes this object's lock.
         tokio::spawn(async move {
             if let Ok(service) = conn
                 .object_server()
-                .interface::<_, Wallpaper>(super::OBJECT_PATH)
+                .interface::<_, Wallpaper>(cabin_contracts::wallpaper::OBJECT_PATH)
                 .await
             {
                 refresh(&core, &service, Reason::Time, false).await;
@@ -425,7 +408,25 @@ impl Wallpaper {
     /// `name`, `version`, `licence` (from the manifest), `path`, `loaded`, `threads`.
     #[zbus(property)]
     fn model_info(&self) -> HashMap<String, OwnedVariant> {
-        self.core.model_info()
+        let info = self.core.model_info();
+        let mut out: HashMap<String, OwnedVariant> = HashMap::new();
+        let mut put = |k: &str, v: Variant<'_>| {
+            if let Ok(v) = OwnedVariant::try_from(v) {
+                out.insert(k.to_string(), v);
+            }
+        };
+        put("path", Variant::from(info.path.display().to_string()));
+        put("loaded", Variant::from(info.loaded));
+        put("threads", Variant::from(info.threads as u32));
+        match info.manifest {
+            Ok((name, version, licence)) => {
+                put("name", Variant::from(name));
+                put("version", Variant::from(version));
+                put("licence", Variant::from(licence));
+            }
+            Err(e) => put("error", Variant::from(e)),
+        }
+        out
     }
 
     /// The displays show another picture (or the same one in another light).
