@@ -694,6 +694,8 @@ def main():
     ap.add_argument("--engine", type=Path, default=None, help="cabin-wallpaper binary: time and memory of `generate`")
     ap.add_argument("--spot-sheet", type=Path, default=None, help="PNG of flagged and unflagged pictures")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--card", type=Path, default=None,
+                    help="MODEL_CARD.md whose '## Evaluation at 1920x720' section gets these figures")
     ap.add_argument("--classifier-cache", type=Path, default=None,
                     help="keep the trained classifier here and reuse it on later runs")
     args = ap.parse_args()
@@ -755,6 +757,61 @@ def main():
     if args.out:
         args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print_summary(report)
+    if args.card:
+        write_card_section(args.card, report, args.out)
+
+
+def card_section(r, out):
+    """The model card's evaluation section: each figure beside the target it is held to."""
+    ok = lambda good: "yes" if good else "**no**"  # noqa: E731
+    kinds = r["by_prompt_kind"]
+    fam = r["family_agreement_by_family"]
+    d, s, e = r["display_detail"], r["seed_diversity"], r["edge_spots"]
+    lines = [f"{r['images']} pictures at 1920x720 ({r['display']['stage']}), {r['scheduler']} {r['steps']} steps, "
+             f"guidance {r['guidance']}, {r['seeds']} seeds per prompt; judged by a classifier trained on renders only "
+             f"(held-out renders: family {r['classifier_on_renders']['family']:.3f}, phase "
+             f"{r['classifier_on_renders']['phase']:.3f}; the autoencoder's copies of them: family "
+             f"{r['classifier_on_autoencoded_renders']['family']:.3f}). Held-out prompts are worded apart from the "
+             f"training captions ({r['prompts']['collisions']} collisions).", "",
+             "| measure | figure | target | met |", "|---|---|---|---|"]
+    for k, v in kinds.items():
+        for lang, x in v["by_lang"].items():
+            lines.append(f"| family, {k} prompts, {lang} | {x['family']:.3f} | >= 0.92 | {ok(x['family'] >= 0.92)} |")
+            lines.append(f"| phase, {k} prompts, {lang} | {x['phase']:.3f} | >= 0.95 | {ok(x['phase'] >= 0.95)} |")
+    worst = min(fam, key=fam.get)
+    lines.append(f"| weakest family ({worst}) | {fam[worst]:.3f} | >= 0.80 | {ok(fam[worst] >= 0.80)} |")
+    lines.append(f"| display detail / renders' | {d['ratio']:.2f} | >= 0.6 | {ok(d['ratio'] >= 0.6)} |")
+    lines.append(f"| pictures with an edge spot | {e['generated']['pictures_flagged']} of {e['generated']['pictures']} "
+                 f"(renders: {e['renders']['pictures_flagged']} of {e['renders']['pictures']}) | 0 | "
+                 f"{ok(e['generated']['pictures_flagged'] == 0)} |")
+    if s["ratio"] is not None:
+        lines.append(f"| seed diversity / renders' | {s['ratio']:.2f} | >= 0.5 | {ok(s['ratio'] >= 0.5)} |")
+    eng = r.get("engine") or {}
+    if "mean_wall_s" in eng:
+        threads = eng["command"][eng["command"].index("--threads") + 1] if "--threads" in eng["command"] else "?"
+        lines.append(f"| `cabin-wallpaper generate`, load included, {threads} threads | {eng['mean_wall_s']:.2f} s | "
+                     f"<= 1.5 s | {ok(eng['mean_wall_s'] <= 1.5)} |")
+        lines.append(f"| its peak RSS | {eng['peak_rss_mib']:.0f} MiB | <= 400 MiB | {ok(eng['peak_rss_mib'] <= 400)} |")
+        stage = [x for x in eng.get("stderr_last", []) if "display stage" in x]
+        if stage:
+            lines.append(f"| where the time goes | {stage[0]} | | |")
+    lines += ["", f"By family: " + ", ".join(f"{k} {v:.2f}" for k, v in fam.items()) + "."]
+    if out:
+        lines += ["", f"In full: `{shown(out)}`."]
+    return lines
+
+
+def write_card_section(card, report, out):
+    """Replaces the card's '## Evaluation at 1920x720' section (up to the next heading)."""
+    text = card.read_text().split("\n")
+    head = "## Evaluation at 1920x720"
+    if head not in text:
+        text += ["", head, ""]
+    i = text.index(head)
+    j = next((k for k in range(i + 1, len(text)) if text[k].startswith("## ")), len(text))
+    new = text[:i + 1] + [""] + card_section(report, out) + [""] + text[j:]
+    card.write_text("\n".join(new).rstrip("\n") + "\n")
+    print(f"wrote the evaluation section of {card}")
 
 
 def print_summary(r):

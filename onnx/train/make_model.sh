@@ -14,7 +14,8 @@
 #   2. train_denoiser.py     text encoder + UNet on its latents
 #   3. train_upscaler.py     the x6 display stage on (reconstruction, 768x1920 drawing) pairs
 #   4. export_model.py       the diffusers ONNX folder + upscaler/, checked with onnxruntime; samples
-#   5. cabin-wallpaper manifest, then evaluate.py at 1920x720 (docs/wallpaper-eval.json)
+#   5. cabin-wallpaper contact-sheet (in the folder and docs/), evaluate.py at 1920x720
+#      (docs/wallpaper-eval.json and the model card's figures), then the manifest
 # A GPU, when present, is used by the same scripts and only makes it sooner.
 #
 # Needs the venv of onnx/requirements-fixtures.txt at onnx/.venv (made here if missing). Never run
@@ -56,7 +57,15 @@ for stage in autoencoder denoiser upscaler; do
 done
 
 "$py" onnx/train/export_model.py --out "$out"
+rm -f "$out/manifest.json"   # the old one no longer matches; written anew below
 cargo build --release -q -p cabin-wallpaper --bin cabin-wallpaper
+# What a person sees: every family, and four families through the day, from the engine itself
+# at 1920x720 (the family sheet ships in the model folder for the cockpit's model panel).
+target/release/cabin-wallpaper contact-sheet --model "$out" --allow-unverified --threads 2 \
+    --out "$out/contact-sheet.png"
+cp "$out/contact-sheet.png" docs/wallpaper-contact-sheet.png
+target/release/cabin-wallpaper contact-sheet --model "$out" --allow-unverified --threads 2 --phases \
+    --out docs/wallpaper-contact-sheet-phases.png
 made_by=$("$py" - "$out/train_info.json" <<'PY'
 import json, sys
 i = json.load(open(sys.argv[1]))
@@ -65,6 +74,8 @@ print("trained in-house from scratch by onnx/train/make_model.sh on rendered sce
       f"({hours:.1f} h of training on CPUs, see MODEL_CARD.md); no external weights or data")
 PY
 )
+# The evaluation fills the model card's figures, so the manifest comes after it.
+"$py" onnx/train/evaluate.py --model "$out" --out docs/wallpaper-eval.json \
+    --engine target/release/cabin-wallpaper --card "$out/MODEL_CARD.md"
 target/release/cabin-wallpaper manifest "$out" --name cabin-wallpaper-tiny --version "${VERSION:-0.3.0}" \
     --licence "MIT OR Apache-2.0" --made-by "$made_by"
-"$py" onnx/train/evaluate.py --model "$out" --out docs/wallpaper-eval.json
