@@ -83,7 +83,17 @@ impl Manifest {
             }
             Err(e) if required => Err(e),
             Err(e) => {
-                tracing::warn!("loading an unverified model from {}: {e}", dir.display());
+                if dir.join(FILE_NAME).exists() {
+                    tracing::warn!(
+                        "{}: {e}; loading the model unverified, as asked",
+                        dir.display()
+                    );
+                } else {
+                    tracing::warn!(
+                        "{} has no {FILE_NAME}; loading the model unverified, as asked",
+                        dir.display()
+                    );
+                }
                 Ok(None)
             }
         }
@@ -238,6 +248,26 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("unsafe")
+        );
+    }
+
+    #[test]
+    fn an_unverified_model_loads_only_when_allowed_and_never_with_a_wrong_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model_index.json"), b"{}").unwrap();
+        assert!(Manifest::open(dir.path(), true).is_err());
+        assert_eq!(Manifest::open(dir.path(), false).unwrap(), None);
+        let m = Manifest::build(dir.path(), "t", "1", "MIT", "test").unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            serde_json::to_string(&m).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(Manifest::open(dir.path(), false).unwrap(), Some(m));
+        std::fs::write(dir.path().join("model_index.json"), b"{ }").unwrap();
+        assert!(
+            Manifest::open(dir.path(), false).is_err(),
+            "a wrong manifest is refused either way"
         );
     }
 }
