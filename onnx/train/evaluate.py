@@ -58,6 +58,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -545,8 +546,8 @@ def autoencoded(model: Path, display, seeds, metas, procs, threads):
 # The Rust engine's own time and memory
 # ------------------------------------------------------------------------------------------------
 def engine_runs(engine: Path, model: Path, runs=3):
-    """`engine generate` at 1920x720 `runs` times: wall seconds and the child's peak RSS (wait4
-    reports each child's own; RUSAGE_CHILDREN would fold in the forked render workers)."""
+    """`engine generate` at 1920x720 `runs` times: wall seconds and the engine's peak RSS (as it
+    reports it; else wait4's, which includes this process's own high-water mark from the fork)."""
     helptext = subprocess.run([str(engine), "generate", "--help"], capture_output=True, text=True).stdout
     walls, rss, log = [], [], ""
     with tempfile.TemporaryDirectory() as tmp:
@@ -569,7 +570,10 @@ def engine_runs(engine: Path, model: Path, runs=3):
                 log = err.read().decode(errors="replace")
             if p.returncode != 0:
                 return {"command": cmd, "error": f"exit {p.returncode}", "stderr": log[-2000:]}
-            rss.append(round(usage.ru_maxrss / 1024, 1))  # KiB on Linux
+            # The engine's own VmHWM when it prints one: a child forked from this (large) Python
+            # process carries its high-water mark across exec, so wait4's ru_maxrss overstates.
+            own = re.search(r"peak RSS ([0-9.]+) MiB", log)
+            rss.append(float(own.group(1)) if own else round(usage.ru_maxrss / 1024, 1))  # KiB on Linux
     return {"command": cmd, "wall_s": walls, "mean_wall_s": round(float(np.mean(walls)), 3),
             "peak_rss_mib": max(rss), "stderr_last": log.strip().splitlines()[-2:]}
 

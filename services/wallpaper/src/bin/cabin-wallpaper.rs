@@ -228,12 +228,23 @@ fn generate(args: GenerateArgs) -> Result<(), String> {
         ms(t.decoder),
         ms(fit),
     );
+    let peak = peak_rss_mib().map_or(String::new(), |m| format!(", peak RSS {m:.0} MiB"));
     eprintln!(
-        "wrote {} ({w}x{h}) in {:.2} s",
+        "wrote {} ({w}x{h}) in {:.2} s{peak}",
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// This process's own peak resident memory (`VmHWM`), where the kernel tells it. A parent's
+/// rusage cannot say: a child forked from a large process carries the parent's high-water mark
+/// across exec.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// The default prompts of a contact sheet and its columns.
