@@ -31,6 +31,7 @@ d = sys.argv[1]
 t, o, p = (json.load(open(f"{d}/{n}.json")) for n in ("tract", "ort", "peak"))
 print(f"model {t['model']} native {t['native']} -> {t['display']}, {t['steps']} DDIM steps, "
       f"guidance {t['guidance']}, {t['threads']} thread(s)")
+print(f"machine: {t.get('machine', 'unknown')}")
 print(f"{'':18}{'tract':>10}{'onnxruntime':>13}{'ratio':>8}")
 for key, label in [("end_to_end_ms", "end to end ms"), ("text_encoder_ms", "text encoder ms"),
                    ("unet_step_ms", "UNet step ms"), ("decoder_ms", "decoder ms"),

@@ -20,7 +20,7 @@ profile=${PROFILE:-release}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-cargo run -q $flag -p cabin-wallpaper --example display_stage -- --model "$model" \
+cargo run -q $flag -p cabin-diffusion --example display_stage -- --model "$model" \
     --threads "$threads" --runs "$runs" --size "$size" > "$out/tract.json"
 "$py" onnx/bench/ort_upscaler.py --model "$model" --threads "$threads" --runs "$runs" \
     --size "$size" > "$out/ort.json"

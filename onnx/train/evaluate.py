@@ -691,7 +691,12 @@ def main():
     ap.add_argument("--val-renders", type=int, default=400)
     ap.add_argument("--detail-renders", type=int, default=2, help="1920x720 renders per family x phase")
     ap.add_argument("--captions", type=int, default=200_000, help="training captions checked against held-out prompts")
-    ap.add_argument("--prompts", type=Path, default=HERE / "eval_prompts.json")
+    ap.add_argument("--prompts", type=Path, default=HERE / "eval_prompts.json",
+                    help="held-out prompts: eval_prompts.json (the test set) or dev_prompts.json (for choices)")
+    ap.add_argument("--guidance", type=float, default=None, help="instead of the model's recommended guidance")
+    ap.add_argument("--steps", type=int, default=None, help="instead of the model's recommended steps")
+    ap.add_argument("--scheduler", choices=("ddim", "dpm++2m"), default=None,
+                    help="instead of the model's recommended scheduler")
     ap.add_argument("--resize", choices=("lanczos3", "bilinear"), default="lanczos3",
                     help="display resize without an upscaler (the engine uses Lanczos3)")
     ap.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads and render processes")
@@ -734,7 +739,8 @@ def main():
     # 3. Generation, judged on display pictures.
     index = json.loads((args.model / "model_index.json").read_text())
     rec = index.get("cabin", {})
-    sched = (rec.get("scheduler", "dpm++2m"), rec.get("steps", 10), rec.get("guidance", 4.0))
+    sched = (args.scheduler or rec.get("scheduler", "dpm++2m"), args.steps or rec.get("steps", 10),
+             args.guidance if args.guidance is not None else rec.get("guidance", 4.0))
     sf = json.loads((args.model / "vae_decoder" / "config.json").read_text()).get("scaling_factor", 1.0)
     pipe = Pipe(args.model, train.load_tokenizer(args.model / "tokenizer"), sf, args.threads)
     t_gen = time.time()

@@ -132,7 +132,12 @@ def write_card(out: Path, info):
         f"`onnx/train/make_model.sh`, {hours:.1f} training hours in all:",
         f"- autoencoder: {ae['step']} steps of 8 random 128x128 crops; edge-weighted L1 + gradient L1 + tiny KL, "
         f"PatchGAN after 60 %; validation PSNR {ae.get('val_psnr_db', float('nan')):.2f} dB on full frames.",
-        f"- denoiser: {dn['step']} steps of {dn['batch']} (v-prediction, cosine schedule, EMA); loss {dn.get('loss', float('nan')):.4f}.",
+        f"- denoiser: {dn['step']} steps of {dn['batch']} (v-prediction, cosine schedule, EMA); loss {dn.get('loss', float('nan')):.4f}."
+        + (f" The last {dn['step'] - dn['tune_from']:,} steps (from {dn['tune_from']:,}, a second cosine from "
+           f"{dn['tune_lr']:.1e}) read captions from the widened lexicon of `scenes.py` (everyday words and time "
+           "phrases said as events, both languages)." if dn.get("tune_from") and dn["step"] > dn["tune_from"] else ""),
+        "- Choices (lexicon, guidance, checkpoints) are made on `onnx/train/dev_prompts.json`; the held-out figures "
+        "below are on `onnx/train/eval_prompts.json`, worded apart from both the captions and the dev set.",
     ]
     if up:
         lines.append(f"- upscaler: {up['step']} steps; validation PSNR {up.get('val_psnr_db', float('nan')):.2f} dB "
@@ -168,6 +173,9 @@ def main():
     up_path = a.checkpoints / "upscaler.pt"
     ck_up = load_checkpoint(up_path) if list(up_path.parent.glob(up_path.name + ".part*")) else None
     dn = ck_dn["extra"]
+    if "tune_from" not in dn:  # checkpoints saved before the settings were recorded with them
+        import train_denoiser
+        dn |= {"tune_from": train_denoiser.tune_from, "tune_lr": train_denoiser.tune_lr}
     if dn["autoencoder_step"] != ck_ae["step"]:
         log(f"warning: the denoiser was trained on autoencoder step {dn['autoencoder_step']}, not {ck_ae['step']}")
     tok = load_tokenizer(a.checkpoints / "tokenizer")

@@ -1244,7 +1244,9 @@ PHASE_ZH = {
               ["夜色中", "月光下", "入夜后", "星光下", "深夜里"]),
 }
 # phase words that contradict a family's picture (its rain is always overcast)
-CLASH = {"rain": ("sunny", "blue sky", "clear sk", "in the sun", "moon", "晴", "阳光", "蓝天", "月", "星")}
+CLASH = {"rain": ("sunny", "blue sky", "clear sk", "in the sun", "moon", "sunshine", "sunlit", "sun is", "sun's",
+                  "stars", "starlit", "bright", "clear", "晴", "阳光", "蓝天", "月", "星", "艳阳", "烈日", "日光", "太阳",
+                  "日头")}
 # style words
 STYLE_EN = {  # (before the subject, after it, at the end of the request)
     "warm": (["warm", "warm-toned", "golden", "amber", "warm-colored"],
@@ -1382,6 +1384,155 @@ _FIXED = ("a ", "an ", "the ")  # English entries that bring their own article t
 def _short(words):
     """Words fit for mixing into the other language: one or two, no article."""
     return [w for w in words if len(w.split()) <= 2 and not w.startswith(_FIXED)]
+
+
+# ---- the widened lexicon (0.4) ------------------------------------------------------------------
+# Everyday words from a thesaurus pass over each family and time of day, in both languages, written
+# apart from the evaluation prompts: a text encoder trained on few wordings of "dawn" read "as the
+# light comes" as nothing at all. Appended to the lists above, so `common` still draws the first,
+# plainest names most often. Time of day is also said as an event ("when the sun goes down",
+# "太阳下山以后"): those phrases are composed from their parts below rather than listed one by one.
+_MORE_NAMES_EN = {
+    "sea": ["the waves", "breaking waves", "sea water", "the deep blue sea", "blue ocean", "the ocean shore",
+            "the shoreline", "seashore", "a seashore", "the beachfront", "a lagoon", "the bay", "a coastal view",
+            "the sea coast", "a marine view", "the surf", "ocean water", "a sandy coast", "the shore and the sea",
+            "water and sand", "an ocean beach", "the tide line", "the coast and the waves"],
+    "mountains": ["snowy summits", "summits", "alpine mountains", "mountain tops", "the peaks", "a snowy peak",
+                  "snow peaks", "high peaks", "a massif", "a mountain ridge", "ridges", "a mountain",
+                  "icy mountains", "snow-clad mountains", "white peaks", "frosty peaks", "highlands",
+                  "snow on the mountains", "a mountain chain", "the high alps", "mountains in winter"],
+    "stars": ["a sky of stars", "so many stars", "stars everywhere", "sparkling stars", "stardust",
+              "heavens full of stars", "space and stars", "glittering stars", "a dome of stars",
+              "a sea of stars", "the stars above", "shining stars", "millions of stars", "a blanket of stars"],
+    "city": ["high rises", "tower blocks", "the metropolis", "an urban landscape", "downtown buildings",
+             "a city center", "city buildings", "glass towers", "a concrete jungle", "the urban skyline",
+             "a skyscraper skyline", "city blocks", "an urban center", "towers", "a business district",
+             "the city centre", "an urban area", "the town", "a big town", "skyscrapers and streets"],
+    "forest": ["conifers", "a conifer wood", "a fir forest", "firs", "spruces", "a spruce forest",
+               "evergreen trees", "green woods", "a wood", "timberland", "a thicket", "pinewoods", "a pinewood",
+               "a forested hill", "tree-covered hills", "a stand of pines", "the greenwood", "a lot of trees",
+               "trees everywhere", "a forest trail", "a woodland of firs", "forest trees", "a forest path"],
+    "desert": ["the sands", "a sea of sand", "sand hills", "a barren desert", "dry land", "arid land",
+               "a dune landscape", "the great desert", "golden sands", "a sand desert", "a desert plain",
+               "sand as far as you can see", "big dunes", "a sandy plain", "dry sand", "desert sand"],
+    "aurora": ["polar light", "the lights of the north", "an aurora glow", "arctic lights", "green northern lights",
+               "ribbons of light in the sky", "curtains of light in the sky", "borealis", "the aurora glowing",
+               "lights in the arctic sky", "aurora waves", "a sky of green light", "the northern glow"],
+    "lake": ["a pond in the hills", "a lake mirror", "mirror water", "still waters", "a lakefront", "a tarn",
+             "a loch", "the lake shore", "a serene lake", "reflection in the water", "a glassy lake",
+             "water reflections", "a lake below the mountains", "an alpine lake", "a lake in the hills",
+             "a lake with mountains around it", "calm waters", "a reflecting lake"],
+    "rain": ["a rainy town", "a rain-soaked city", "a wet city", "a downpour downtown", "rainfall in the city",
+             "a rainy metropolis", "showers over the city", "drizzle in the city", "a city storm", "a stormy city",
+             "rain-slick streets", "the city in a downpour", "a rainy urban street", "a grey rainy city",
+             "rainy roads in town", "rain on the streets", "wet streets in town", "rainy weather downtown"],
+    "blossom": ["a sakura tree", "blossom season", "pink flowering trees", "flowering cherries", "cherry flowers",
+                "sakura flowers", "a blossoming tree", "spring blossoms", "pink blooms", "cherry bloom",
+                "trees in blossom", "cherry trees flowering", "pink trees in spring", "a blossoming park",
+                "an avenue of cherry trees", "cherry blossom branches"],
+}
+_MORE_NAMES_ZH = {
+    "sea": ["海洋", "大洋", "海滨", "碧海", "浪涛", "海水和沙滩", "海岸边", "海上风光", "沙滩海浪", "海湾风景",
+            "大海边", "海边的沙滩", "一望无际的海", "浩瀚的海洋", "海上", "海景风光"],
+    "mountains": ["冰峰", "雪顶", "山巅", "雪山之巅", "山岭", "积雪的山", "峰峦", "崇山峻岭", "银装素裹的山",
+                  "雪山山顶", "白雪皑皑的山峰", "冰雪覆盖的山", "雪山风光", "山峦", "一片雪山", "冬天的山"],
+    "stars": ["星海", "星光灿烂", "一天的星星", "数不清的星星", "星斗", "繁星满天", "星星满天",
+              "漫天星光", "满是星星", "闪闪的星星", "亮晶晶的星星", "天空的星星"],
+    "city": ["楼宇", "都市风景", "商务区", "写字楼群", "钢筋森林", "城区", "闹市", "城市中心", "大楼", "城市景观",
+             "城里", "高楼群", "城市的天际线", "一片高楼", "大都会", "市中心的高楼"],
+    "forest": ["树海", "杉林", "绿树", "林地", "丛林深处", "森林里", "树丛", "一片林子", "林荫", "大树林",
+               "茂林", "山林", "森林深处", "针叶树", "松杉", "一片松树", "好多树", "树林子"],
+    "desert": ["沙海", "沙山", "荒原", "沙漠地带", "金色沙漠", "黄沙漫漫", "沙丘连绵", "大沙丘", "沙子",
+               "漫漫黄沙", "干旱的沙地", "沙漠里", "茫茫大漠"],
+    "aurora": ["极光带", "北极的极光", "光幕", "天空的光带", "极地之光", "欧若拉极光", "极光秀", "绿色的光带",
+               "天上的极光", "北方的极光", "极光之美"],
+    "lake": ["湖面如镜", "湖心", "水库", "湖光", "静静的湖", "湖泊风景", "山湖", "小湖", "湖水如镜",
+             "湖边的倒影", "一面湖", "明镜般的湖", "宁静的湖泊", "清澈的湖水"],
+    "rain": ["雨中的都市", "阴雨的城市", "城市下雨", "雨幕中的城市", "雨中街景", "暴雨中的城市", "雨天街道",
+             "淋雨的街道", "雨打街道", "下雨的城", "雨天的街头", "城市里的雨", "大雨里的城市", "雨中的马路"],
+    "blossom": ["樱", "樱花开了", "樱花烂漫", "一排樱花树", "樱花小道", "樱花绽放", "春樱", "樱花树下",
+                "樱花枝", "粉色的花树", "樱花正开", "满园樱花", "开花的樱桃树"],
+}
+# English times of day said as an event: "{connector} {event}"
+_EVENTS_EN = {
+    "dawn": ["the sun rises", "the sun comes up", "the sun is rising", "the sun is coming up", "the sun comes out",
+             "day breaks", "the day starts", "the morning begins", "the sky turns light", "the sky gets light",
+             "the first light appears", "the world wakes up", "the birds start singing"],
+    "day": ["the sun is high", "the sun is out", "the sun is shining", "it's bright out", "it is broad day",
+            "the sun is up high", "everyone is at work", "the sky is clear and bright"],
+    "dusk": ["the sun sets", "the sun goes down", "the sun is setting", "the sun is going down", "the day ends",
+             "evening comes", "night falls", "it gets dark", "it's getting dark", "the light fades",
+             "the sky turns orange", "the sun sinks"],
+    "night": ["it is dark", "it's dark out", "everyone is asleep", "the moon is up", "the moon is out",
+              "the lights come on", "the stars come out", "the city sleeps", "it's pitch dark",
+              "the sun has long set", "it's late and dark"],
+}
+_CONNECT_EN = ["as", "when", "while", "just as", "right when", "just after", "around when", "at the time",
+               "by the time"]
+_MORE_PHASE_EN = {  # (after the subject, before it)
+    "dawn": (["at sunup", "at sun-up", "early", "first thing", "before breakfast", "at 6 am", "at six in the morning",
+              "with the morning sun", "in morning light", "on an early morning", "this morning",
+              "at the start of the day", "in the morning time", "early in the day", "at the dawn of day",
+              "at first sun", "with the sunrise", "before the day starts", "in the early morning mist"],
+             ["sunup", "early-morning", "first-light", "dawn-lit", "sunrise-lit"]),
+    "day": (["at lunch", "around noon", "at 12 o'clock", "in the sunshine", "on a bright day", "in the bright sun",
+             "with clear skies", "under the sun", "on a clear day", "in the heat of the day", "at two in the afternoon",
+             "by day", "in the day", "during daytime", "at high noon", "in the light of day", "on a fine day"],
+            ["sunlit", "bright", "noonday", "sunshiny", "daylight", "day-time"]),
+    "dusk": (["at nightfall", "as night falls", "as it gets dark", "toward evening", "in the late evening",
+              "at eventide", "after work", "around 6 pm", "at evening time", "with the setting sun",
+              "in the setting sun", "in the afterglow", "at the last light", "at the day's end", "in the dusk",
+              "when the day is over", "in the glow of sunset", "at sunset hour"],
+             ["sunset-lit", "sundown", "evening-lit", "dusky", "twilit"]),
+    "night": (["at 2 am", "overnight", "in darkness", "in the dark", "after nightfall", "under the stars",
+               "by moonlight", "at bedtime", "at night time", "in the deep night", "at midnight hour",
+               "late in the night", "in the small hours", "on a moonless night", "in the night time",
+               "under a black sky", "well after sunset", "when everyone sleeps"],
+              ["nocturnal", "dark", "after-dark", "night-lit", "nighttime"]),
+}
+# Chinese times of day said as an event: "{subject}{verb}{tail}" -> 太阳刚升起的时候 / 天黑以后
+_EVENTS_ZH = {
+    "dawn": (["太阳", "日头", "朝阳"], ["升起", "出来", "刚升起", "刚出来", "慢慢升起", "冒出来", "露头"]),
+    "dusk": (["太阳", "日头", "夕阳"], ["落山", "下山", "快落山", "正在下山", "慢慢落下", "西沉", "落下"]),
+    "night": (["天", "天色"], ["黑了", "全黑了", "黑透了", "已经黑了", "黑下来"]),
+    "day": (["太阳", "日头"], ["高高挂着", "当空照", "正高", "晒着"]),
+}
+_EVENT_TAIL_ZH = {"dawn": ["的时候", "时", "那会儿", "的那一刻"], "dusk": ["的时候", "时", "那会儿", "的那一刻"],
+                  "night": ["以后", "之后", "的时候", "后"], "day": ["的时候", "时"]}
+_MORE_PHASE_ZH = {  # (times, scene words, modifiers)
+    "dawn": (["凌晨", "大清早", "清早", "早起", "天亮", "早上六点", "早晨时分", "一早"],
+             ["曙光", "朝阳", "破晓", "旭日", "晨光"],
+             ["旭日东升时", "天边泛白时", "朝阳初升时", "清晨时分", "早起时", "晨曦里", "日出的时候"]),
+    "day": (["晌午", "上午", "白昼", "中午时分", "大晴天", "白天的时候"],
+            ["艳阳", "烈日", "晴空", "日光"],
+            ["艳阳高照的", "烈日下", "晴空万里的", "日光下", "大太阳下", "太阳底下", "光天化日下"]),
+    "dusk": (["日暮", "向晚", "晚饭前", "黄昏时分", "傍晚的时候"],
+             ["余晖", "暮色", "落霞", "晚照"],
+             ["日落西山时", "夕阳西下时", "天色渐暗时", "暮色中", "余晖中", "傍晚六点", "落日时"]),
+    "night": (["晚间", "夜深", "凌晨两点", "夜半", "晚上十点", "夜里头"],
+              ["夜幕", "黑夜", "月夜", "夜色"],
+              ["夜幕降临后", "月色下", "夜深时", "入夜时分", "漆黑的夜里", "熄灯后", "大家都睡了的时候"]),
+}
+
+
+def _widen_lexicon():
+    for f in FAMILIES:
+        NAMES_EN[f] += [w for w in _MORE_NAMES_EN[f] if w not in NAMES_EN[f]]
+        NAMES_ZH[f] += [w for w in _MORE_NAMES_ZH[f] if w not in NAMES_ZH[f]]
+    for p in PHASES:
+        after, before = PHASE_EN[p]
+        more_after, more_before = _MORE_PHASE_EN[p]
+        events = [f"{c} {e}" for c in _CONNECT_EN for e in _EVENTS_EN[p]]
+        PHASE_EN[p] = (after + more_after + events, before + more_before)
+        times, words, mods = PHASE_ZH[p]
+        more_times, more_words, more_mods = _MORE_PHASE_ZH[p]
+        subjects, verbs = _EVENTS_ZH[p]
+        events = [f"{s}{v}{t}" for s in subjects for v in verbs for t in _EVENT_TAIL_ZH[p]]
+        # an event phrase opens a request ("太阳下山的时候，…") or modifies the subject ("天黑以后的城市")
+        PHASE_ZH[p] = (times + more_times + events, words + more_words, mods + more_mods + events)
+
+
+_widen_lexicon()
 
 
 _TPL_EN, _TPL_ZH = _split(FILLER_EN), _split(FILLER_ZH)

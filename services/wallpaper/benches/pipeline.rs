@@ -110,6 +110,7 @@ fn main() {
         "native": format!("{}x{}", model.info.native_width, model.info.native_height),
         "display": format!("{w}x{h}"),
         "threads": threads,
+        "machine": cabin_wallpaper::engine::machine(),
         "steps": steps_run,
         "guidance": request.guidance.unwrap_or(model.info.recommended.guidance),
         "load_ms": ms(load),

@@ -1,14 +1,15 @@
 //! cabin-wallpaperd: wallpapers generated on the head unit from a spoken request, following
 //! the sun.
 //!
-//! `engine` is the text-to-image pipeline (diffusers ONNX layout on tract). It knows nothing
-//! of D-Bus; the bus surface (issue 4) is a thin layer over it.
+//! `engine` is the text-to-image pipeline (`cabin-diffusion`, re-exported under the name the
+//! service has always used); `gallery` is the service's policy over the store, the queue and
+//! the presenter; `daemon` is the thin bus layer over them.
 //!
-//! Architecture invariant: `engine` never imports zbus or reads the clock; this crate links
+//! Architecture invariant: the library never imports zbus outside `daemon`; this crate links
 //! `cabin-common` and never another service's crate.
 
 pub mod daemon;
-pub mod engine;
+pub use cabin_diffusion as engine;
 pub mod gallery;
 pub mod presenter;
 pub mod queue;

@@ -594,9 +594,7 @@ mod tests {
             assert_eq!(names, ["Source", "CenteredNorm"], "{shape:?} {affine:?}");
             let ours = ours.into_runnable().unwrap();
             let what = format!("{shape:?} {affine:?} shift {shift} silu {silu}");
-            crate::engine::plan_rewrite::assert_agrees_here_and_on_pool(
-                &ours, input, &want[0], &what,
-            );
+            crate::plan_rewrite::assert_agrees_here_and_on_pool(&ours, input, &want[0], &what);
         }
     }
 

@@ -460,7 +460,7 @@ mod tests {
     fn tiles_give_what_one_run_gives() {
         let upscaler = Upscaler::load_folder(&fixture(), 1).unwrap();
         let (h, w) = (16, 120);
-        let mut rng = crate::engine::rng::NoiseRng::new(5);
+        let mut rng = crate::rng::NoiseRng::new(5);
         let picture: Vec<f32> = (0..3 * h * w)
             .map(|_| (rng.normal() as f32 * 0.5).clamp(-1.0, 1.0))
             .collect();

@@ -609,7 +609,7 @@ pub(crate) fn replace_linears(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::plan_rewrite::{assert_agrees_here_and_on_pool, noise};
+    use crate::plan_rewrite::{assert_agrees_here_and_on_pool, noise};
 
     #[test]
     fn every_rows_kernel_matches_the_plain_sum() {

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use cabin_wallpaper::engine::display;
-use cabin_wallpaper::engine::rng::NoiseRng;
-use cabin_wallpaper::engine::upscaler::{self, Upscaler};
+use cabin_diffusion::display;
+use cabin_diffusion::rng::NoiseRng;
+use cabin_diffusion::upscaler::{self, Upscaler};
 
 /// Counts live heap bytes: the intermediates' peak as the program holds them, apart from what
 /// the allocator keeps around (which the peak RSS includes).
@@ -123,7 +123,7 @@ fn main() -> Result<(), String> {
     };
     drop(out);
     if ops {
-        cabin_wallpaper::engine::model::op_profile::start(true);
+        cabin_diffusion::model::op_profile::start(true);
     }
     let (mut times, mut cpu) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     let live_before = LIVE.load(Ordering::Relaxed);
@@ -138,7 +138,7 @@ fn main() -> Result<(), String> {
         drop(out);
     }
     if ops {
-        for (_, op, spent) in cabin_wallpaper::engine::model::op_profile::take() {
+        for (_, op, spent) in cabin_diffusion::model::op_profile::take() {
             eprintln!("{op:<90} {:8.2} ms per run", spent / runs as f64);
         }
     }

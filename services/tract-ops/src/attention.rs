@@ -341,7 +341,7 @@ pub(crate) fn replace_attention(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::plan_rewrite::{assert_agrees_here_and_on_pool, noise};
+    use crate::plan_rewrite::{assert_agrees_here_and_on_pool, noise};
 
     #[test]
     fn the_exponential_is_accurate_where_a_softmax_uses_it() {

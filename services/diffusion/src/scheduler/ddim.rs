@@ -4,7 +4,7 @@ use super::{
     NoiseSource, PredictionType, Scheduler, SchedulerConfig, Spacing, StepOutput, ddpm_add_noise,
     spaced_timesteps, x0_and_eps,
 };
-use crate::engine::EngineError;
+use crate::EngineError;
 
 pub struct Ddim {
     ac: Vec<f64>,

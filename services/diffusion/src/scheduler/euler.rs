@@ -6,7 +6,7 @@ use super::{
     NoiseSource, PredictionType, Scheduler, SchedulerConfig, Spacing, StepOutput, interp_index,
     karras_sigmas, linspace, round_half_even, sigma_to_t, train_sigmas,
 };
-use crate::engine::EngineError;
+use crate::EngineError;
 
 pub struct Euler {
     timesteps: Vec<f64>,

@@ -1,39 +1,36 @@
-//! The text-to-image engine: a diffusers-layout ONNX model run by tract.
+//! cabin-diffusion: the text-to-image engine, a diffusers-layout ONNX model run by tract.
 //!
 //! `model` loads and verifies a model folder, `tokenizer` turns prompts into ids,
 //! `scheduler` holds the samplers, `pipeline` runs prompt → image, `upscaler` is the model's
 //! optional learned display stage (run by `pipeline` after the decoder), `display` fits the
-//! image to a screen. Nothing here knows about D-Bus.
+//! image to a screen. cabin's own tract ops (`cabin-tract-ops`) are swapped into every plan
+//! where they run faster on this CPU.
+//!
+//! Architecture invariant: nothing here knows about D-Bus, the clock, the sun or the service
+//! that uses it; no `unsafe` SIMD of its own (that is `cabin-tract-ops`' job).
 
-mod attention;
-mod broadcast_bin;
-mod centered_norm;
-mod conv3x3;
 pub mod display;
-mod linear;
 pub mod manifest;
 pub mod model;
 pub mod pipeline;
-mod plan_rewrite;
 pub mod rng;
 pub mod scheduler;
 pub mod tokenizer;
 pub mod upscaler;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
 
 /// Holds every cabin kernel to its portable code in models loaded from now on, as
 /// `CABIN_SIMD=portable` does: what a CPU without AVX2 or AVX-512 runs, tested and measured on
 /// one that has them.
 pub fn use_portable_kernels() {
-    PORTABLE_ONLY.store(true, Ordering::SeqCst);
+    cabin_tract_ops::use_portable_kernels();
 }
 
-fn portable_only() -> bool {
-    PORTABLE_ONLY.load(Ordering::SeqCst)
+/// The CPU, its vector extensions and which ops plans get on it: what every benchmark figure
+/// is reported with.
+pub fn machine() -> String {
+    cabin_tract_ops::machine()
 }
 
 /// What can go wrong turning a prompt into a picture.

@@ -430,21 +430,8 @@ impl Net {
         let stage = self.stage;
         let optimise = || -> TractResult<TypedModel> {
             let mut typed = model.into_typed()?.into_decluttered()?;
-            let direct = super::conv3x3::replace_convs(&mut typed)?;
-            let linear = super::linear::replace_linears(&mut typed)?;
-            let attention = super::attention::replace_attention(&mut typed)?;
-            // Before the broadcasts: the norms fold in the per-channel Mul and Add after them.
-            let norms = super::centered_norm::replace_centered_norms(&mut typed)?;
-            let broadcasts = super::broadcast_bin::replace_broadcast_bins(&mut typed)?;
-            tracing::debug!(
-                stage,
-                direct,
-                linear,
-                attention,
-                broadcasts,
-                norms,
-                "cabin's own ops swapped in"
-            );
+            let swapped = cabin_tract_ops::swap_in(&mut typed)?;
+            tracing::debug!(stage, ?swapped, "cabin's own ops swapped in");
             typed.into_optimized()
         };
         let typed = match tuned_knobs() {

@@ -4,7 +4,7 @@
 use super::{
     NoiseSource, PredictionType, Scheduler, SchedulerConfig, StepOutput, ddpm_add_noise, x0_and_eps,
 };
-use crate::engine::EngineError;
+use crate::EngineError;
 
 pub struct Lcm {
     ac: Vec<f64>,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use cabin_wallpaper::engine::scheduler::{NoiseSource, SchedulerConfig};
+use cabin_diffusion::scheduler::{NoiseSource, SchedulerConfig};
 use serde_json::Value;
 
 struct Replay(std::vec::IntoIter<Vec<f32>>);

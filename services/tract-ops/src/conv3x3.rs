@@ -64,7 +64,7 @@ impl Packed {
 
 /// Which register-blocked kernel runs a tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kernel {
+pub enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -76,7 +76,7 @@ impl Kernel {
     /// The fastest kernel this machine runs, capped by `CABIN_SIMD` (`portable`, `avx2`) or
     /// [`super::use_portable_kernels`], so the portable code a car without these extensions
     /// runs is tested and measured here too.
-    pub(super) fn best() -> Self {
+    pub fn best() -> Self {
         let cap = std::env::var("CABIN_SIMD").unwrap_or_default();
         if cap == "portable" || super::portable_only() {
             return Self::Portable;
@@ -656,7 +656,7 @@ pub(crate) fn replace_convs(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::plan_rewrite::{assert_agrees_here_and_on_pool, noise};
+    use crate::plan_rewrite::{assert_agrees_here_and_on_pool, noise};
 
     /// The textbook sum, zero padding, for comparison.
     fn reference(

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use cabin_wallpaper::engine::model::{LoadOptions, Model};
-use cabin_wallpaper::engine::pipeline::{self, Noise, Request};
-use cabin_wallpaper::engine::scheduler::{NoiseSource, SchedulerConfig};
+use cabin_diffusion::model::{LoadOptions, Model};
+use cabin_diffusion::pipeline::{self, Noise, Request};
+use cabin_diffusion::scheduler::{NoiseSource, SchedulerConfig};
 use serde_json::Value;
 
 fn fixture() -> PathBuf {

@@ -21,11 +21,17 @@ pub(super) fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
-/// Deterministic standard-normal test values.
+/// Deterministic standard-normal test values (Box–Muller on a seeded SplitMix64).
 #[cfg(test)]
 pub(super) fn noise(len: usize, seed: u64) -> Vec<f32> {
-    let mut rng = crate::engine::rng::NoiseRng::new(seed);
-    (0..len).map(|_| rng.normal() as f32).collect()
+    let mut rng = cabin_seed::SplitMix64::new(seed);
+    (0..len)
+        .map(|_| {
+            let u1 = 1.0 - rng.uniform();
+            let u2 = rng.uniform();
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect()
 }
 
 /// Wires `op` on `inputs` in place of node `id`'s single output.

@@ -8,6 +8,6 @@ mod reference;
 
 #[test]
 fn the_portable_kernels_match_diffusers_too() {
-    cabin_wallpaper::engine::use_portable_kernels();
+    cabin_diffusion::use_portable_kernels();
     reference::pipeline_matches_diffusers();
 }
