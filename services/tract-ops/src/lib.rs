@@ -17,10 +17,10 @@
 //! Architecture invariant: this crate knows tract and nothing of diffusion, models or
 //! services; all of the engine's SIMD, and the `unsafe` it takes, lives here. [`swap_in`] is the one entry
 //! point a loader calls. On a CPU where none of the fast kernels applies (aarch64, an x86
-//! without AVX2) it leaves tract's own ops in place, since tract has NEON and SSE kernels
-//! and the portable code here is only measured to be right, not fast; forcing the portable
-//! code (`CABIN_SIMD=portable` or [`use_portable_kernels`]) swaps it in anyway, which is how
-//! the tests and the bench exercise it.
+//! without AVX2) it swaps in only the ops whose portable code was measured faster than tract's
+//! own (attention, norms, broadcasts) and leaves the convolutions and products to tract's NEON
+//! and SSE matrix kernels; forcing the portable code (`CABIN_SIMD=portable` or
+//! [`use_portable_kernels`]) swaps in everything, which is how the tests exercise it.
 
 mod attention;
 mod broadcast_bin;
@@ -69,13 +69,26 @@ impl Swapped {
 }
 
 /// Whether cabin's ops are worth swapping in on this CPU: where a fast kernel applies, or where
-/// the portable code is asked for by name.
+/// the portable code is asked for by name. Without either, only the ops in
+/// [`Op::beats_tract_when_portable`] go in.
 pub fn worth_swapping() -> bool {
     worth_swapping_with(Kernel::best(), portable_forced())
 }
 
 fn worth_swapping_with(best: Kernel, portable_forced: bool) -> bool {
     best != Kernel::Portable || portable_forced
+}
+
+impl Op {
+    /// Whether this op's portable code still beats tract's own: measured with `onnx/bench/ops.sh`
+    /// under `CABIN_SIMD=portable` against tract's AVX-512 ops (Xeon, 2026-12-07), attention
+    /// took 0.43–0.91x tract's time, the group norms 0.38–1.08x and the per-channel add 0.06x,
+    /// where tract's cost is packing and generic broadcasting, not its kernels; the portable
+    /// conv3x3 (1.1–3.8x) and linear (4.7–7.9x) lose to tract's matrix kernels, which have NEON
+    /// and SSE paths.
+    pub fn beats_tract_when_portable(self) -> bool {
+        matches!(self, Op::Attention | Op::CenteredNorm | Op::BroadcastBin)
+    }
 }
 
 /// What a benchmark figure was measured on: the CPU's name, the vector extensions cabin's
@@ -98,7 +111,8 @@ pub fn machine() -> String {
     let ops = if worth_swapping() {
         format!("cabin ops, {:?} kernels", Kernel::best())
     } else {
-        "tract's own ops".to_string()
+        "tract's convolutions and products, cabin's portable attention, norms, broadcasts"
+            .to_string()
     };
     format!("{name} ({cores} cores; {}; {ops})", extensions().join(" "))
 }
@@ -160,10 +174,11 @@ impl Op {
 /// one kind (CONV, LINEAR, ATTENTION, NORM, BIN) for comparisons.
 pub fn swap_in(model: &mut TypedModel) -> TractResult<Swapped> {
     let mut swapped = Swapped::default();
-    if !worth_swapping() {
-        return Ok(swapped);
-    }
+    let all = worth_swapping();
     for op in Op::ALL {
+        if !all && !op.beats_tract_when_portable() {
+            continue;
+        }
         let n = swap_in_only(model, op)?;
         match op {
             Op::Conv3x3 => swapped.conv3x3 = n,
@@ -193,9 +208,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn without_a_fast_kernel_tract_keeps_its_own_ops_unless_the_portable_code_is_asked_for() {
-        // What an aarch64 head unit (or an x86 without AVX2) gets: tract's NEON / SSE kernels.
+    fn without_a_fast_kernel_tract_keeps_its_matrix_ops_unless_the_portable_code_is_asked_for() {
+        // What an aarch64 head unit (or an x86 without AVX2) gets: tract's NEON / SSE matrix
+        // kernels for convolutions and products, cabin's portable attention, norms, broadcasts.
         assert!(!worth_swapping_with(Kernel::Portable, false));
+        let portable: Vec<Op> = Op::ALL
+            .into_iter()
+            .filter(|op| op.beats_tract_when_portable())
+            .collect();
+        assert_eq!(
+            portable,
+            [Op::Attention, Op::CenteredNorm, Op::BroadcastBin]
+        );
         assert!(worth_swapping_with(Kernel::Portable, true));
         #[cfg(target_arch = "x86_64")]
         {
