@@ -18,7 +18,25 @@ The folder (the engine's contract, see services/lm/src/model.rs):
                 present.{i}.key / .value          f32 [1, KV, P+S, D]
     manifest.json   version, licence, how it was made, sha256 of every file
 
-Weights are dequantised to f32 (tract and onnxruntime run the same file). llama.cpp's
+`--quant` picks how the weights are stored (tract and onnxruntime run the same file):
+
+    f32   every weight dequantised to float32 (the reference; 4 bytes a weight)
+    q4_0  the seven linear layers of every block, the embedding table and the tied head as
+          4-bit blocks of 32 with one scale each (GGML's Q4_0, 0.5625 bytes a weight), written
+          as the com.microsoft contrib ops MatMulNBits and GatherBlockQuantized. tract keeps
+          them 4-bit in memory (its Q4_0 block-quant matmul and gather); onnxruntime runs the
+          same ops natively. Norm weights stay float32.
+    q4_1  the GGUF's own Q4_1 linear layers kept as they are (no second rounding): a block is
+          `code * d + m`, written as MatMulNBits' `(code - 8) * d` plus a float32 correction
+          `(8d + m)` times the activation's block sums (1/32 of the matmul's work). The
+          embedding table is Q4_0; the head, which decides every token, is two Q4_0 levels
+          (the weights, then what the first level missed), close to 8-bit. A float source
+          (the tiny fixture) is quantised to Q4_1 here.
+
+Measured against llama.cpp on SmolLM2-135M-Instruct.Q4_1.gguf (check_against_llamacpp.py),
+requantising the Q4_1 layers to Q4_0 cost more than anything else: that is why q4_1 exists.
+
+llama.cpp's
 converter permutes the q/k rows for its interleaved rope; they are permuted back here so
 the graph uses Hugging Face's rotate-half rope. The graph is written with `onnx.helper`
 directly: no torch needed.
@@ -46,6 +64,7 @@ OPSET = 17
 class Graph:
     def __init__(self):
         self.nodes, self.inits, self.n = [], [], 0
+        self.sums = {}
 
     def name(self, hint):
         self.n += 1
@@ -60,10 +79,111 @@ class Graph:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
         return name
 
-    def op(self, op_type, inputs, hint=None, **attrs):
+    def op(self, op_type, inputs, hint=None, domain=None, **attrs):
         out = self.name(hint or op_type.lower())
-        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        self.nodes.append(helper.make_node(op_type, inputs, [out], domain=domain, **attrs))
         return out
+
+    def linear(self, x, w, name, quant, out=None, kept=None):
+        """x @ w.T for a Hugging Face [out, in] weight, stored as `quant` says; `kept` is the
+        source's own Q4_1 form of `w`, used as it is by q4_1."""
+        out = out or self.name("matmul")
+        if quant == "f32":
+            self.nodes.append(helper.make_node("MatMul", [x, self.weight(w.T, name)], [out]))
+        elif quant == "q4_0":
+            self._nbits(x, *quantise_q4_0(w), name, out)
+        elif name == "lm_head_t":
+            # two Q4_0 levels: the weights, then the rounding error of the first
+            first = quantise_q4_0(w)
+            second = quantise_q4_0(w - dequantise_q4_0(*first))
+            coarse = self._nbits(x, *first, name, self.name("head_coarse"))
+            fine = self._nbits(x, *second, name + ".residual", self.name("head_fine"))
+            self._named("Add", [coarse, fine], out)
+        else:
+            codes, d, m = kept if kept is not None else quantise_q4_1(w)
+            n, k = codes.shape
+            blobs = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+            main = self._nbits(x, blobs, d, name, self.name("matmul_q"))
+            # code * d + m == (code - 8) * d + (8 * d + m): the second term is constant in a block
+            offset = self.weight((8.0 * d + m).T, name + ".block_offsets")  # [K/32, N]
+            correction = self.op("MatMul", [self.block_sums(x, k), offset])
+            self._named("Add", [main, correction], out)
+        return out
+
+    def _nbits(self, x, blobs, scales, name, out):
+        n = blobs.shape[0]
+        k = blobs.size * 2 // n
+        self.inits.append(numpy_helper.from_array(blobs.reshape(n, k // QK, QK // 2), name + ".q4"))
+        self.inits.append(numpy_helper.from_array(scales.reshape(-1).astype(np.float32), name + ".scales"))
+        return self._named("MatMulNBits", [x, name + ".q4", name + ".scales"], out, domain="com.microsoft",
+                           K=k, N=n, bits=4, block_size=QK)
+
+    def _named(self, op_type, inputs, out, domain=None, **attrs):
+        self.nodes.append(helper.make_node(op_type, inputs, [out], domain=domain, **attrs))
+        return out
+
+    def block_sums(self, x, k):
+        """Sums of x [1, S, K] over each block of 32 along K: [1, S, K/32]. Layers that read the
+        same activation share one."""
+        if (x, k) not in self.sums:
+            blocked = self.op("Reshape", [x, self.const(np.array([1, -1, k // QK, QK], np.int64))])
+            summed = self.op("ReduceSum", [blocked, self.const(np.array([-1], np.int64))], keepdims=0)
+            self.sums[(x, k)] = summed
+        return self.sums[(x, k)]
+
+    def embedding(self, table, ids, name, quant):
+        """Rows of `table` [V, hidden] for the token ids."""
+        if quant == "f32":
+            return self.op("Gather", [self.weight(table, name), ids], axis=0)
+        blobs, scales = quantise_q4_0(table)
+        self.inits.append(numpy_helper.from_array(blobs, name + ".q4"))
+        self.inits.append(numpy_helper.from_array(scales, name + ".scales"))
+        return self.op("GatherBlockQuantized", [name + ".q4", ids, name + ".scales"], domain="com.microsoft",
+                       bits=4, block_size=QK, gather_axis=0, quantize_axis=1)
+
+
+QK = 32  # weights per quantisation block
+
+
+def quantise_q4_0(w):
+    """GGML's Q4_0 along the last axis: per block of 32, scale = (the value of largest
+    magnitude) / -8 and codes round(x / scale) + 8 clamped to 0..15, so that value is exactly
+    code 0. Returns (uint8 [rows, K/2] two codes a byte, element 2i in the low nibble as
+    MatMulNBits and GatherBlockQuantized read them; f32 scales [rows, K/32])."""
+    rows, k = w.shape
+    if k % QK:
+        sys.exit(f"a {rows}x{k} weight: K must be a multiple of {QK} for Q4_0")
+    blocks = w.astype(np.float32).reshape(rows, k // QK, QK)
+    pick = np.take_along_axis(blocks, np.abs(blocks).argmax(axis=2)[..., None], axis=2)[..., 0]
+    # the scale as stored (tract keeps it as f16, GGML too): quantise against that value
+    scale = (pick / -8.0).astype(np.float16).astype(np.float32)
+    inv = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale != 0)
+    codes = np.clip(np.floor(blocks * inv[..., None] + 8.5), 0, 15).astype(np.uint8).reshape(rows, k)
+    return (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8), scale
+
+
+def quantise_q4_1(w):
+    """GGML's Q4_1 along the last axis: per block of 32, d = (max - min) / 15, m = min (both
+    f16 as stored), codes round((x - m) / d) in 0..15. Returns (codes uint8 [rows, K] in
+    order, d f32 [rows, K/32], m f32 [rows, K/32])."""
+    rows, k = w.shape
+    if k % QK:
+        sys.exit(f"a {rows}x{k} weight: K must be a multiple of {QK} for Q4_1")
+    blocks = w.astype(np.float32).reshape(rows, k // QK, QK)
+    lo, hi = blocks.min(axis=2), blocks.max(axis=2)
+    d = ((hi - lo) / 15.0).astype(np.float16).astype(np.float32)
+    m = lo.astype(np.float16).astype(np.float32)
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
+    codes = np.clip(np.floor((blocks - m[..., None]) * inv[..., None] + 0.5), 0, 15).astype(np.uint8)
+    return codes.reshape(rows, k), d, m
+
+
+def dequantise_q4_0(blobs, scales):
+    """The float32 weights a Q4_0 tensor stands for."""
+    flat = blobs.reshape(blobs.shape[0], -1)
+    codes = np.stack([flat & 0x0F, flat >> 4], axis=2).reshape(flat.shape[0], -1).astype(np.float32)
+    rows, k = codes.shape
+    return ((codes.reshape(rows, k // QK, QK) - 8.0) * scales.reshape(rows, k // QK, 1)).reshape(rows, k)
 
 
 def rms_norm(g, x, weight, eps):
@@ -79,8 +199,10 @@ def rotate_half(g, x, half):
     return g.op("Concat", [g.op("Neg", [second]), first], axis=3)
 
 
-def build_graph(cfg, w):
-    """cfg: sizes; w: dict of f32 arrays in Hugging Face layout ([out, in] linears)."""
+def build_graph(cfg, w, quant="f32", kept=None):
+    """cfg: sizes; w: dict of f32 arrays in Hugging Face layout ([out, in] linears); kept: the
+    source's Q4_1 linears (codes, d, m) by the same keys, for q4_1."""
+    kept = kept or {}
     g = Graph()
     H, KV, D = cfg["heads"], cfg["kv_heads"], cfg["head_dim"]
     hidden, V, L = cfg["hidden_size"], cfg["vocab_size"], cfg["layers"]
@@ -97,8 +219,7 @@ def build_graph(cfg, w):
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", TensorProto.FLOAT, [1, KV, "P", D]))
             outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", TensorProto.FLOAT, [1, KV, "T", D]))
 
-    embed = g.weight(w["embed"], "embed_tokens")
-    x = g.op("Gather", [embed, "input_ids"], axis=0)  # [1,S,hidden]
+    x = g.embedding(w["embed"], "input_ids", "embed_tokens", quant)  # [1,S,hidden]
 
     # rope tables from the positions: [1,1,S,D]
     inv_freq = 1.0 / (cfg["rope_theta"] ** (np.arange(0, D, 2, dtype=np.float64) / D))
@@ -116,9 +237,9 @@ def build_graph(cfg, w):
     for i in range(L):
         p = f"layers.{i}."
         h = rms_norm(g, x, g.weight(w[p + "input_norm"], p + "input_layernorm"), cfg["rms_eps"])
-        q = g.op("MatMul", [h, g.weight(w[p + "q"].T, p + "q_proj")])
-        k = g.op("MatMul", [h, g.weight(w[p + "k"].T, p + "k_proj")])
-        v = g.op("MatMul", [h, g.weight(w[p + "v"].T, p + "v_proj")])
+        q = g.linear(h, w[p + "q"], p + "q_proj", quant, kept=kept.get(p + "q"))
+        k = g.linear(h, w[p + "k"], p + "k_proj", quant, kept=kept.get(p + "k"))
+        v = g.linear(h, w[p + "v"], p + "v_proj", quant, kept=kept.get(p + "v"))
         q = g.op("Transpose", [g.op("Reshape", [q, shape_heads(H)])], perm=perm)  # [1,H,S,D]
         k = g.op("Transpose", [g.op("Reshape", [k, shape_heads(KV)])], perm=perm)  # [1,KV,S,D]
         v = g.op("Transpose", [g.op("Reshape", [v, shape_heads(KV)])], perm=perm)
@@ -139,12 +260,12 @@ def build_graph(cfg, w):
         ctx = g.op("MatMul", [probs, values5])  # [1,KV,g,S,D]
         ctx = g.op("Reshape", [ctx, g.const(np.array([1, H, -1, D], np.int64))])
         ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=perm), g.const(np.array([1, -1, H * D], np.int64))])
-        x = g.op("Add", [x, g.op("MatMul", [ctx, g.weight(w[p + "o"].T, p + "o_proj")])])
+        x = g.op("Add", [x, g.linear(ctx, w[p + "o"], p + "o_proj", quant, kept=kept.get(p + "o"))])
         h = rms_norm(g, x, g.weight(w[p + "post_norm"], p + "post_attention_layernorm"), cfg["rms_eps"])
-        gate = g.op("MatMul", [h, g.weight(w[p + "gate"].T, p + "gate_proj")])
-        up = g.op("MatMul", [h, g.weight(w[p + "up"].T, p + "up_proj")])
+        gate = g.linear(h, w[p + "gate"], p + "gate_proj", quant, kept=kept.get(p + "gate"))
+        up = g.linear(h, w[p + "up"], p + "up_proj", quant, kept=kept.get(p + "up"))
         act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
-        x = g.op("Add", [x, g.op("MatMul", [act, g.weight(w[p + "down"].T, p + "down_proj")])])
+        x = g.op("Add", [x, g.linear(act, w[p + "down"], p + "down_proj", quant, kept=kept.get(p + "down"))])
     assert group * KV == H
 
     x = rms_norm(g, x, g.weight(w["final_norm"], "norm"), cfg["rms_eps"])
@@ -152,11 +273,13 @@ def build_graph(cfg, w):
     last = g.op("Gather", [x, g.const(np.array(-1, np.int64))], axis=1)  # [1,hidden]
     # A tied head gets its own copy: tract folds (prepacks) a constant only when it has a
     # single consumer, and repacking the 49152 x 576 table cost 64 ms of every decode step.
-    head = g.weight(w.get("lm_head", w["embed"]).T, "lm_head_t")
-    g.nodes.append(helper.make_node("MatMul", [last, head], ["logits"]))
+    g.linear(last, w.get("lm_head", w["embed"]), "lm_head_t", quant, out="logits")
 
     graph = helper.make_graph(g.nodes, "cabin-lm", inputs, outputs, g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cabin onnx/lm/build_lm.py")
+    opsets = [helper.make_opsetid("", OPSET)]
+    if quant != "f32":
+        opsets.append(helper.make_opsetid("com.microsoft", 1))
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="cabin onnx/lm/build_lm.py")
     model.ir_version = 8
     return model
 
@@ -255,7 +378,24 @@ def from_gguf(path):
         t = tensors[name]
         return np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape([int(d) for d in reversed(t.shape)])
 
+    def kept_q4_1(name, rope_heads=None):
+        """The tensor's own Q4_1 blocks as (codes [rows, K], d, m), or None if it is not Q4_1."""
+        t = tensors[name]
+        if t.tensor_type != gguf.GGMLQuantizationType.Q4_1:
+            return None
+        rows, k = int(t.shape[1]), int(t.shape[0])
+        blocks = np.asarray(t.data, dtype=np.uint8).reshape(rows, k // QK, 20)
+        d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+        qs = blocks[..., 4:]
+        # GGML keeps element j in the low nibble of byte j and element j + 16 in its high nibble
+        codes = np.concatenate([qs & 0x0F, qs >> 4], axis=2).reshape(rows, k)
+        if rope_heads:
+            codes, d, m = (unpermute_rope(a, rope_heads) for a in (codes, d, m))
+        return codes, d, m
+
     w = {"embed": get("token_embd.weight"), "final_norm": get("output_norm.weight")}
+    kept = {}
     if "output.weight" in tensors:
         w["lm_head"] = get("output.weight")
     for i in range(cfg["layers"]):
@@ -269,6 +409,12 @@ def from_gguf(path):
         w[p + "gate"] = get(b + "ffn_gate.weight")
         w[p + "up"] = get(b + "ffn_up.weight")
         w[p + "down"] = get(b + "ffn_down.weight")
+        for key, tensor, heads in (("q", "attn_q", cfg["heads"]), ("k", "attn_k", cfg["kv_heads"]), ("v", "attn_v", None),
+                                   ("o", "attn_output", None), ("gate", "ffn_gate", None), ("up", "ffn_up", None),
+                                   ("down", "ffn_down", None)):
+            blocks = kept_q4_1(b + tensor + ".weight", heads)
+            if blocks is not None:
+                kept[p + key] = blocks
 
     f = r.fields["tokenizer.ggml.tokens"]
     tokens = [bytes(f.parts[i]).decode("utf-8") for i in f.data]
@@ -285,7 +431,7 @@ def from_gguf(path):
     stops = sorted({eos, tokens.index("<|im_end|>"), tokens.index("<|endoftext|>")} if "<|endoftext|>" in tokens else {eos})
     cfg["stop_token_ids"] = stops
     cfg["chat_template"] = "chatml"
-    return cfg, w, tokenizer_json(tokens, types, merges)
+    return cfg, w, tokenizer_json(tokens, types, merges), kept
 
 
 def tiny(seed=20261201):
@@ -328,7 +474,7 @@ def tiny(seed=20261201):
         w[p + "o"] = lin(64, hd)
         w[p + "gate"], w[p + "up"], w[p + "down"] = lin(128, 64), lin(128, 64), lin(64, 128)
     types = [3] * len(specials) + [1] * 256
-    return cfg, w, tokenizer_json(tokens, types, [])
+    return cfg, w, tokenizer_json(tokens, types, []), {}
 
 
 # ---------------------------------------------------------------- output
@@ -342,14 +488,14 @@ def sha256(path):
     return h.hexdigest()
 
 
-def write_folder(out, cfg, w, tok, name, version, made_by):
+def write_folder(out, cfg, w, tok, name, version, made_by, quant="f32", kept=None):
     os.makedirs(out, exist_ok=True)
-    model = build_graph(cfg, w)
+    model = build_graph(cfg, w, quant, kept)
     onnx.checker.check_model(model)
     onnx.save(model, os.path.join(out, "model.onnx"))
     with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump(tok, f, ensure_ascii=False, separators=(",", ":"))
-    config = {"format": "cabin-lm/1", **cfg}
+    config = {"format": "cabin-lm/1", **cfg, "quantisation": quant}
     with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
         json.dump(config, f, ensure_ascii=False, indent=2)
     files = {rel: sha256(os.path.join(out, rel)) for rel in ("config.json", "model.onnx", "tokenizer.json")}
@@ -402,6 +548,7 @@ def reference(out, cfg, prompt_ids, steps):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quant", choices=("f32", "q4_0", "q4_1"), default="f32", help="how the weights are stored (see above)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("gguf")
     a.add_argument("gguf")
@@ -413,8 +560,9 @@ def main():
     args = ap.parse_args()
     started = time.time()
     if args.cmd == "tiny":
-        cfg, w, tok = tiny()
-        write_folder(args.out, cfg, w, tok, "tiny-llama-random", "1.0.0", "onnx/lm/build_lm.py tiny (numpy random weights; a test fixture, says nothing)")
+        cfg, w, tok, _ = tiny()
+        write_folder(args.out, cfg, w, tok, "tiny-llama-random", "1.0.0",
+                     f"onnx/lm/build_lm.py --quant {args.quant} tiny (numpy random weights; a test fixture, says nothing)", args.quant)
         from tokenizers import Tokenizer
 
         t = Tokenizer.from_file(os.path.join(args.out, "tokenizer.json"))
@@ -423,13 +571,18 @@ def main():
         ref = reference(args.out, cfg, ids, 12)
         ref["prompt"] = prompt
         ref["decoded_greedy"] = t.decode(ref["greedy"], skip_special_tokens=False)
-        with open(os.path.join(args.out, "..", "tiny-lm-reference.json"), "w", encoding="utf-8") as f:
+        with open(args.out.rstrip("/") + "-reference.json", "w", encoding="utf-8") as f:
             json.dump(ref, f, ensure_ascii=False)
     else:
         path = args.gguf if args.cmd == "gguf" else smollm2_gguf()
-        cfg, w, tok = from_gguf(path)
-        made_by = f"onnx/lm/build_lm.py {args.cmd} from {os.path.basename(path)} (sha256 {sha256(path)}): GGUF dequantised to f32, q/k rope permutation undone"
-        write_folder(args.out, cfg, w, tok, cfg["source_name"], "1.0.0", made_by)
+        cfg, w, tok, kept = from_gguf(path)
+        stored = {
+            "f32": "GGUF dequantised to f32",
+            "q4_0": "GGUF dequantised, then requantised to q4_0",
+            "q4_1": f"the GGUF's {len(kept)} Q4_1 linear layers kept as they are, the embedding requantised to Q4_0, the head as two Q4_0 levels",
+        }[args.quant]
+        made_by = f"onnx/lm/build_lm.py --quant {args.quant} {args.cmd} from {os.path.basename(path)} (sha256 {sha256(path)}): {stored}, q/k rope permutation undone"
+        write_folder(args.out, cfg, w, tok, cfg["source_name"], "1.0.0", made_by, args.quant, kept)
     print(f"{args.out}: written in {time.time() - started:.1f} s")
 
 

@@ -431,8 +431,18 @@ async fn replies_follow_the_vehicle_and_actions_reach_the_wallpaper_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_on_device_model_answers_over_the_bus() {
+    on_device_model_answers("tiny-lm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_on_device_model_with_four_bit_weights_answers_over_the_bus() {
+    on_device_model_answers("tiny-lm-q4").await;
+}
+
+async fn on_device_model_answers(fixture: &str) {
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../onnx/fixtures/tiny-lm")
+        .join("../../onnx/fixtures")
+        .join(fixture)
         .canonicalize()
         .unwrap();
     let config = format!(

@@ -16,6 +16,7 @@ pub struct LmConfig {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    pub intermediate_size: usize,
     /// The context the model was trained for; the engine may cap it lower.
     pub trained_context: usize,
     /// Languages the model answers in (ISO 639-1).
@@ -27,6 +28,18 @@ pub struct LmConfig {
     pub licence: String,
     #[serde(default)]
     pub source_name: String,
+    /// How the weights are stored in `model.onnx`: `f32`, `q4_0` (4-bit blocks of 32 that
+    /// tract keeps 4-bit in memory) or `q4_1` (a GGUF's Q4_1 layers kept as they are, see
+    /// `onnx/lm/build_lm.py`). Folders from before the field are `f32`.
+    #[serde(default = "f32_weights")]
+    pub quantisation: String,
+}
+
+/// The weight formats `build_lm.py --quant` writes.
+pub const QUANTISATIONS: [&str; 3] = ["f32", "q4_0", "q4_1"];
+
+fn f32_weights() -> String {
+    "f32".into()
 }
 
 impl LmConfig {
@@ -51,6 +64,13 @@ impl LmConfig {
                 self.chat_template
             ));
         }
+        if !QUANTISATIONS.contains(&self.quantisation.as_str()) {
+            return bad(format!(
+                "quantisation {:?}; known: {}",
+                self.quantisation,
+                QUANTISATIONS.join(", ")
+            ));
+        }
         let sizes = [
             self.vocab_size,
             self.hidden_size,
@@ -58,6 +78,7 @@ impl LmConfig {
             self.heads,
             self.kv_heads,
             self.head_dim,
+            self.intermediate_size,
             self.trained_context,
         ];
         if sizes.contains(&0) || !self.heads.is_multiple_of(self.kv_heads) || self.layers > 1024 {
@@ -72,6 +93,31 @@ impl LmConfig {
             return bad("stop_token_ids must be non-empty ids inside the vocabulary".into());
         }
         Ok(())
+    }
+
+    /// Bytes the weights take in memory once loaded (tract keeps 4-bit blocks as they are:
+    /// 18 bytes per 32 weights; `q4_1` adds a 4-byte offset per block of the layers and a
+    /// second level for the head). A planning figure for `cabin-lm info`, not a measurement.
+    pub fn weight_bytes(&self) -> u64 {
+        let (h, f, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.vocab_size as u64,
+        );
+        let kv = (self.kv_heads * self.head_dim) as u64;
+        let q = (self.heads * self.head_dim) as u64;
+        let per_layer = h * q + 2 * h * kv + q * h + 3 * h * f;
+        let layers = self.layers as u64 * per_layer;
+        // the embedding table, and the head (a second copy when tied, see build_lm.py)
+        let table = v * h;
+        let norms = (2 * self.layers as u64 + 1) * h * 4;
+        let blocks = |weights: u64, bytes_per_block: u64| weights / 32 * bytes_per_block;
+        norms
+            + match self.quantisation.as_str() {
+                "q4_0" => blocks(layers + 2 * table, 18),
+                "q4_1" => blocks(layers, 18 + 4) + blocks(table, 18) + blocks(table, 2 * 18),
+                _ => (layers + 2 * table) * 4,
+            }
     }
 
     pub fn speaks(&self, lang: &str) -> bool {

@@ -359,7 +359,18 @@ fn optimise(
             .set_output_fact(ix, InferenceFact::default())
             .map_err(fail)?;
     }
-    let typed = model.into_optimized().map_err(fail)?;
+    let mut typed = model
+        .into_typed()
+        .and_then(|m| m.into_decluttered())
+        .map_err(fail)?;
+    // 4-bit weights: tract widens every panel to f32 on every call; cabin's op reads the
+    // blocks as they lie. Only where its fast kernels run (see cabin_tract_ops::swap_in).
+    if cabin_tract_ops::worth_swapping() {
+        let swapped = cabin_tract_ops::swap_in_only(&mut typed, cabin_tract_ops::Op::BlockQ4Linear)
+            .map_err(fail)?;
+        tracing::debug!(swapped, "block-quant products on cabin's kernels");
+    }
+    let typed = typed.into_optimized().map_err(fail)?;
     let plan = if threads > 1 {
         let options = tract_onnx::tract_core::runtime::RunOptions {
             executor: Some(tract_linalg::multithread::Executor::multithread(threads)),

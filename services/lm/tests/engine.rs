@@ -1,5 +1,6 @@
 //! The engine on the tiny random-weight LLaMA (`onnx/lm/build_lm.py tiny`), checked against
-//! what onnxruntime computed on the same file (`onnx/fixtures/tiny-lm-reference.json`).
+//! what onnxruntime computed on the same file (`onnx/fixtures/tiny-lm-reference.json`), in
+//! float32 and with 4-bit weights (`build_lm.py --quant q4_1 tiny`, `tiny-lm-q4`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,18 +12,28 @@ use cabin_lm::{
     chat,
 };
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../onnx/fixtures/tiny-lm")
+const FLOAT32: &str = "tiny-lm";
+const QUANTISED: &str = "tiny-lm-q4";
+
+fn fixture_named(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../onnx/fixtures/{name}"))
 }
 
-fn reference() -> serde_json::Value {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../onnx/fixtures/tiny-lm-reference.json");
+fn fixture() -> PathBuf {
+    fixture_named(FLOAT32)
+}
+
+fn reference(name: &str) -> serde_json::Value {
+    let path = fixture_named(&format!("{name}-reference.json"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+fn load_named(name: &str) -> Arc<LmModel> {
+    Arc::new(LmModel::load(&fixture_named(name), &LoadOptions::default()).unwrap())
+}
+
 fn load() -> Arc<LmModel> {
-    Arc::new(LmModel::load(&fixture(), &LoadOptions::default()).unwrap())
+    load_named(FLOAT32)
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
@@ -55,8 +66,46 @@ fn no_cancel() -> AtomicBool {
 
 #[test]
 fn prefill_and_cached_decode_match_onnxruntime() {
-    let model = load();
-    let r = reference();
+    matches_onnxruntime(FLOAT32);
+}
+
+#[test]
+fn four_bit_weights_match_onnxruntime_on_the_same_file() {
+    let model = load_named(QUANTISED);
+    assert_eq!(model.config().quantisation, "q4_1");
+    matches_onnxruntime(QUANTISED);
+}
+
+#[test]
+fn four_bit_weights_stay_close_to_float32() {
+    // the same random weights, quantised: a wrong nibble order or block layout would make
+    // the logits unrelated, while Q4_0's rounding moves them only a little
+    let (float, quant) = (load_named(FLOAT32), load_named(QUANTISED));
+    let ids = float.encode("hello 你好").unwrap();
+    let a = float.forward(&ids, 0, float.empty_cache()).unwrap().logits;
+    let b = quant.forward(&ids, 0, quant.empty_cache()).unwrap().logits;
+    assert!(
+        correlation(&a, &b) > 0.95,
+        "correlation {}",
+        correlation(&a, &b)
+    );
+}
+
+fn correlation(a: &[f32], b: &[f32]) -> f32 {
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        ab += (x - ma) * (y - mb);
+        aa += (x - ma) * (x - ma);
+        bb += (y - mb) * (y - mb);
+    }
+    ab / (aa * bb).sqrt()
+}
+
+fn matches_onnxruntime(name: &str) {
+    let model = load_named(name);
+    let r = reference(name);
     let prompt = r["prompt"].as_str().unwrap();
     let ids = model.encode(prompt).unwrap();
     let expected_ids: Vec<u32> = r["prompt_ids"]
@@ -214,7 +263,7 @@ fn fixture_with_stop(stop: u32) -> tempfile::TempDir {
 
 #[test]
 fn generation_ends_at_a_stop_token() {
-    let r = reference();
+    let r = reference(FLOAT32);
     let greedy_ref: Vec<u32> = r["greedy"]
         .as_array()
         .unwrap()

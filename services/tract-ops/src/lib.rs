@@ -12,7 +12,9 @@
 //! - `attention`: `softmax(q · kᵀ) · v` per batch item and head in one op;
 //! - `centered_norm`: the statistics of a group or instance norm, with the reshape, per-channel
 //!   scale and shift and SiLU that follow it folded into its one write;
-//! - `broadcast_bin`: adds and multiplies with one operand broadcast per channel or feature.
+//! - `broadcast_bin`: adds and multiplies with one operand broadcast per channel or feature;
+//! - `block_quant`: products with 4-bit block-quantised (Q4_0) weights, read as they are stored:
+//!   a language model's projections and head.
 //!
 //! Architecture invariant: this crate knows tract and nothing of diffusion, models or
 //! services; all of the engine's SIMD, and the `unsafe` it takes, lives here. [`swap_in`] is the one entry
@@ -23,6 +25,7 @@
 //! [`use_portable_kernels`]) swaps in everything, which is how the tests exercise it.
 
 mod attention;
+mod block_quant;
 mod broadcast_bin;
 mod centered_norm;
 mod conv3x3;
@@ -60,11 +63,12 @@ pub struct Swapped {
     pub attention: usize,
     pub norms: usize,
     pub broadcasts: usize,
+    pub block_q4: usize,
 }
 
 impl Swapped {
     pub fn total(&self) -> usize {
-        self.conv3x3 + self.linear + self.attention + self.norms + self.broadcasts
+        self.conv3x3 + self.linear + self.attention + self.norms + self.broadcasts + self.block_q4
     }
 }
 
@@ -155,17 +159,19 @@ pub enum Op {
     Attention,
     CenteredNorm,
     BroadcastBin,
+    BlockQ4Linear,
 }
 
 impl Op {
     /// In the order [`swap_in`] applies them: the norms before the broadcasts, since a norm
     /// folds in the per-channel Mul and Add after it.
-    pub const ALL: [Op; 5] = [
+    pub const ALL: [Op; 6] = [
         Op::Conv3x3,
         Op::Linear,
         Op::Attention,
         Op::CenteredNorm,
         Op::BroadcastBin,
+        Op::BlockQ4Linear,
     ];
 }
 
@@ -186,6 +192,7 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<Swapped> {
             Op::Attention => swapped.attention = n,
             Op::CenteredNorm => swapped.norms = n,
             Op::BroadcastBin => swapped.broadcasts = n,
+            Op::BlockQ4Linear => swapped.block_q4 = n,
         }
     }
     Ok(swapped)
@@ -200,6 +207,7 @@ pub fn swap_in_only(model: &mut TypedModel, op: Op) -> TractResult<usize> {
         Op::Attention => attention::replace_attention(model),
         Op::CenteredNorm => centered_norm::replace_centered_norms(model),
         Op::BroadcastBin => broadcast_bin::replace_broadcast_bins(model),
+        Op::BlockQ4Linear => block_quant::replace_block_quant_linears(model),
     }
 }
 

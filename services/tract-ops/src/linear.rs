@@ -108,24 +108,28 @@ impl Packed {
 
 /// An output pointer shared by the pool's workers, each writing elements no other touches.
 #[derive(Clone, Copy)]
-struct Shared(*mut f32);
+pub(super) struct Shared(*mut f32);
 // SAFETY: only used for disjoint writes into a buffer that outlives the pool's scope.
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 impl Shared {
+    pub(super) fn new(buffer: &mut [f32]) -> Self {
+        Self(buffer.as_mut_ptr())
+    }
+
     /// The `len` values from `start` on.
     ///
     /// # Safety
     /// They are inside the buffer, and no other thread touches them while this lives.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn run<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
+    pub(super) unsafe fn run<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }
 
     /// # Safety
     /// As for `pointer::add`.
-    unsafe fn offset(self, i: usize) -> Self {
+    pub(super) unsafe fn offset(self, i: usize) -> Self {
         Self(unsafe { self.0.add(i) })
     }
 }
@@ -259,7 +263,13 @@ thread_local! {
 
 /// `out[m*NT + j] = sum over c of rows[m*k + c] * panel[c*NT + j]` for `m < MR`, `j < width`
 /// (`rows` is `MR` rows of `k`); columns past `width` are left as they were or zero.
-fn rows_tile(kernel: Kernel, rows: &[f32], panel: &[f32], width: usize, out: &mut [f32]) {
+pub(super) fn rows_tile(
+    kernel: Kernel,
+    rows: &[f32],
+    panel: &[f32],
+    width: usize,
+    out: &mut [f32],
+) {
     let k = rows.len() / MR;
     // The kernels read without bounds checks; this is what makes that sound.
     assert!(
