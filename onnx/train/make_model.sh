@@ -3,7 +3,7 @@
 #
 #   onnx/train/make_model.sh [HOURS]        # this sitting's budget, default 2.5; run it again to go on
 #   FRESH=1 onnx/train/make_model.sh        # start every stage over
-#   VERSION=0.3.0 onnx/train/make_model.sh  # the manifest's version at the end
+#   VERSION=0.4.0 onnx/train/make_model.sh  # the manifest's version at the end
 #   THREADS=1 taskset -c 0 onnx/train/make_model.sh  # leave the other core to other work
 #
 # The stages run in order; each one resumes from its checkpoint in onnx/train/checkpoints/ (fp16
@@ -77,5 +77,5 @@ PY
 # The evaluation fills the model card's figures, so the manifest comes after it.
 "$py" onnx/train/evaluate.py --model "$out" --out docs/wallpaper-eval.json \
     --engine target/release/cabin-wallpaper --card "$out/MODEL_CARD.md"
-target/release/cabin-wallpaper manifest "$out" --name cabin-wallpaper-tiny --version "${VERSION:-0.3.0}" \
+target/release/cabin-wallpaper manifest "$out" --name cabin-wallpaper-tiny --version "${VERSION:-0.4.0}" \
     --licence "MIT OR Apache-2.0" --made-by "$made_by"

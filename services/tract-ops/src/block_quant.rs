@@ -33,6 +33,10 @@ const BLOCK_BYTES: usize = 18;
 /// Output rows one decode work item computes (a pool task's share).
 const ROWS_PER_TASK: usize = 64;
 
+/// Rows a decode kernel call computes together: four independent sums keep the vector units
+/// busy while the weights stream in, and share the loads of the activation.
+const ROWS: usize = 4;
+
 /// Fewer tokens than this are run block by block; from it on, by widened panels.
 const PANEL_FROM: usize = MR;
 
@@ -125,6 +129,11 @@ impl BlockQ4Linear {
         &self.blocks.as_bytes()[j * bytes..][..bytes]
     }
 
+    /// `R` consecutive rows from `j` on.
+    fn rows<const R: usize>(&self, j: usize) -> [&[u8]; R] {
+        std::array::from_fn(|r| self.row(j + r))
+    }
+
     /// `out[j] = Σ w[j][c]·x[c]` for one token, every output row.
     fn token(&self, x: &[f32], out: Shared) {
         let sums: Vec<f32> = x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect();
@@ -133,8 +142,16 @@ impl BlockQ4Linear {
             let rows = ROWS_PER_TASK.min(self.n - j0);
             // SAFETY: this task alone writes rows j0..j0+rows.
             let dst = unsafe { out.run(j0, rows) };
-            for (j, d) in (j0..).zip(dst.iter_mut()) {
-                *d = row_dot(self.kernel, self.row(j), x, &sums);
+            let mut j = j0;
+            for d in dst.chunks_mut(ROWS) {
+                if d.len() == ROWS {
+                    d.copy_from_slice(&rows_dot::<ROWS>(self.kernel, self.rows(j), x, &sums));
+                } else {
+                    for (i, d) in d.iter_mut().enumerate() {
+                        *d = rows_dot::<1>(self.kernel, self.rows(j + i), x, &sums)[0];
+                    }
+                }
+                j += ROWS;
             }
         };
         on_tract_pool((0..self.n.div_ceil(ROWS_PER_TASK)).collect(), task);
@@ -193,18 +210,20 @@ fn widen_row(row: &[u8], mut put: impl FnMut(usize, f32)) {
     }
 }
 
-/// `Σ w[c]·x[c]` for one row of blocks; `sums` holds `x`'s block sums.
-fn row_dot(kernel: Kernel, row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
+/// `Σ w[r][c]·x[c]` for `R` rows of blocks; `sums` holds `x`'s block sums.
+fn rows_dot<const R: usize>(kernel: Kernel, rows: [&[u8]; R], x: &[f32], sums: &[f32]) -> [f32; R] {
     // The kernels read without bounds checks; this is what makes that sound.
-    assert!(row.len() == sums.len() * BLOCK_BYTES && x.len() == sums.len() * BLOCK);
+    assert!(
+        rows.iter().all(|r| r.len() == sums.len() * BLOCK_BYTES) && x.len() == sums.len() * BLOCK
+    );
     match kernel {
-        Kernel::Portable => row_dot_portable(row, x, sums),
+        Kernel::Portable => rows.map(|row| row_dot_portable(row, x, sums)),
         // SAFETY: the features were detected in `Kernel::best`/`available` (F16C comes with
         // every AVX2 and AVX-512 x86); the assert above bounds every read.
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { x86::row_dot_avx2(row, x, sums) },
+        Kernel::Avx2 => unsafe { x86::rows_dot_avx2(rows, x, sums) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { x86::row_dot_avx512(row, x, sums) },
+        Kernel::Avx512 => unsafe { x86::rows_dot_avx512(rows, x, sums) },
     }
 }
 
@@ -230,8 +249,10 @@ mod x86 {
     use super::{BLOCK, BLOCK_BYTES};
     use std::arch::x86_64::*;
 
+    /// The f16 scale at the start of a block.
+    ///
     /// # Safety
-    /// F16C is available, `row` holds `bytes.len() / 2` readable bytes after a scale's address.
+    /// F16C is available and `block` points at two readable bytes.
     #[inline(always)]
     unsafe fn scale(block: *const u8) -> f32 {
         let bits = unsafe { (block as *const u16).read_unaligned() };
@@ -239,62 +260,77 @@ mod x86 {
     }
 
     /// # Safety
-    /// AVX-512F and F16C are available and the slices are as long as `row_dot` asserts.
+    /// AVX-512F and F16C are available and the slices are as long as `rows_dot` asserts.
     #[target_feature(enable = "avx512f,f16c")]
-    pub(super) unsafe fn row_dot_avx512(row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
-        let (q, xp) = (row.as_ptr(), x.as_ptr());
+    pub(super) unsafe fn rows_dot_avx512<const R: usize>(
+        rows: [&[u8]; R],
+        x: &[f32],
+        sums: &[f32],
+    ) -> [f32; R] {
+        let q = rows.map(|r| r.as_ptr());
+        let xp = x.as_ptr();
         let low = _mm_set1_epi8(0x0F);
-        let mut acc = _mm512_setzero_ps();
-        let mut offset = 0.0f32;
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut offset = [0.0f32; R];
         for (b, &sum) in sums.iter().enumerate() {
-            let block = unsafe { q.add(b * BLOCK_BYTES) };
-            let d = unsafe { scale(block) };
-            let codes = unsafe { _mm_loadu_si128(block.add(2) as *const __m128i) };
-            let lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(codes, low)));
-            let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
-                _mm_srli_epi16(codes, 4),
-                low,
-            )));
             let xs = unsafe { xp.add(b * BLOCK) };
-            let dot = _mm512_fmadd_ps(
-                hi,
-                unsafe { _mm512_loadu_ps(xs.add(16)) },
-                _mm512_mul_ps(lo, unsafe { _mm512_loadu_ps(xs) }),
-            );
-            acc = _mm512_fmadd_ps(dot, _mm512_set1_ps(d), acc);
-            offset += d * sum;
+            let (x_lo, x_hi) = unsafe { (_mm512_loadu_ps(xs), _mm512_loadu_ps(xs.add(16))) };
+            for r in 0..R {
+                let block = unsafe { q[r].add(b * BLOCK_BYTES) };
+                let d = unsafe { scale(block) };
+                let codes = unsafe { _mm_loadu_si128(block.add(2) as *const __m128i) };
+                let lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(codes, low)));
+                let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
+                    _mm_srli_epi16(codes, 4),
+                    low,
+                )));
+                let dot = _mm512_fmadd_ps(hi, x_hi, _mm512_mul_ps(lo, x_lo));
+                acc[r] = _mm512_fmadd_ps(dot, _mm512_set1_ps(d), acc[r]);
+                offset[r] += d * sum;
+            }
         }
-        _mm512_reduce_add_ps(acc) - 8.0 * offset
+        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]) - 8.0 * offset[r])
     }
 
     /// # Safety
-    /// AVX2, FMA and F16C are available and the slices are as long as `row_dot` asserts.
+    /// AVX2, FMA and F16C are available and the slices are as long as `rows_dot` asserts.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn row_dot_avx2(row: &[u8], x: &[f32], sums: &[f32]) -> f32 {
-        let (q, xp) = (row.as_ptr(), x.as_ptr());
+    pub(super) unsafe fn rows_dot_avx2<const R: usize>(
+        rows: [&[u8]; R],
+        x: &[f32],
+        sums: &[f32],
+    ) -> [f32; R] {
+        let q = rows.map(|r| r.as_ptr());
+        let xp = x.as_ptr();
         let low = _mm_set1_epi8(0x0F);
-        let mut acc = _mm256_setzero_ps();
-        let mut offset = 0.0f32;
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut offset = [0.0f32; R];
+        let widen = |v: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
         for (b, &sum) in sums.iter().enumerate() {
-            let block = unsafe { q.add(b * BLOCK_BYTES) };
-            let d = unsafe { scale(block) };
-            let codes = unsafe { _mm_loadu_si128(block.add(2) as *const __m128i) };
-            let lo = _mm_and_si128(codes, low);
-            let hi = _mm_and_si128(_mm_srli_epi16(codes, 4), low);
-            let widen = |v: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
             let xs = unsafe { xp.add(b * BLOCK) };
-            let load = |i: usize| unsafe { _mm256_loadu_ps(xs.add(i)) };
-            let mut dot = _mm256_mul_ps(widen(lo), load(0));
-            dot = _mm256_fmadd_ps(widen(_mm_srli_si128(lo, 8)), load(8), dot);
-            dot = _mm256_fmadd_ps(widen(hi), load(16), dot);
-            dot = _mm256_fmadd_ps(widen(_mm_srli_si128(hi, 8)), load(24), dot);
-            acc = _mm256_fmadd_ps(dot, _mm256_set1_ps(d), acc);
-            offset += d * sum;
+            let xv: [__m256; 4] =
+                std::array::from_fn(|i| unsafe { _mm256_loadu_ps(xs.add(8 * i)) });
+            for r in 0..R {
+                let block = unsafe { q[r].add(b * BLOCK_BYTES) };
+                let d = unsafe { scale(block) };
+                let codes = unsafe { _mm_loadu_si128(block.add(2) as *const __m128i) };
+                let lo = _mm_and_si128(codes, low);
+                let hi = _mm_and_si128(_mm_srli_epi16(codes, 4), low);
+                let mut dot = _mm256_mul_ps(widen(lo), xv[0]);
+                dot = _mm256_fmadd_ps(widen(_mm_srli_si128(lo, 8)), xv[1], dot);
+                dot = _mm256_fmadd_ps(widen(hi), xv[2], dot);
+                dot = _mm256_fmadd_ps(widen(_mm_srli_si128(hi, 8)), xv[3], dot);
+                acc[r] = _mm256_fmadd_ps(dot, _mm256_set1_ps(d), acc[r]);
+                offset[r] += d * sum;
+            }
         }
-        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        let one = _mm_add_ss(half, _mm_shuffle_ps(half, half, 1));
-        _mm_cvtss_f32(one) - 8.0 * offset
+        std::array::from_fn(|r| {
+            let a = acc[r];
+            let half = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+            let half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+            let one = _mm_add_ss(half, _mm_shuffle_ps(half, half, 1));
+            _mm_cvtss_f32(one) - 8.0 * offset[r]
+        })
     }
 }
 
