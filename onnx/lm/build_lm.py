@@ -9,7 +9,8 @@ The folder (the engine's contract, see services/lm/src/model.rs):
 
     config.json     sizes, rope, stop tokens, chat template kind, languages, provenance
     tokenizer.json  Hugging Face `tokenizers` JSON (byte-level BPE), rebuilt from the GGUF
-    model.onnx      one graph for prefill and decode with a KV cache:
+    model.onnx      one graph for prefill and decode with a KV cache (a real model's weights
+                    in model.onnx.data beside it, ONNX external data):
         inputs  input_ids      int64 [1, S]
                 position_ids   int64 [1, S]
                 attention_bias f32   [1, 1, S, P+S]   0 where a key may be seen, -inf elsewhere
@@ -143,6 +144,8 @@ class Graph:
 
 
 QK = 32  # weights per quantisation block
+DATA_FILE = "model.onnx.data"  # the weights of a real model, beside model.onnx
+EXTERNAL_FROM = 16 << 20  # bytes of weights from which they go to DATA_FILE
 
 
 def quantise_q4_0(w):
@@ -492,13 +495,24 @@ def write_folder(out, cfg, w, tok, name, version, made_by, quant="f32", kept=Non
     os.makedirs(out, exist_ok=True)
     model = build_graph(cfg, w, quant, kept)
     onnx.checker.check_model(model)
-    onnx.save(model, os.path.join(out, "model.onnx"))
+    # A real model keeps its weights beside the graph (model.onnx.data): tract maps and reads
+    # each tensor from it on its own, where a single file is parsed whole first, which
+    # doubled the load's peak memory.
+    external = sum(t.ByteSize() for t in model.graph.initializer) > EXTERNAL_FROM
+    for stale in ("model.onnx", DATA_FILE):
+        if os.path.exists(os.path.join(out, stale)):
+            os.remove(os.path.join(out, stale))
+    onnx.save(model, os.path.join(out, "model.onnx"), save_as_external_data=external,
+              all_tensors_to_one_file=True, location=DATA_FILE, size_threshold=1024)
+    if external:
+        os.chmod(os.path.join(out, DATA_FILE), 0o644)  # onnx writes it owner-only
     with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump(tok, f, ensure_ascii=False, separators=(",", ":"))
     config = {"format": "cabin-lm/1", **cfg, "quantisation": quant}
     with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
         json.dump(config, f, ensure_ascii=False, indent=2)
-    files = {rel: sha256(os.path.join(out, rel)) for rel in ("config.json", "model.onnx", "tokenizer.json")}
+    files = {rel: sha256(os.path.join(out, rel)) for rel in ("config.json", "model.onnx", DATA_FILE, "tokenizer.json")
+             if os.path.exists(os.path.join(out, rel))}
     manifest = {
         "name": name,
         "version": version,

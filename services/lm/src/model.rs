@@ -2,7 +2,7 @@
 //! tokens), so prefill and every decode step share the optimisation paid once at load.
 //!
 //! ```text
-//! manifest.json  config.json  tokenizer.json  model.onnx
+//! manifest.json  config.json  tokenizer.json  model.onnx  [model.onnx.data]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -37,6 +37,9 @@ impl Default for LoadOptions {
 }
 
 type Plan = Arc<TypedRunnableModel>;
+
+/// Where `build_lm.py` puts a real model's weights (ONNX external data).
+const WEIGHTS_FILE: &str = "model.onnx.data";
 
 /// What one run of the graph gives back.
 pub struct Step {
@@ -113,6 +116,11 @@ impl LmModel {
             .collect();
         let started = std::time::Instant::now();
         let onnx_path = covered("model.onnx")?;
+        // The graph's weights, when they are kept beside it, are read from this file: it must
+        // be covered by the manifest like the graph.
+        if dir.join(WEIGHTS_FILE).exists() {
+            covered(WEIGHTS_FILE)?;
+        }
         let proto = parse(&onnx_path, &config)?;
         let threads = options.threads.max(1);
         let plan = optimise(&onnx_path, proto, &config, threads)?;

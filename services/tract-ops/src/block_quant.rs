@@ -30,9 +30,6 @@ use super::plan_rewrite::{einsum_letters, on_tract_pool, swap_in};
 const BLOCK: usize = 32;
 const BLOCK_BYTES: usize = 18;
 
-/// Output rows one decode work item computes (a pool task's share).
-const ROWS_PER_TASK: usize = 64;
-
 /// Rows a decode kernel call computes together: four independent sums keep the vector units
 /// busy while the weights stream in, and share the loads of the activation.
 const ROWS: usize = 4;
@@ -134,15 +131,15 @@ impl BlockQ4Linear {
         std::array::from_fn(|r| self.row(j + r))
     }
 
-    /// `out[j] = Σ w[j][c]·x[c]` for one token, every output row.
+    /// `out[j] = Σ w[j][c]·x[c]` for one token, every output row, on the calling thread: a
+    /// decode step's product takes tens of microseconds, about what handing half of it to the
+    /// pool and waking a worker costs (on the pool, two threads decoded slower than one).
     fn token(&self, x: &[f32], out: Shared) {
         let sums: Vec<f32> = x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect();
-        let task = |t: usize| {
-            let j0 = t * ROWS_PER_TASK;
-            let rows = ROWS_PER_TASK.min(self.n - j0);
-            // SAFETY: this task alone writes rows j0..j0+rows.
-            let dst = unsafe { out.run(j0, rows) };
-            let mut j = j0;
+        {
+            // SAFETY: this call alone writes the token's n outputs.
+            let dst = unsafe { out.run(0, self.n) };
+            let mut j = 0;
             for d in dst.chunks_mut(ROWS) {
                 if d.len() == ROWS {
                     d.copy_from_slice(&rows_dot::<ROWS>(self.kernel, self.rows(j), x, &sums));
@@ -153,8 +150,7 @@ impl BlockQ4Linear {
                 }
                 j += ROWS;
             }
-        };
-        on_tract_pool((0..self.n.div_ceil(ROWS_PER_TASK)).collect(), task);
+        }
     }
 
     /// Many tokens (`x` is `[tokens][k]`): each panel of `NT` output rows widened to f32 once.
