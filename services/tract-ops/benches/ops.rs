@@ -1,5 +1,6 @@
 //! Each of cabin's ops against tract's own on the same plan, at the shapes of the bundled
-//! wallpaper model (UNet at batch 2 for guidance, 16x40 latents; decoder at 64x160), on 1 and
+//! wallpaper model (UNet at batch 2 for guidance, 16x40 latents; decoder at 64x160) and of the
+//! on-device LM's 4-bit products (SmolLM2-135M: a decode token, a 63-token prompt), on 1 and
 //! 2 threads, with the CPU it ran on.
 //!
 //!     cargo bench -p cabin-tract-ops --bench ops -- [--peak1 GFLOPS] [--peak2 GFLOPS] [--reps N]
@@ -85,6 +86,36 @@ fn linear(a: usize, m: usize, k: usize, n: usize) -> Case {
         gflop: 2.0 * (a * m * k * n) as f64 / 1e9,
         build: Box::new(build),
         inputs: vec![vec![a, m, k]],
+    }
+}
+
+/// `tokens x k` against `n x k` weights stored as Q4_0, as tract-onnx keeps `MatMulNBits`.
+fn block_q4(tokens: usize, k: usize, n: usize) -> Case {
+    use tract_linalg::block_quant::{BlockQuant, BlockQuantFact, BlockQuantStorage, Q4_0};
+    use tract_onnx::tract_core::ops::konst::Const;
+    let build = move || -> TractResult<TypedModel> {
+        let blob = Q4_0.quant_f32(&values(n * k, 5))?;
+        let storage = BlockQuantStorage::new(Box::new(Q4_0), n, k, Arc::new(blob))?;
+        let fact = Box::new(BlockQuantFact::new(Box::new(Q4_0), tvec!(n, k)));
+        let weights = storage.into_tensor_with_shape(f32::datum_type(), &[n, k]);
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, tokens, k]))?;
+        let w = model.wire_node(
+            "w",
+            Const::new_with_exotic_fact(Arc::new(weights), fact)?,
+            &[],
+        )?[0];
+        let mm = EinSum::new("ask,nk->asn".parse()?, f32::datum_type());
+        let y = model.wire_node("mm", mm, &[x, w])?[0];
+        model.select_output_outlets(&[y])?;
+        Ok(model)
+    };
+    Case {
+        name: format!("q4_0 {tokens}x{k} . {n}x{k}"),
+        op: Op::BlockQ4Linear,
+        gflop: 2.0 * (tokens * k * n) as f64 / 1e9,
+        build: Box::new(build),
+        inputs: vec![vec![1, tokens, k]],
     }
 }
 
@@ -242,6 +273,10 @@ fn main() -> TractResult<()> {
         group_norm(2, 96, 16, 40, 32),
         group_norm(1, 64, 64, 160, 32),
         broadcast_add(2, 96, 16, 40),
+        block_q4(1, 576, 1536),
+        block_q4(1, 1536, 576),
+        block_q4(1, 576, 49152),
+        block_q4(63, 576, 1536),
     ];
     println!("machine: {}", cabin_tract_ops::machine());
     match peaks {
