@@ -39,6 +39,11 @@ const CODES: usize = 16;
 /// busy while the weights stream in, and share the loads of the token.
 const ROWS: usize = 4;
 
+/// A decode product of at least this many weights is shared over the pool, in parts of
+/// `SHARED_ROWS` rows: a 49152 x 576 head takes ~2 ms on one core, worth a hand-over.
+const SHARED_FROM: usize = 1 << 22;
+const SHARED_ROWS: usize = 4096;
+
 /// Fewer tokens than this are run one by one in integer arithmetic; from it on, by widened
 /// panels in f32.
 const PANEL_FROM: usize = MR;
@@ -289,26 +294,45 @@ impl BlockQ4Linear {
         )
     }
 
-    /// `out[j] = Σ w[j][c]·x[c]` for one token, every output row, on the calling thread: a
-    /// decode step's product takes tens of microseconds, about what handing half of it to the
-    /// pool and waking a worker costs (on the pool, two threads decoded slower than one).
+    /// `out[j] = Σ w[j][c]·x[c]` for one token, every output row. A layer's product takes tens
+    /// of microseconds, about what handing half of it to the pool and waking a worker costs (on
+    /// the pool, two threads decoded slower than one), so only large ones (a vocabulary head)
+    /// are shared.
     fn token(&self, x: &[f32], out: Shared) {
         let pairs = matches!(self.q4, Q4Kernel::Avx512Bw | Q4Kernel::Avx512Vnni);
         let token = QuantisedToken::new(x, pairs);
-        // SAFETY: this call alone writes the token's n outputs.
-        let dst = unsafe { out.run(0, self.n) };
-        let mut j = 0;
-        for d in dst.chunks_mut(ROWS) {
-            if d.len() == ROWS {
-                let (codes, scales) = self.rows::<ROWS>(j);
-                d.copy_from_slice(&rows_dot(self.q4, codes, scales, &token));
-            } else {
-                for (i, d) in d.iter_mut().enumerate() {
-                    let (codes, scales) = self.rows::<1>(j + i);
-                    *d = rows_dot(self.q4, codes, scales, &token)[0];
-                }
+        let parts = if self.n * self.k >= SHARED_FROM {
+            self.n.div_ceil(SHARED_ROWS)
+        } else {
+            1
+        };
+        let per_part = self.n.div_ceil(parts).next_multiple_of(ROWS);
+        let part = |p: usize| {
+            let j0 = p * per_part;
+            if j0 >= self.n {
+                return;
             }
-            j += ROWS;
+            let rows = per_part.min(self.n - j0);
+            // SAFETY: this part alone writes rows j0..j0+rows of the token's outputs.
+            let dst = unsafe { out.run(j0, rows) };
+            let mut j = j0;
+            for d in dst.chunks_mut(ROWS) {
+                if d.len() == ROWS {
+                    let (codes, scales) = self.rows::<ROWS>(j);
+                    d.copy_from_slice(&rows_dot(self.q4, codes, scales, &token));
+                } else {
+                    for (i, d) in d.iter_mut().enumerate() {
+                        let (codes, scales) = self.rows::<1>(j + i);
+                        *d = rows_dot(self.q4, codes, scales, &token)[0];
+                    }
+                }
+                j += ROWS;
+            }
+        };
+        if parts == 1 {
+            part(0);
+        } else {
+            on_tract_pool((0..parts).collect(), part);
         }
     }
 
