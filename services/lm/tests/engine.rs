@@ -103,6 +103,17 @@ fn correlation(a: &[f32], b: &[f32]) -> f32 {
     ab / (aa * bb).sqrt()
 }
 
+/// How far the engine's logits may be from onnxruntime's: float rounding for float weights;
+/// with 4-bit weights a decode token is multiplied in 8-bit integers (as llama.cpp does), so
+/// within 2 % of the largest logit, and the greedy tokens still the same.
+fn allowed_gap(model: &LmModel, reference: &[f32]) -> f32 {
+    if model.config().quantisation == "f32" {
+        1e-3
+    } else {
+        0.02 * reference.iter().fold(0f32, |m, v| m.max(v.abs()))
+    }
+}
+
 fn matches_onnxruntime(name: &str) {
     let model = load_named(name);
     let r = reference(name);
@@ -120,8 +131,12 @@ fn matches_onnxruntime(name: &str) {
     );
 
     let step = model.forward(&ids, 0, model.empty_cache()).unwrap();
-    let gap = max_gap(&step.logits, &floats(&r["prefill_logits"]));
-    assert!(gap < 1e-3, "prefill logits differ by {gap}");
+    let want = floats(&r["prefill_logits"]);
+    let gap = max_gap(&step.logits, &want);
+    assert!(
+        gap < allowed_gap(&model, &want),
+        "prefill logits differ by {gap}"
+    );
 
     // token by token on the cache, as onnxruntime did
     let mut cache = step.present;
@@ -131,8 +146,12 @@ fn matches_onnxruntime(name: &str) {
         let next = argmax(&logits);
         assert_eq!(next as u64, expected.as_u64().unwrap(), "greedy token {i}");
         let step = model.forward(&[next], ids.len() + i, cache).unwrap();
-        let gap = max_gap(&step.logits, &floats(&r["step_logits"][i]));
-        assert!(gap < 1e-3, "step {i} logits differ by {gap}");
+        let want = floats(&r["step_logits"][i]);
+        let gap = max_gap(&step.logits, &want);
+        assert!(
+            gap < allowed_gap(&model, &want),
+            "step {i} logits differ by {gap}"
+        );
         cache = step.present;
         logits = step.logits;
     }

@@ -255,7 +255,7 @@ impl BlockQ4Linear {
         out_axes: TVec<OutAxis>,
     ) -> TractResult<Self> {
         ensure!(
-            k > 0 && n > 0 && k % BLOCK == 0 && blob.len() == n * k / BLOCK * BLOCK_BYTES,
+            k > 0 && n > 0 && k.is_multiple_of(BLOCK) && blob.len() == n * k / BLOCK * BLOCK_BYTES,
             "BlockQ4Linear: {} bytes are not {n} x {k} Q4_0 weights",
             blob.len()
         );
@@ -618,18 +618,18 @@ impl BlockQ4Linear {
         let out_shape = self.output_shape(shape);
         let x = input.try_as_plain_ram()?.as_slice::<f32>()?;
         let mut tensor = Tensor::zero::<f32>(&out_shape)?;
-        let mut view = tensor.try_as_plain_ram_mut()?;
-        let output = view.as_slice_mut::<f32>()?;
-        let base = Shared::new(output);
-        if tokens >= PANEL_FROM {
-            self.tokens(x, tokens, base);
-        } else {
-            for (t, x) in x.chunks_exact(self.k).enumerate() {
-                // SAFETY: token `t`'s outputs are its own `n` values of `output`.
-                self.token(x, unsafe { base.offset(t * self.n) });
+        {
+            let mut view = tensor.try_as_plain_ram_mut()?;
+            let base = Shared::new(view.as_slice_mut::<f32>()?);
+            if tokens >= PANEL_FROM {
+                self.tokens(x, tokens, base);
+            } else {
+                for (t, x) in x.chunks_exact(self.k).enumerate() {
+                    // SAFETY: token `t`'s outputs are its own `n` values of the output.
+                    self.token(x, unsafe { base.offset(t * self.n) });
+                }
             }
         }
-        drop(view);
         Ok(tensor)
     }
 }
