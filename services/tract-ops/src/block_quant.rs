@@ -114,11 +114,14 @@ impl Q4Kernel {
     }
 }
 
-/// The weights as the kernels read them: `[n][blocks][16]` codes and `[n][blocks]` scales.
+/// The weights as the kernels read them: `[n][blocks][16]` codes and `[n][blocks]` scales, and
+/// optionally `[n][blocks]` offsets added to every weight of a block (a Q4_1 layer's
+/// `(8d + m)`, see `onnx/lm/build_lm.py`).
 #[derive(Debug, PartialEq)]
 struct Weights {
     codes: Vec<u8>,
     scales: Vec<f32>,
+    offsets: Vec<f32>,
 }
 
 impl Weights {
@@ -131,7 +134,11 @@ impl Weights {
             scales.push(f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32());
             codes.extend_from_slice(&block[2..]);
         }
-        Self { codes, scales }
+        Self {
+            codes,
+            scales,
+            offsets: Vec::new(),
+        }
     }
 }
 
@@ -187,6 +194,8 @@ struct QuantisedToken {
     pair_values: Vec<i8>,
     pair_scales: Vec<f32>,
     pair_offsets: Vec<i32>,
+    /// The token's block sums in f32, for the weights' block offsets.
+    sums: Vec<f32>,
 }
 
 impl QuantisedToken {
@@ -231,6 +240,7 @@ impl QuantisedToken {
             pair_values,
             pair_scales,
             pair_offsets,
+            sums: x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect(),
         }
     }
 }
@@ -328,6 +338,13 @@ impl BlockQ4Linear {
                 }
                 j += ROWS;
             }
+            if !self.weights.offsets.is_empty() {
+                let nb = self.blocks();
+                for (i, d) in dst.iter_mut().enumerate() {
+                    let offsets = &self.weights.offsets[(j0 + i) * nb..][..nb];
+                    *d += dot(offsets, &token.sums);
+                }
+            }
         };
         if parts == 1 {
             part(0);
@@ -345,9 +362,16 @@ impl BlockQ4Linear {
             WIDENED.with_borrow_mut(|widened| {
                 widened.clear();
                 widened.resize(k * NT, 0.0);
+                let nb = self.blocks();
                 for lane in 0..width {
                     let (codes, scales) = self.rows::<1>(j0 + lane);
                     widen_row(codes[0], scales[0], |c, v| widened[c * NT + lane] = v);
+                    if !self.weights.offsets.is_empty() {
+                        let offsets = &self.weights.offsets[(j0 + lane) * nb..][..nb];
+                        for (c, v) in widened.chunks_exact_mut(NT).enumerate() {
+                            v[lane] += offsets[c / BLOCK];
+                        }
+                    }
                 }
                 let mut spare = Vec::new();
                 let mut tile = [0.0f32; MR * NT];
@@ -387,6 +411,24 @@ fn widen_row(codes: &[u8], scales: &[f32], mut put: impl FnMut(usize, f32)) {
             put(b * BLOCK + 16 + i, ((byte >> 4) as f32 - 8.0) * scale);
         }
     }
+}
+
+/// `Σ a[i]·b[i]`, in eight running sums the compiler keeps in one vector.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let rest: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
 }
 
 /// `Σ w[r][c]·x[c]` for `R` rows against a quantised token.
@@ -734,7 +776,111 @@ pub(crate) fn replace_block_quant_linears(model: &mut TypedModel) -> TractResult
         swap_in(model, id, op, &[input])?;
         replaced += 1;
     }
+    if replaced > 0 {
+        fold_block_offsets(model)?;
+    }
     Ok(replaced)
+}
+
+/// Folds the float correction of a Q4_1 layer into the product before it: `Add(q4(x),
+/// EinSum(Reduce<Sum>(Reshape(x, [.., K/32, 32])), C))`, with `C` a constant `[K/32, n]`, becomes
+/// one [`BlockQ4Linear`] whose blocks carry `C`'s offsets (`build_lm.py --quant q4_1` writes that
+/// pattern: `MatMulNBits` plus `(8d + m)` times the block sums). Returns how many.
+pub(crate) fn fold_block_offsets(model: &mut TypedModel) -> TractResult<usize> {
+    use tract_onnx::tract_core::ops::binary::TypedBinOp;
+    use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+    let mut folded = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(bin) = node.op_as::<TypedBinOp>() else {
+            continue;
+        };
+        if bin.0.name() != "Add" || node.inputs.len() != 2 {
+            continue;
+        }
+        let fold = (0..2).find_map(|q| {
+            let product = model.node(node.inputs[q].node);
+            let correction = model.node(node.inputs[1 - q].node);
+            let op = product.op_as::<BlockQ4Linear>()?;
+            if !op.weights.offsets.is_empty() {
+                return None;
+            }
+            // the correction: block sums of the same activation against a [K/32, n] constant
+            let einsum = correction.op_as::<EinSum>()?;
+            if correction.inputs.len() != 2 || einsum.q_params.is_some() {
+                return None;
+            }
+            let table = model
+                .outlet_fact(correction.inputs[1])
+                .ok()?
+                .konst
+                .clone()?;
+            let nb = op.blocks();
+            if table.datum_type() != f32::datum_type() || table.shape() != [nb, op.n] {
+                return None;
+            }
+            let (sums_letters, table_letters, out_letters) = einsum_letters(einsum)?;
+            let [block_letter, n_letter] = table_letters[..] else {
+                return None;
+            };
+            let sums_at = sums_letters.len().checked_sub(2)?;
+            if sums_letters[sums_at] != block_letter
+                || out_letters.last() != Some(&n_letter)
+                || out_letters.contains(&sums_letters[sums_at + 1])
+            {
+                return None;
+            }
+            let reduce_node = model.node(correction.inputs[0].node);
+            let reduce = reduce_node.op_as::<Reduce>()?;
+            let split_node = model.node(reduce_node.inputs.first()?.node);
+            let split_rank = model.outlet_fact(reduce_node.inputs[0]).ok()?.rank();
+            if !matches!(reduce.reducer, Reducer::Sum) || reduce.axes[..] != [split_rank - 1] {
+                return None;
+            }
+            let AxisOp::Reshape(at, from, to) = split_node.op_as::<AxisOp>()? else {
+                return None;
+            };
+            if *at != split_rank - 2
+                || from[..] != [op.k.to_dim()]
+                || to[..] != [nb.to_dim(), BLOCK.to_dim()]
+            {
+                return None;
+            }
+            // the same activation: both read one tensor, through reshapes that move no data
+            let root = |mut outlet: OutletId| {
+                while let Some(AxisOp::Reshape(..)) = model.node(outlet.node).op_as::<AxisOp>() {
+                    outlet = model.node(outlet.node).inputs[0];
+                }
+                outlet
+            };
+            if root(product.inputs[0]) != root(split_node.inputs[0])
+                || model.outlet_fact(node.inputs[q]).ok()?.shape
+                    != model.outlet_fact(node.inputs[1 - q]).ok()?.shape
+            {
+                return None;
+            }
+            let values = table.try_as_plain_ram().ok()?;
+            let values = values.as_slice::<f32>().ok()?;
+            let mut offsets = vec![0f32; op.n * nb];
+            for b in 0..nb {
+                for j in 0..op.n {
+                    offsets[j * nb + b] = values[b * op.n + j];
+                }
+            }
+            let mut fused = op.clone();
+            fused.weights = Arc::new(Weights {
+                codes: op.weights.codes.clone(),
+                scales: op.weights.scales.clone(),
+                offsets,
+            });
+            Some((fused, product.inputs[0]))
+        });
+        if let Some((fused, input)) = fold {
+            swap_in(model, id, fused, &[input])?;
+            folded += 1;
+        }
+    }
+    Ok(folded)
 }
 
 #[cfg(test)]
@@ -951,6 +1097,75 @@ mod tests {
                 &want[0],
                 &format!("{tokens} tokens"),
             );
+        }
+    }
+
+    #[test]
+    fn a_q4_1_correction_is_folded_into_the_product() {
+        use tract_onnx::tract_core::ops::math;
+        use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+        // build_lm.py's q4_1 layer: MatMulNBits plus (8d + m) times the activation's block sums
+        let (n, k) = (40, 96);
+        let nb = k / BLOCK;
+        let (mut model, _) = q4_plan(n, k, 5);
+        let x = model.input_outlets().unwrap()[0];
+        let product = model.output_outlets().unwrap()[0];
+        let split = model
+            .wire_node(
+                "split",
+                AxisOp::Reshape(2, tvec![k.to_dim()], tvec![nb.to_dim(), BLOCK.to_dim()]),
+                &[x],
+            )
+            .unwrap();
+        let sums = model
+            .wire_node("sums", Reduce::new(tvec![3], Reducer::Sum), &split)
+            .unwrap()[0];
+        let table = model
+            .add_const(
+                "offsets",
+                Tensor::from_shape(&[nb, n], &noise(nb * n, 6)).unwrap(),
+            )
+            .unwrap();
+        let axes = AxesMapping::from_strs(&["amkb", "kn"], &["amn"]).unwrap();
+        let correction = model
+            .wire_node(
+                "correction",
+                EinSum::new(axes, f32::datum_type()),
+                &[sums, table],
+            )
+            .unwrap()[0];
+        let y = model
+            .wire_node("add", math::add(), &[product, correction])
+            .unwrap();
+        model.select_output_outlets(&y).unwrap();
+        let model = model.into_decluttered().unwrap();
+
+        assert!(model.nodes().iter().any(|n| n.op_as::<Reduce>().is_some()));
+        let mut swapped = model.clone();
+        replace_block_quant_linears(&mut swapped).unwrap();
+        let swapped = swapped.into_optimized().unwrap();
+        assert!(
+            swapped
+                .nodes()
+                .iter()
+                .all(|n| n.op_as::<Reduce>().is_none()),
+            "not folded"
+        );
+        let ours = swapped.into_runnable().unwrap();
+        let tract = model.into_optimized().unwrap().into_runnable().unwrap();
+        for (tokens, tolerance) in [(1, 0.01), (19, 1e-4)] {
+            let x = Tensor::from_shape(&[1, tokens, k], &noise(tokens * k, 9)).unwrap();
+            let want = tract.run(tvec!(x.clone().into_tvalue())).unwrap();
+            let got = ours.run(tvec!(x.into_tvalue())).unwrap();
+            let want = want[0].to_plain_array_view::<f32>().unwrap();
+            let got = got[0].to_plain_array_view::<f32>().unwrap();
+            let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (g, e) in got.iter().zip(want.iter()) {
+                assert!(
+                    (g - e).abs() <= tolerance * largest.max(1.0),
+                    "{tokens}: {g} != {e}"
+                );
+            }
         }
     }
 
