@@ -82,6 +82,18 @@ impl Q4Kernel {
         }
     }
 
+    /// Whether it reads the token two blocks at a time (see [`QuantisedToken`]).
+    fn reads_pairs(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            matches!(self, Self::Avx512Bw | Self::Avx512Vnni)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// Every one this machine can run (the tests check each against the plain sum).
     #[cfg(test)]
     fn available() -> Vec<Self> {
@@ -188,11 +200,15 @@ struct QuantisedToken {
     /// `-8 * Σ` of each run of four values, `[blocks][8]`: the `- 8` of the weights' codes,
     /// as the starting value of each lane of the integer sums.
     offsets: Vec<i32>,
-    /// The same three, two blocks at a time in the order the AVX-512 kernels read them: the
+    /// The same three, two blocks at a time in the order the AVX-512 kernels read them (empty
+    /// elsewhere): the
     /// first 16 values of both blocks, then the last 16 of both (the last block alone stays in
     /// the single-block arrays above when there is an odd number).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pair_values: Vec<i8>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pair_scales: Vec<f32>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pair_offsets: Vec<i32>,
     /// The token's block sums in f32, for the weights' block offsets.
     sums: Vec<f32>,
@@ -309,7 +325,7 @@ impl BlockQ4Linear {
     /// the pool, two threads decoded slower than one), so only large ones (a vocabulary head)
     /// are shared.
     fn token(&self, x: &[f32], out: Shared) {
-        let pairs = matches!(self.q4, Q4Kernel::Avx512Bw | Q4Kernel::Avx512Vnni);
+        let pairs = self.q4.reads_pairs();
         let token = QuantisedToken::new(x, pairs);
         let parts = if self.n * self.k >= SHARED_FROM {
             self.n.div_ceil(SHARED_ROWS)
