@@ -381,13 +381,11 @@ impl BlockQ4Linear {
                 let nb = self.blocks();
                 for lane in 0..width {
                     let (codes, scales) = self.rows::<1>(j0 + lane);
-                    widen_row(codes[0], scales[0], |c, v| widened[c * NT + lane] = v);
-                    if !self.weights.offsets.is_empty() {
-                        let offsets = &self.weights.offsets[(j0 + lane) * nb..][..nb];
-                        for (c, v) in widened.chunks_exact_mut(NT).enumerate() {
-                            v[lane] += offsets[c / BLOCK];
-                        }
-                    }
+                    let offsets = (!self.weights.offsets.is_empty())
+                        .then(|| &self.weights.offsets[(j0 + lane) * nb..][..nb]);
+                    widen_row(codes[0], scales[0], offsets, |c, v| {
+                        widened[c * NT + lane] = v
+                    });
                 }
                 let mut spare = Vec::new();
                 let mut tile = [0.0f32; MR * NT];
@@ -419,12 +417,21 @@ thread_local! {
     static WIDENED: std::cell::RefCell<Vec<f32>> = Default::default();
 }
 
-/// Calls `put(c, w[c])` for the `k` weights of one row.
-fn widen_row(codes: &[u8], scales: &[f32], mut put: impl FnMut(usize, f32)) {
+/// Calls `put(c, w[c])` for the `k` weights of one row (with its blocks' offsets, if any).
+fn widen_row(
+    codes: &[u8],
+    scales: &[f32],
+    offsets: Option<&[f32]>,
+    mut put: impl FnMut(usize, f32),
+) {
     for (b, (block, &scale)) in codes.chunks_exact(CODES).zip(scales).enumerate() {
+        let offset = offsets.map_or(0.0, |o| o[b]);
         for (i, &byte) in block.iter().enumerate() {
-            put(b * BLOCK + i, ((byte & 0x0F) as f32 - 8.0) * scale);
-            put(b * BLOCK + 16 + i, ((byte >> 4) as f32 - 8.0) * scale);
+            put(b * BLOCK + i, ((byte & 0x0F) as f32 - 8.0) * scale + offset);
+            put(
+                b * BLOCK + 16 + i,
+                ((byte >> 4) as f32 - 8.0) * scale + offset,
+            );
         }
     }
 }
@@ -925,6 +932,7 @@ mod tests {
             widen_row(
                 &unpacked.codes[j * nb * CODES..][..nb * CODES],
                 &unpacked.scales[j * nb..][..nb],
+                None,
                 |c, v| dequantised[j * k + c] = v,
             );
         }
