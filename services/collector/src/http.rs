@@ -10,7 +10,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +23,10 @@ use crate::verify::verify;
 
 /// Largest request body, compressed.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// How much of a too-large upload is read (and dropped) before it is refused: answering 413
+/// with the body unread makes the connection reset under the sender, which then sees a broken
+/// pipe instead of the status (the soak under load found it). Past this, the sender is cut off.
+pub const DRAIN_LIMIT: usize = 4 * MAX_BODY;
 /// Largest batch after gunzip (a zip bomb stops here).
 pub const MAX_DECODED: usize = 32 * 1024 * 1024;
 
@@ -34,7 +38,8 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/v1/fleet", get(fleet))
         .route("/v1/stats", get(stats))
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        // `receive` reads the body itself, see DRAIN_LIMIT
+        .layer(DefaultBodyLimit::disable())
         .with_state(store)
 }
 
@@ -76,7 +81,18 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     answer(status, "", UploadStatus::Rejected, message, 0)
 }
 
-async fn receive(State(store): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(State(store): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    let body = match axum::body::to_bytes(body, DRAIN_LIMIT).await {
+        Ok(body) if body.len() <= MAX_BODY => body,
+        Ok(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "upload over 8 MiB"),
+        // over DRAIN_LIMIT, or the sender went away mid-body
+        Err(e) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("upload not read: {e}"),
+            );
+        }
+    };
     let text = |name: header::HeaderName| {
         headers
             .get(name)
