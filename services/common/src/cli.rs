@@ -34,17 +34,37 @@ impl ServiceArgs {
     }
 }
 
-/// What a service binary is: its short name (`wallpaper`: the config and state folder
-/// names, the log identifier), its program name, the bus name it owns and its `--help` line.
+/// What a service binary is: its program name (`cabin-wallpaperd`), the bus name it owns and
+/// its `--help` line. Its short name (`wallpaper`: the config and state folder names, the log
+/// identifier) is the program's, as every cabin service is called `cabin-NAMEd`.
 #[derive(Debug, Clone, Copy)]
 pub struct Daemon {
-    pub service: &'static str,
     pub program: &'static str,
     pub bus_name: &'static str,
     pub about: &'static str,
+    pub service: &'static str,
 }
 
 impl Daemon {
+    /// `program` must be `cabin-NAMEd`; the service is `NAME`.
+    pub const fn new(program: &'static str, bus_name: &'static str, about: &'static str) -> Self {
+        let service = match program.as_bytes() {
+            [b'c', b'a', b'b', b'i', b'n', b'-', name @ .., b'd'] => {
+                match std::str::from_utf8(name) {
+                    Ok(name) => name,
+                    Err(_) => panic!("a service name is UTF-8"),
+                }
+            }
+            _ => panic!("a cabin service binary is called cabin-NAMEd"),
+        };
+        Daemon {
+            program,
+            bus_name,
+            about,
+            service,
+        }
+    }
+
     /// The binary's command line: `--bus`, `--config`, `--state-dir`, `--help`, `--version`.
     pub fn command(&self) -> clap::Command {
         use clap::Args;
@@ -146,6 +166,13 @@ pub async fn shutdown_signal() {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn a_daemon_is_named_after_its_binary() {
+        const WALLPAPER: Daemon = Daemon::new("cabin-wallpaperd", "org.cabin.Wallpaper1", "about");
+        assert_eq!(WALLPAPER.service, "wallpaper");
+        assert_eq!(WALLPAPER.command().get_name(), "cabin-wallpaperd");
+    }
 
     #[derive(Parser)]
     struct Cli {

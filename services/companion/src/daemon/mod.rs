@@ -31,6 +31,13 @@ pub use cabin_contracts::companion::{
     BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH, SESSION_INTERFACE,
 };
 
+/// How `cabin-companiond` names itself: in its logs, its `--help` and the bus name it takes.
+pub const DAEMON: cabin_common::cli::Daemon = cabin_common::cli::Daemon::new(
+    "cabin-companiond",
+    BUS_NAME,
+    "Serve the companion chat agent as org.cabin.Companion1",
+);
+
 /// What the bus objects share.
 pub struct Core {
     pub companion: Companion,

@@ -1,18 +1,13 @@
 //! `cabin-feedbackd`: owners' feedback → redacted recurring problems → batched uploads,
 //! `org.cabin.Feedback1`.
 
-use cabin_common::cli::{Daemon, ServiceArgs, run_daemon_with};
+use cabin_common::cli::{ServiceArgs, run_daemon_with};
 use cabin_feedback::daemon;
 use clap::{Arg, FromArgMatches};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    let me = Daemon {
-        service: "feedback",
-        program: "cabin-feedbackd",
-        bus_name: daemon::BUS_NAME,
-        about: "Serve feedback intake, summaries and batched uploads as org.cabin.Feedback1",
-    };
+    let me = daemon::DAEMON;
     let matches = me
         .command()
         .arg(

@@ -27,6 +27,13 @@ pub use service::Feedback;
 
 pub use cabin_contracts::feedback::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
 
+/// How `cabin-feedbackd` names itself: in its logs, its `--help` and the bus name it takes.
+pub const DAEMON: cabin_common::cli::Daemon = cabin_common::cli::Daemon::new(
+    "cabin-feedbackd",
+    BUS_NAME,
+    "Serve feedback intake, summaries and batched uploads as org.cabin.Feedback1",
+);
+
 /// `/etc/cabin/feedback.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

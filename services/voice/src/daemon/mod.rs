@@ -11,6 +11,13 @@ pub use service::Voice;
 
 pub use cabin_contracts::voice::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
 
+/// How `cabin-voiced` names itself: in its logs, its `--help` and the bus name it takes.
+pub const DAEMON: cabin_common::cli::Daemon = cabin_common::cli::Daemon::new(
+    "cabin-voiced",
+    BUS_NAME,
+    "Serve the voice command hook as org.cabin.Voice1",
+);
+
 /// `/etc/cabin/voice.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

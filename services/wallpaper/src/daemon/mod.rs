@@ -30,6 +30,13 @@ pub use cabin_contracts::wallpaper::{
     BUS_NAME, INTERFACE, INTROSPECTION_XML, JOB_INTERFACE, OBJECT_PATH,
 };
 
+/// How `cabin-wallpaperd` names itself: in its logs, its `--help` and the bus name it takes.
+pub const DAEMON: cabin_common::cli::Daemon = cabin_common::cli::Daemon::new(
+    "cabin-wallpaperd",
+    BUS_NAME,
+    "Serve time-aware wallpaper generation as org.cabin.Wallpaper1",
+);
+
 /// Serves the wallpaper service on `bus`: objects first, then what was shown restored, then the
 /// name (a client that calls as soon as the name appears after a crash sees the picture it
 /// saw before); then follows the vehicle context and the worker. Returns the connection (drop
