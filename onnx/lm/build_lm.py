@@ -37,10 +37,10 @@ The folder (the engine's contract, see services/lm/src/model.rs):
 Measured against llama.cpp on SmolLM2-135M-Instruct.Q4_1.gguf (check_against_llamacpp.py),
 requantising the Q4_1 layers to Q4_0 cost more than anything else: that is why q4_1 exists.
 
-llama.cpp's
-converter permutes the q/k rows for its interleaved rope; they are permuted back here so
-the graph uses Hugging Face's rotate-half rope. The graph is written with `onnx.helper`
-directly: no torch needed.
+llama.cpp's converter permutes the q/k rows for its interleaved rope; they are permuted back here so
+the graph uses Hugging Face's rotate-half rope. The graph is written by onnx_proto.py and the
+GGUF read by gguf_file.py: a `gguf` or `gguf --quant ...` build needs numpy and nothing else
+(a Yocto build runs it with python3-native and python3-numpy-native).
 
 Python is build tooling only: nothing here runs in the car or in the test command.
 """
@@ -53,8 +53,9 @@ import sys
 import time
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+import onnx_proto as proto
+from gguf_file import Q4_1, GgufError, GgufFile
 
 OPSET = 17
 
@@ -73,16 +74,16 @@ class Graph:
 
     def const(self, value, hint="c"):
         name = self.name(hint)
-        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        self.inits.append(proto.from_array(np.asarray(value), name))
         return name
 
     def weight(self, array, name):
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+        self.inits.append(proto.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
         return name
 
     def op(self, op_type, inputs, hint=None, domain=None, **attrs):
         out = self.name(hint or op_type.lower())
-        self.nodes.append(helper.make_node(op_type, inputs, [out], domain=domain, **attrs))
+        self.nodes.append(proto.node(op_type, inputs, [out], domain=domain, **attrs))
         return out
 
     def linear(self, x, w, name, quant, out=None, kept=None):
@@ -90,7 +91,7 @@ class Graph:
         source's own Q4_1 form of `w`, used as it is by q4_1."""
         out = out or self.name("matmul")
         if quant == "f32":
-            self.nodes.append(helper.make_node("MatMul", [x, self.weight(w.T, name)], [out]))
+            self.nodes.append(proto.node("MatMul", [x, self.weight(w.T, name)], [out]))
         elif quant == "q4_0":
             self._nbits(x, *quantise_q4_0(w), name, out)
         elif name == "lm_head_t":
@@ -114,13 +115,13 @@ class Graph:
     def _nbits(self, x, blobs, scales, name, out):
         n = blobs.shape[0]
         k = blobs.size * 2 // n
-        self.inits.append(numpy_helper.from_array(blobs.reshape(n, k // QK, QK // 2), name + ".q4"))
-        self.inits.append(numpy_helper.from_array(scales.reshape(-1).astype(np.float32), name + ".scales"))
+        self.inits.append(proto.from_array(blobs.reshape(n, k // QK, QK // 2), name + ".q4"))
+        self.inits.append(proto.from_array(scales.reshape(-1).astype(np.float32), name + ".scales"))
         return self._named("MatMulNBits", [x, name + ".q4", name + ".scales"], out, domain="com.microsoft",
                            K=k, N=n, bits=4, block_size=QK)
 
     def _named(self, op_type, inputs, out, domain=None, **attrs):
-        self.nodes.append(helper.make_node(op_type, inputs, [out], domain=domain, **attrs))
+        self.nodes.append(proto.node(op_type, inputs, [out], domain=domain, **attrs))
         return out
 
     def block_sums(self, x, k):
@@ -137,8 +138,8 @@ class Graph:
         if quant == "f32":
             return self.op("Gather", [self.weight(table, name), ids], axis=0)
         blobs, scales = quantise_q4_0(table)
-        self.inits.append(numpy_helper.from_array(blobs, name + ".q4"))
-        self.inits.append(numpy_helper.from_array(scales, name + ".scales"))
+        self.inits.append(proto.from_array(blobs, name + ".q4"))
+        self.inits.append(proto.from_array(scales, name + ".scales"))
         return self.op("GatherBlockQuantized", [name + ".q4", ids, name + ".scales"], domain="com.microsoft",
                        bits=4, block_size=QK, gather_axis=0, quantize_axis=1)
 
@@ -212,21 +213,21 @@ def build_graph(cfg, w, quant="f32", kept=None):
     group = H // KV
 
     inputs = [
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "S"]),
-        helper.make_tensor_value_info("position_ids", TensorProto.INT64, [1, "S"]),
-        helper.make_tensor_value_info("attention_bias", TensorProto.FLOAT, [1, 1, "S", "T"]),
+        proto.tensor_value_info("input_ids", proto.INT64, [1, "S"]),
+        proto.tensor_value_info("position_ids", proto.INT64, [1, "S"]),
+        proto.tensor_value_info("attention_bias", proto.FLOAT, [1, 1, "S", "T"]),
     ]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, V])]
+    outputs = [proto.tensor_value_info("logits", proto.FLOAT, [1, V])]
     for i in range(L):
         for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", TensorProto.FLOAT, [1, KV, "P", D]))
-            outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", TensorProto.FLOAT, [1, KV, "T", D]))
+            inputs.append(proto.tensor_value_info(f"past_key_values.{i}.{kind}", proto.FLOAT, [1, KV, "P", D]))
+            outputs.append(proto.tensor_value_info(f"present.{i}.{kind}", proto.FLOAT, [1, KV, "T", D]))
 
     x = g.embedding(w["embed"], "input_ids", "embed_tokens", quant)  # [1,S,hidden]
 
     # rope tables from the positions: [1,1,S,D]
     inv_freq = 1.0 / (cfg["rope_theta"] ** (np.arange(0, D, 2, dtype=np.float64) / D))
-    pos = g.op("Unsqueeze", [g.op("Cast", ["position_ids"], to=TensorProto.FLOAT), g.const(np.array([2], np.int64))])
+    pos = g.op("Unsqueeze", [g.op("Cast", ["position_ids"], to=proto.FLOAT), g.const(np.array([2], np.int64))])
     freqs = g.op("MatMul", [pos, g.const(inv_freq.astype(np.float32).reshape(1, D // 2))])  # [1,S,D/2]
     emb = g.op("Concat", [freqs, freqs], axis=2)
     axis1 = g.const(np.array([1], np.int64))
@@ -250,8 +251,8 @@ def build_graph(cfg, w, quant="f32", kept=None):
         k = g.op("Add", [g.op("Mul", [k, cos]), g.op("Mul", [rotate_half(g, k, D // 2), sin])])
         keys = g.op("Concat", [f"past_key_values.{i}.key", k], axis=2)  # [1,KV,T,D]
         values = g.op("Concat", [f"past_key_values.{i}.value", v], axis=2)
-        g.nodes.append(helper.make_node("Identity", [keys], [f"present.{i}.key"]))
-        g.nodes.append(helper.make_node("Identity", [values], [f"present.{i}.value"]))
+        g.nodes.append(proto.node("Identity", [keys], [f"present.{i}.key"]))
+        g.nodes.append(proto.node("Identity", [values], [f"present.{i}.value"]))
         # grouped-query attention without copying keys: the query heads that share a kv
         # head get their own axis, [1,KV,group,S,D], against keys [1,KV,1,T,D] (broadcast)
         qg = g.op("Reshape", [g.op("Mul", [q, scale]), g.const(np.array([1, KV, group, -1, D], np.int64))])
@@ -278,13 +279,8 @@ def build_graph(cfg, w, quant="f32", kept=None):
     # single consumer, and repacking the 49152 x 576 table cost 64 ms of every decode step.
     g.linear(last, w.get("lm_head", w["embed"]), "lm_head_t", quant, out="logits")
 
-    graph = helper.make_graph(g.nodes, "cabin-lm", inputs, outputs, g.inits)
-    opsets = [helper.make_opsetid("", OPSET)]
-    if quant != "f32":
-        opsets.append(helper.make_opsetid("com.microsoft", 1))
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="cabin onnx/lm/build_lm.py")
-    model.ir_version = 8
-    return model
+    opsets = [("", OPSET)] + ([("com.microsoft", 1)] if quant != "f32" else [])
+    return proto.Model(g.nodes, "cabin-lm", inputs, outputs, g.inits, opsets, "cabin onnx/lm/build_lm.py", ir_version=8)
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -344,15 +340,13 @@ def unpermute_rope(w, n_head):
 
 
 def from_gguf(path):
-    import gguf
-
-    r = gguf.GGUFReader(path)
+    try:
+        r = GgufFile(path)
+    except (OSError, GgufError) as e:
+        sys.exit(str(e))
 
     def field(key, default=None):
-        f = r.fields.get(key)
-        if f is None:
-            return default
-        return f.contents()
+        return r.fields.get(key, default)
 
     arch = field("general.architecture")
     if arch != "llama":
@@ -361,7 +355,7 @@ def from_gguf(path):
     heads = int(field("llama.attention.head_count"))
     cfg = {
         "architecture": "llama",
-        "vocab_size": int(field("llama.vocab_size", 0)) or len(r.fields["tokenizer.ggml.tokens"].data),
+        "vocab_size": int(field("llama.vocab_size", 0)) or len(field("tokenizer.ggml.tokens")),
         "hidden_size": hidden,
         "layers": int(field("llama.block_count")),
         "heads": heads,
@@ -375,19 +369,18 @@ def from_gguf(path):
         "licence": str(field("general.license", "unknown")),
         "source_name": str(field("general.name", os.path.basename(path))),
     }
-    tensors = {t.name: t for t in r.tensors}
+    tensors = r.tensors
 
     def get(name):
-        t = tensors[name]
-        return np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape([int(d) for d in reversed(t.shape)])
+        return r.dequantise(name)
 
     def kept_q4_1(name, rope_heads=None):
         """The tensor's own Q4_1 blocks as (codes [rows, K], d, m), or None if it is not Q4_1."""
         t = tensors[name]
-        if t.tensor_type != gguf.GGMLQuantizationType.Q4_1:
+        if t.type != Q4_1:
             return None
-        rows, k = int(t.shape[1]), int(t.shape[0])
-        blocks = np.asarray(t.data, dtype=np.uint8).reshape(rows, k // QK, 20)
+        rows, k = t.shape
+        blocks = t.blocks()
         d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
         m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
         qs = blocks[..., 4:]
@@ -419,12 +412,9 @@ def from_gguf(path):
             if blocks is not None:
                 kept[p + key] = blocks
 
-    f = r.fields["tokenizer.ggml.tokens"]
-    tokens = [bytes(f.parts[i]).decode("utf-8") for i in f.data]
-    f = r.fields["tokenizer.ggml.token_type"]
-    types = [int(f.parts[i][0]) for i in f.data]
-    f = r.fields["tokenizer.ggml.merges"]
-    merges = [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+    tokens = field("tokenizer.ggml.tokens")
+    types = [int(x) for x in field("tokenizer.ggml.token_type")]
+    merges = field("tokenizer.ggml.merges", [])  # a byte-level vocabulary may have none
     if field("tokenizer.ggml.model") != "gpt2":
         sys.exit("only GPT-2-style byte-level BPE tokenizers are supported")
     template = str(field("tokenizer.chat_template", ""))
@@ -491,21 +481,33 @@ def sha256(path):
     return h.hexdigest()
 
 
+def check_model(path):
+    """Where the `onnx` package is installed (development machines): its checker, and its own
+    serialisation of the parsed file must be the bytes onnx_proto wrote. A Yocto build has only
+    numpy; the engine checks the graph again when it loads it."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    onnx.checker.check_model(path)
+    with open(path, "rb") as f:
+        written = f.read()
+    if onnx.load_model_from_string(written).SerializeToString() != written:
+        sys.exit(f"{path}: onnx_proto wrote bytes that onnx would write differently")
+
+
 def write_folder(out, cfg, w, tok, name, version, made_by, quant="f32", kept=None):
     os.makedirs(out, exist_ok=True)
     model = build_graph(cfg, w, quant, kept)
-    onnx.checker.check_model(model)
     # A real model keeps its weights beside the graph (model.onnx.data): tract maps and reads
     # each tensor from it on its own, where a single file is parsed whole first, which
     # doubled the load's peak memory.
-    external = sum(t.ByteSize() for t in model.graph.initializer) > EXTERNAL_FROM
+    external = model.weight_bytes() > EXTERNAL_FROM
     for stale in ("model.onnx", DATA_FILE):
         if os.path.exists(os.path.join(out, stale)):
             os.remove(os.path.join(out, stale))
-    onnx.save(model, os.path.join(out, "model.onnx"), save_as_external_data=external,
-              all_tensors_to_one_file=True, location=DATA_FILE, size_threshold=1024)
-    if external:
-        os.chmod(os.path.join(out, DATA_FILE), 0o644)  # onnx writes it owner-only
+    model.save(os.path.join(out, "model.onnx"), external_location=DATA_FILE if external else None)
+    check_model(os.path.join(out, "model.onnx"))
     with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump(tok, f, ensure_ascii=False, separators=(",", ":"))
     config = {"format": "cabin-lm/1", **cfg, "quantisation": quant}
