@@ -37,10 +37,17 @@ fn a_slot_of_intact_models_is_verified_one_line_each() {
     copy_dir(&fixture("tiny-sd"), &slot.path().join("wallpaper"));
     let out = verify(&[slot.path()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
-    assert!(lines[0].starts_with("ok tiny-llama-random 1.0.0 "), "{stdout}");
+    assert!(
+        lines[0].starts_with("ok tiny-llama-random 1.0.0 "),
+        "{stdout}"
+    );
 }
 
 #[test]
