@@ -12,6 +12,7 @@
 pub mod display;
 pub mod manifest;
 pub mod model;
+mod net;
 pub mod pipeline;
 pub mod rng;
 pub mod scheduler;

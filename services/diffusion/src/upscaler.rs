@@ -27,7 +27,7 @@ use serde_json::Value;
 use tract_onnx::prelude::*;
 
 use super::EngineError;
-use super::model::Net;
+use super::net::Net;
 
 /// The folder inside a model folder, and its two files.
 pub const FOLDER: &str = "upscaler";
@@ -173,7 +173,7 @@ impl Upscaler {
 
     /// An `upscaler/`-style folder on its own, unverified (benchmarks and tests).
     pub fn load_folder(folder: &Path, threads: usize) -> Result<Self, EngineError> {
-        super::model::heap::keep_freed_memory();
+        super::net::heap::keep_freed_memory();
         let [weights, config]: [PathBuf; 2] =
             ["model.onnx", "config.json"].map(|file| folder.join(file));
         let name = config.display().to_string();

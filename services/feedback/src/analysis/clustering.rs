@@ -394,7 +394,7 @@ fn dot(a: &Sparse, b: &Sparse) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::reading::read;
+    use super::super::read;
     use super::*;
 
     #[test]

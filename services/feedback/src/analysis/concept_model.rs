@@ -162,6 +162,34 @@ pub fn model() -> &'static Embedder {
     })
 }
 
+/// Reads one statement: the lexicon's reading, with the learned model's beside it. Where the
+/// word lists name no topic, the model's most likely one (when it is fairly sure) is the main
+/// topic.
+pub fn read(text: &str) -> Reading {
+    let (mut r, folded) = read_folded(text);
+    let g = guess(&folded, &r);
+    if r.topic.is_none()
+        && let Some(&(t, p)) = g.topics.first()
+        && p >= LEARNED_TOPIC_ALONE
+    {
+        r.topic = Some(t);
+        r.area = lexicon().concept(t).map(|c| c.area.as_str());
+    }
+    if r.symptom.is_none()
+        && let Some(&(s, p)) = g.symptoms.first()
+        && p >= LEARNED_TOPIC_ALONE
+    {
+        r.symptom = Some(s);
+    }
+    r.learned_topics = g.topics;
+    r.learned_symptoms = g.symptoms;
+    r
+}
+
+/// How sure the learned model must be to name the main topic of a statement the word lists
+/// found none in.
+const LEARNED_TOPIC_ALONE: f32 = 0.4;
+
 /// The model's guess for a statement, from the lexicon's reading of it and the folded text
 /// that reading saw (`reading::read_folded`).
 pub fn guess(folded: &str, lexicon_reading: &Reading) -> Guess {

@@ -23,6 +23,7 @@ pub mod reading;
 pub mod summary;
 
 pub use clustering::cluster;
+pub use concept_model::read;
 pub use quality::{clustering_quality, language_splits};
-pub use reading::{Reading, read};
+pub use reading::Reading;
 pub use summary::{Problem, channel_name, problems, summarise};

@@ -7,23 +7,23 @@
 //! Architecture invariant: without consent nothing leaves the car — the loop checks consent
 //! before every attempt, and an upload URL alone never overrides it.
 
+mod config;
 pub mod service;
+mod shared;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde::Deserialize;
-use tokio::sync::Notify;
 use zbus::object_server::InterfaceRef;
 
-use crate::desk::Desk;
-use crate::history::Retention;
-use crate::outbox::Limits;
-use crate::upload::{Backoff, Outcome, Uploader};
+use crate::upload::{Backoff, Outcome};
+use shared::lock;
 
+pub use config::Config;
 pub use service::Feedback;
+pub use shared::{Core, UploadState, now_unix_ms};
 
 pub use cabin_contracts::feedback::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
 
@@ -33,145 +33,6 @@ pub const DAEMON: cabin_common::cli::Daemon = cabin_common::cli::Daemon::new(
     BUS_NAME,
     "Serve feedback intake, summaries and batched uploads as org.cabin.Feedback1",
 );
-
-/// `/etc/cabin/feedback.toml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// The collector's `POST` endpoint (`--upload-url` wins); none: batches wait on the car.
-    pub upload_url: Option<String>,
-    /// PEM file of the CA(s) the collector's certificate must chain to [default: web roots].
-    pub ca_file: Option<PathBuf>,
-    /// Consent until the owner sets it. Off: nothing leaves the car.
-    pub consent_default: bool,
-    /// How long new items gather before a batch is cut (`Flush` skips the wait).
-    pub batch_delay_ms: u64,
-    /// One upload attempt, connection to answer.
-    pub timeout_secs: u64,
-    pub backoff_initial_ms: u64,
-    pub backoff_max_secs: u64,
-    pub outbox: Limits,
-    pub history: Retention,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            upload_url: None,
-            ca_file: None,
-            consent_default: false,
-            batch_delay_ms: 30_000,
-            timeout_secs: 30,
-            backoff_initial_ms: 2_000,
-            backoff_max_secs: 600,
-            outbox: Limits::default(),
-            history: Retention::default(),
-        }
-    }
-}
-
-impl Config {
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(url) = &self.upload_url {
-            crate::upload::check_url(url)?;
-        }
-        if self.timeout_secs == 0 || self.backoff_initial_ms == 0 || self.backoff_max_secs == 0 {
-            return Err("timeout_secs, backoff_initial_ms and backoff_max_secs must be > 0".into());
-        }
-        if self.outbox.max_batch_items == 0 || self.outbox.max_batch_bytes < 1024 {
-            return Err("outbox.max_batch_items must be > 0 and max_batch_bytes ≥ 1024".into());
-        }
-        Ok(())
-    }
-}
-
-/// What the last uploads did, for the `LastUpload` and `LastError` properties.
-#[derive(Debug, Clone, Default)]
-pub struct UploadState {
-    pub last_upload_unix_ms: i64,
-    pub last_error: String,
-}
-
-/// What the bus object and the upload loop share.
-pub struct Core {
-    pub desk: Desk,
-    pub config: Config,
-    uploader: Option<Arc<Uploader>>,
-    state: Mutex<UploadState>,
-    /// New items or a consent change: the loop looks again (after the batch delay).
-    work: Notify,
-    /// `Flush`: upload now, no batch delay, no backoff wait.
-    flush: Notify,
-    flushing: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-pub fn now_unix_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-impl Core {
-    pub fn open(config: Config, state_dir: &Path) -> Result<Arc<Self>, String> {
-        config.validate()?;
-        let desk = Desk::open(
-            state_dir,
-            config.outbox,
-            config.history,
-            config.consent_default,
-        )
-        .map_err(|e| {
-            format!(
-                "cannot open the feedback state in {}: {e}",
-                state_dir.display()
-            )
-        })?;
-        let uploader = match &config.upload_url {
-            Some(url) => Some(Arc::new(
-                Uploader::new(
-                    url,
-                    config.ca_file.as_deref(),
-                    Duration::from_secs(config.timeout_secs),
-                )
-                .map_err(|e| e.to_string())?,
-            )),
-            None => None,
-        };
-        Ok(Arc::new(Self {
-            desk,
-            config,
-            uploader,
-            state: Mutex::new(UploadState::default()),
-            work: Notify::new(),
-            flush: Notify::new(),
-            flushing: AtomicBool::new(false),
-        }))
-    }
-
-    pub fn upload_state(&self) -> UploadState {
-        lock(&self.state).clone()
-    }
-
-    pub fn has_uploader(&self) -> bool {
-        self.uploader.is_some()
-    }
-
-    pub fn wake(&self) {
-        self.work.notify_one();
-    }
-
-    pub fn flush(&self) {
-        self.flushing.store(true, Ordering::SeqCst);
-        self.flush.notify_one();
-        self.work.notify_one();
-    }
-
-    fn may_upload(&self) -> bool {
-        self.uploader.is_some() && self.desk.consent()
-    }
-}
 
 pub async fn serve(
     bus: &cabin_common::bus::BusChoice,

@@ -15,7 +15,7 @@ use cabin_common::options::{integer, string, strings, unsigned};
 use zbus::object_server::{InterfaceRef, SignalEmitter};
 use zbus::{OwnedVariant, Variant, fdo, interface};
 
-use super::{Core, now_unix_ms};
+use super::shared::{Core, now_unix_ms};
 use crate::desk::{DeskError, SummaryOptions};
 use crate::intake::{IntakeError, MAX_IMPORT_BYTES, Submission};
 
