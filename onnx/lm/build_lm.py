@@ -27,6 +27,10 @@ The folder (the engine's contract, see services/lm/src/model.rs):
           as the com.microsoft contrib ops MatMulNBits and GatherBlockQuantized. tract keeps
           them 4-bit in memory (its Q4_0 block-quant matmul and gather); onnxruntime runs the
           same ops natively. Norm weights stay float32.
+    q8_0  every linear layer, the embedding table and the tied head as 8-bit blocks of 32 with
+          one scale each (GGML's Q8_0, 1.0625 bytes a weight): MatMulNBits and
+          GatherBlockQuantized with bits=8 (codes stored + 128, their default zero point).
+          Nearly lossless; for a head unit with memory to spare.
     q4_1  the GGUF's own Q4_1 linear layers kept as they are (no second rounding): a block is
           `code * d + m`, written as MatMulNBits' `(code - 8) * d` plus a float32 correction
           `(8d + m)` times the activation's block sums (1/32 of the matmul's work). The
@@ -94,6 +98,8 @@ class Graph:
             self.nodes.append(proto.node("MatMul", [x, self.weight(w.T, name)], [out]))
         elif quant == "q4_0":
             self._nbits(x, *quantise_q4_0(w), name, out)
+        elif quant == "q8_0":
+            self._nbits(x, *quantise_q8_0(w), name, out, bits=8)
         elif name == "lm_head_t":
             # two Q4_0 levels: the weights, then the rounding error of the first
             first = quantise_q4_0(w)
@@ -112,13 +118,14 @@ class Graph:
             self._named("Add", [main, correction], out)
         return out
 
-    def _nbits(self, x, blobs, scales, name, out):
+    def _nbits(self, x, blobs, scales, name, out, bits=4):
         n = blobs.shape[0]
-        k = blobs.size * 2 // n
-        self.inits.append(proto.from_array(blobs.reshape(n, k // QK, QK // 2), name + ".q4"))
+        k = blobs.size * 8 // bits // n
+        codes = f"{name}.q{bits}"
+        self.inits.append(proto.from_array(blobs.reshape(n, k // QK, QK * bits // 8), codes))
         self.inits.append(proto.from_array(scales.reshape(-1).astype(np.float32), name + ".scales"))
-        return self._named("MatMulNBits", [x, name + ".q4", name + ".scales"], out, domain="com.microsoft",
-                           K=k, N=n, bits=4, block_size=QK)
+        return self._named("MatMulNBits", [x, codes, name + ".scales"], out, domain="com.microsoft",
+                           K=k, N=n, bits=bits, block_size=QK)
 
     def _named(self, op_type, inputs, out, domain=None, **attrs):
         self.nodes.append(proto.node(op_type, inputs, [out], domain=domain, **attrs))
@@ -137,11 +144,13 @@ class Graph:
         """Rows of `table` [V, hidden] for the token ids."""
         if quant == "f32":
             return self.op("Gather", [self.weight(table, name), ids], axis=0)
-        blobs, scales = quantise_q4_0(table)
-        self.inits.append(proto.from_array(blobs, name + ".q4"))
+        bits = 8 if quant == "q8_0" else 4
+        blobs, scales = quantise_q8_0(table) if bits == 8 else quantise_q4_0(table)
+        codes = f"{name}.q{bits}"
+        self.inits.append(proto.from_array(blobs, codes))
         self.inits.append(proto.from_array(scales, name + ".scales"))
-        return self.op("GatherBlockQuantized", [name + ".q4", ids, name + ".scales"], domain="com.microsoft",
-                       bits=4, block_size=QK, gather_axis=0, quantize_axis=1)
+        return self.op("GatherBlockQuantized", [codes, ids, name + ".scales"], domain="com.microsoft",
+                       bits=bits, block_size=QK, gather_axis=0, quantize_axis=1)
 
 
 QK = 32  # weights per quantisation block
@@ -164,6 +173,21 @@ def quantise_q4_0(w):
     inv = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale != 0)
     codes = np.clip(np.floor(blocks * inv[..., None] + 8.5), 0, 15).astype(np.uint8).reshape(rows, k)
     return (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8), scale
+
+
+def quantise_q8_0(w):
+    """GGML's Q8_0 along the last axis: per block of 32, scale = max |x| / 127 (f16 as stored)
+    and codes round(x / scale) in -127..127, rounded half away from zero as GGML does. Returns
+    (uint8 [rows, K] codes + 128, f32 scales [rows, K/32])."""
+    rows, k = w.shape
+    if k % QK:
+        sys.exit(f"a {rows}x{k} weight: K must be a multiple of {QK} for Q8_0")
+    blocks = w.astype(np.float32).reshape(rows, k // QK, QK)
+    scale = (np.abs(blocks).max(axis=2) / 127.0).astype(np.float16).astype(np.float32)
+    inv = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale != 0)
+    scaled = blocks * inv[..., None]
+    codes = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), -127, 127)
+    return (codes + 128).astype(np.uint8).reshape(rows, k), scale
 
 
 def quantise_q4_1(w):
@@ -564,7 +588,7 @@ def reference(out, cfg, prompt_ids, steps):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quant", choices=("f32", "q4_0", "q4_1"), default="f32", help="how the weights are stored (see above)")
+    ap.add_argument("--quant", choices=("f32", "q8_0", "q4_0", "q4_1"), default="f32", help="how the weights are stored (see above)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("gguf")
     a.add_argument("gguf")
@@ -595,6 +619,7 @@ def main():
         stored = {
             "f32": "GGUF dequantised to f32",
             "q4_0": "GGUF dequantised, then requantised to q4_0",
+            "q8_0": "GGUF dequantised, then requantised to q8_0",
             "q4_1": f"the GGUF's {len(kept)} Q4_1 linear layers kept as they are, the embedding requantised to Q4_0, the head as two Q4_0 levels",
         }[args.quant]
         made_by = f"onnx/lm/build_lm.py --quant {args.quant} {args.cmd} from {os.path.basename(path)} (sha256 {sha256(path)}): {stored}, q/k rope permutation undone"

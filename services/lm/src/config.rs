@@ -28,15 +28,16 @@ pub struct LmConfig {
     pub licence: String,
     #[serde(default)]
     pub source_name: String,
-    /// How the weights are stored in `model.onnx`: `f32`, `q4_0` (4-bit blocks of 32 that
-    /// tract keeps 4-bit in memory) or `q4_1` (a GGUF's Q4_1 layers kept as they are, see
-    /// `onnx/lm/build_lm.py`). Folders from before the field are `f32`.
+    /// How the weights are stored in `model.onnx`: `f32`, `q8_0` (8-bit blocks of 32, kept a
+    /// byte a weight by cabin's ops), `q4_0` (4-bit blocks of 32 that tract keeps 4-bit in
+    /// memory) or `q4_1` (a GGUF's Q4_1 layers kept as they are, see `onnx/lm/build_lm.py`).
+    /// Folders from before the field are `f32`.
     #[serde(default = "f32_weights")]
     pub quantisation: String,
 }
 
 /// The weight formats `build_lm.py --quant` writes.
-pub const QUANTISATIONS: [&str; 3] = ["f32", "q4_0", "q4_1"];
+pub const QUANTISATIONS: [&str; 4] = ["f32", "q8_0", "q4_0", "q4_1"];
 
 fn f32_weights() -> String {
     "f32".into()
@@ -115,6 +116,7 @@ impl LmConfig {
         norms
             + match self.quantisation.as_str() {
                 "q4_0" => blocks(layers + 2 * table, 18),
+                "q8_0" => blocks(layers + 2 * table, 32 + 4),
                 "q4_1" => blocks(layers, 18 + 4) + blocks(table, 18) + blocks(table, 2 * 18),
                 _ => (layers + 2 * table) * 4,
             }

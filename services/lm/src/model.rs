@@ -302,7 +302,8 @@ impl LmModel {
 /// Parses the graph and checks its interface.
 fn parse(path: &Path, config: &LmConfig) -> Result<InferenceModel, LmError> {
     let fail = |e: TractError| LmError::Model(format!("{}: {e:#}", path.display()));
-    let model = tract_onnx::onnx().model_for_path(path).map_err(fail)?;
+    // cabin's parser: tract's, plus the 8-bit block-quant ops (`build_lm.py --quant q8_0`)
+    let model = cabin_tract_ops::onnx().model_for_path(path).map_err(fail)?;
     let mut expected = vec![
         "input_ids".to_string(),
         "position_ids".into(),

@@ -16,7 +16,7 @@ fn cabin_lm(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn generate_streams_a_reply_and_reports_its_speed() {
-    for name in ["tiny-lm", "tiny-lm-q4"] {
+    for name in ["tiny-lm", "tiny-lm-q4", "tiny-lm-q8"] {
         let dir = fixture(name);
         let out = cabin_lm(&[
             "generate",
@@ -52,6 +52,7 @@ fn info_tells_the_quantisation_and_the_memory_it_needs() {
     assert_eq!(float["quantisation"], "f32");
     assert_eq!(quant["quantisation"], "q4_1");
     assert_eq!(quant["manifest"], "verified");
+    assert_eq!(report("tiny-lm-q8")["quantisation"], "q8_0");
     let weights = |r: &serde_json::Value| r["memory_estimate"]["weights_bytes"].as_f64().unwrap();
     // 18 bytes per 32 weights against 4 bytes per weight
     assert!(

@@ -1,6 +1,7 @@
 //! The engine on the tiny random-weight LLaMA (`onnx/lm/build_lm.py tiny`), checked against
 //! what onnxruntime computed on the same file (`onnx/fixtures/tiny-lm-reference.json`), in
-//! float32 and with 4-bit weights (`build_lm.py --quant q4_1 tiny`, `tiny-lm-q4`).
+//! float32, with 4-bit weights (`build_lm.py --quant q4_1 tiny`, `tiny-lm-q4`) and with 8-bit
+//! weights (`--quant q8_0 tiny`, `tiny-lm-q8`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use cabin_lm::{
 
 const FLOAT32: &str = "tiny-lm";
 const QUANTISED: &str = "tiny-lm-q4";
+const EIGHT_BIT: &str = "tiny-lm-q8";
 
 fn fixture_named(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../onnx/fixtures/{name}"))
@@ -77,6 +79,28 @@ fn four_bit_weights_match_onnxruntime_on_the_same_file() {
 }
 
 #[test]
+fn eight_bit_weights_match_onnxruntime_on_the_same_file() {
+    // tract-onnx does not read MatMulNBits or GatherBlockQuantized with bits=8: cabin's parser
+    // builds its own ops for them, which must compute what onnxruntime does
+    let model = load_named(EIGHT_BIT);
+    assert_eq!(model.config().quantisation, "q8_0");
+    matches_onnxruntime(EIGHT_BIT);
+}
+
+#[test]
+fn eight_bit_weights_are_nearly_float32() {
+    let (float, quant) = (load_named(FLOAT32), load_named(EIGHT_BIT));
+    let ids = float.encode("hello 你好").unwrap();
+    let a = float.forward(&ids, 0, float.empty_cache()).unwrap().logits;
+    let b = quant.forward(&ids, 0, quant.empty_cache()).unwrap().logits;
+    assert!(
+        correlation(&a, &b) > 0.999,
+        "correlation {}",
+        correlation(&a, &b)
+    );
+}
+
+#[test]
 fn four_bit_weights_stay_close_to_float32() {
     // the same random weights, quantised: a wrong nibble order or block layout would make
     // the logits unrelated, while Q4_0's rounding moves them only a little
@@ -104,8 +128,8 @@ fn correlation(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// How far the engine's logits may be from onnxruntime's: float rounding for float weights;
-/// with 4-bit weights a decode token is multiplied in 8-bit integers (as llama.cpp does), so
-/// within 2 % of the largest logit, and the greedy tokens still the same.
+/// with 4- or 8-bit weights a decode token is multiplied in 8-bit integers (as llama.cpp
+/// does), so within 2 % of the largest logit, and the greedy tokens still the same.
 fn allowed_gap(model: &LmModel, reference: &[f32]) -> f32 {
     if model.config().quantisation == "f32" {
         1e-3

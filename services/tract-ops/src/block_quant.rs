@@ -1,7 +1,8 @@
-//! Products with 4-bit block-quantised weights, for tract plans: a language model's projections
-//! and head stored as GGML's Q4_0 (blocks of 32 weights, one f16 scale, `(code - 8) * scale`),
+//! Products with block-quantised weights, for tract plans: a language model's projections and
+//! head stored as GGML's Q4_0 (blocks of 32 weights, one f16 scale, `(code - 8) * scale`),
 //! which is how tract keeps the weights of ONNX `MatMulNBits` (and its own block-quant
-//! transform) in memory.
+//! transform) in memory, or as Q8_0 (`(code - 128) * scale`, a byte a weight: `MatMulNBits`
+//! with `bits=8`, which tract 0.23 does not read; [`crate::quant_onnx`] builds this op for it).
 //!
 //! tract 0.23 runs those through a packer that widens every panel to f32 before its matrix
 //! kernel, on every call. Here the codes are unpacked once at load into rows of 16 bytes a
@@ -30,10 +31,28 @@ use super::plan_rewrite::{einsum_letters, on_tract_pool, swap_in};
 
 /// Weights per block; bytes per block in tract's Q4_0 (an f16 scale, then 16 bytes of codes:
 /// element `i` in the low nibble of byte `i`, element `i + 16` in its high nibble).
-const BLOCK: usize = 32;
+pub(crate) const BLOCK: usize = 32;
 const BLOCK_BYTES: usize = 18;
-/// Bytes of codes per block, in the same nibble order.
+/// Bytes of codes per Q4_0 block, in the same nibble order.
 const CODES: usize = 16;
+
+/// How the weights' codes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Format {
+    /// 16 bytes a block, two codes a byte (see [`CODES`]), `(code - 8) * scale`.
+    Q4_0,
+    /// 32 bytes a block in element order, `(code - 128) * scale`.
+    Q8_0,
+}
+
+impl Format {
+    fn code_bytes(self) -> usize {
+        match self {
+            Format::Q4_0 => CODES,
+            Format::Q8_0 => BLOCK,
+        }
+    }
+}
 
 /// Rows a decode kernel call computes together: four independent sums keep the vector units
 /// busy while the weights stream in, and share the loads of the token.
@@ -131,6 +150,7 @@ impl Q4Kernel {
 /// `(8d + m)`, see `onnx/lm/build_lm.py`).
 #[derive(Debug, PartialEq)]
 struct Weights {
+    format: Format,
     codes: Vec<u8>,
     scales: Vec<f32>,
     offsets: Vec<f32>,
@@ -147,6 +167,7 @@ impl Weights {
             codes.extend_from_slice(&block[2..]);
         }
         Self {
+            format: Format::Q4_0,
             codes,
             scales,
             offsets: Vec::new(),
@@ -156,7 +177,7 @@ impl Weights {
 
 /// The tract op: `x [.., k]` times the `n x k` weights, giving `[.., n]`.
 #[derive(Debug, Clone)]
-pub(crate) struct BlockQ4Linear {
+pub(crate) struct BlockQuantLinear {
     weights: Arc<Weights>,
     k: usize,
     n: usize,
@@ -178,7 +199,7 @@ enum OutAxis {
     N,
 }
 
-impl PartialEq for BlockQ4Linear {
+impl PartialEq for BlockQuantLinear {
     fn eq(&self, other: &Self) -> bool {
         self.k == other.k
             && self.n == other.n
@@ -190,7 +211,7 @@ impl PartialEq for BlockQ4Linear {
     }
 }
 
-impl Eq for BlockQ4Linear {}
+impl Eq for BlockQuantLinear {}
 
 /// A token quantised for the integer kernels: per block of 32, codes `q` with `x ≈ q * scale`.
 struct QuantisedToken {
@@ -261,7 +282,7 @@ impl QuantisedToken {
     }
 }
 
-impl BlockQ4Linear {
+impl BlockQuantLinear {
     /// The op for `[.., k] -> [.., n]`.
     #[cfg(test)]
     fn plain(blob: &[u8], n: usize, k: usize, q4: Q4Kernel, rank: usize) -> TractResult<Self> {
@@ -282,7 +303,7 @@ impl BlockQ4Linear {
     ) -> TractResult<Self> {
         ensure!(
             k > 0 && n > 0 && k.is_multiple_of(BLOCK) && blob.len() == n * k / BLOCK * BLOCK_BYTES,
-            "BlockQ4Linear: {} bytes are not {n} x {k} Q4_0 weights",
+            "BlockQuantLinear: {} bytes are not {n} x {k} Q4_0 weights",
             blob.len()
         );
         Ok(Self {
@@ -292,6 +313,46 @@ impl BlockQ4Linear {
             kernel,
             q4: Q4Kernel::for_kernel(kernel),
             k_axes,
+            out_axes,
+        })
+    }
+
+    /// `[.., k] -> [.., n]` (input of `rank`) on Q8_0 weights: `codes` `[n][k]` stored
+    /// `code + 128` (as `MatMulNBits` with `bits=8` and no zero points holds them), `scales`
+    /// `[n][k / 32]`.
+    pub(crate) fn q8_0(
+        codes: Vec<u8>,
+        scales: Vec<f32>,
+        n: usize,
+        k: usize,
+        rank: usize,
+    ) -> TractResult<Self> {
+        ensure!(
+            k > 0
+                && n > 0
+                && rank > 0
+                && k.is_multiple_of(BLOCK)
+                && codes.len() == n * k
+                && scales.len() == n * k / BLOCK,
+            "BlockQuantLinear: {} codes and {} scales are not {n} x {k} Q8_0 weights",
+            codes.len(),
+            scales.len()
+        );
+        let kernel = Kernel::best();
+        let mut out_axes: TVec<OutAxis> = (0..rank - 1).map(OutAxis::Input).collect();
+        out_axes.push(OutAxis::N);
+        Ok(Self {
+            weights: Arc::new(Weights {
+                format: Format::Q8_0,
+                codes,
+                scales,
+                offsets: Vec::new(),
+            }),
+            k,
+            n,
+            kernel,
+            q4: Q4Kernel::for_kernel(kernel),
+            k_axes: 1,
             out_axes,
         })
     }
@@ -314,8 +375,9 @@ impl BlockQ4Linear {
     /// Codes and scales of `R` consecutive rows from `j` on.
     fn rows<const R: usize>(&self, j: usize) -> ([&[u8]; R], [&[f32]; R]) {
         let nb = self.blocks();
+        let row = nb * self.weights.format.code_bytes();
         (
-            std::array::from_fn(|r| &self.weights.codes[(j + r) * nb * CODES..][..nb * CODES]),
+            std::array::from_fn(|r| &self.weights.codes[(j + r) * row..][..row]),
             std::array::from_fn(|r| &self.weights.scales[(j + r) * nb..][..nb]),
         )
     }
@@ -325,7 +387,8 @@ impl BlockQ4Linear {
     /// the pool, two threads decoded slower than one), so only large ones (a vocabulary head)
     /// are shared.
     fn token(&self, x: &[f32], out: Shared) {
-        let pairs = self.q4.reads_pairs();
+        let format = self.weights.format;
+        let pairs = format == Format::Q4_0 && self.q4.reads_pairs();
         let token = QuantisedToken::new(x, pairs);
         let parts = if self.n * self.k >= SHARED_FROM {
             self.n.div_ceil(SHARED_ROWS)
@@ -345,11 +408,11 @@ impl BlockQ4Linear {
             for d in dst.chunks_mut(ROWS) {
                 if d.len() == ROWS {
                     let (codes, scales) = self.rows::<ROWS>(j);
-                    d.copy_from_slice(&rows_dot(self.q4, codes, scales, &token));
+                    d.copy_from_slice(&rows_dot(self.q4, format, codes, scales, &token));
                 } else {
                     for (i, d) in d.iter_mut().enumerate() {
                         let (codes, scales) = self.rows::<1>(j + i);
-                        *d = rows_dot(self.q4, codes, scales, &token)[0];
+                        *d = rows_dot(self.q4, format, codes, scales, &token)[0];
                     }
                 }
                 j += ROWS;
@@ -383,7 +446,7 @@ impl BlockQ4Linear {
                     let (codes, scales) = self.rows::<1>(j0 + lane);
                     let offsets = (!self.weights.offsets.is_empty())
                         .then(|| &self.weights.offsets[(j0 + lane) * nb..][..nb]);
-                    widen_row(codes[0], scales[0], offsets, |c, v| {
+                    widen_row(self.weights.format, codes[0], scales[0], offsets, |c, v| {
                         widened[c * NT + lane] = v
                     });
                 }
@@ -419,11 +482,21 @@ thread_local! {
 
 /// Calls `put(c, w[c])` for the `k` weights of one row (with its blocks' offsets, if any).
 fn widen_row(
+    format: Format,
     codes: &[u8],
     scales: &[f32],
     offsets: Option<&[f32]>,
     mut put: impl FnMut(usize, f32),
 ) {
+    if format == Format::Q8_0 {
+        for (b, (block, &scale)) in codes.chunks_exact(BLOCK).zip(scales).enumerate() {
+            let offset = offsets.map_or(0.0, |o| o[b]);
+            for (i, &code) in block.iter().enumerate() {
+                put(b * BLOCK + i, (code as f32 - 128.0) * scale + offset);
+            }
+        }
+        return;
+    }
     for (b, (block, &scale)) in codes.chunks_exact(CODES).zip(scales).enumerate() {
         let offset = offsets.map_or(0.0, |o| o[b]);
         for (i, &byte) in block.iter().enumerate() {
@@ -457,6 +530,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// `Σ w[r][c]·x[c]` for `R` rows against a quantised token.
 fn rows_dot<const R: usize>(
     kernel: Q4Kernel,
+    format: Format,
     codes: [&[u8]; R],
     scales: [&[f32]; R],
     token: &QuantisedToken,
@@ -464,11 +538,25 @@ fn rows_dot<const R: usize>(
     let nb = token.scales.len();
     // The kernels read without bounds checks; this is what makes that sound.
     assert!(
-        codes.iter().all(|c| c.len() == nb * CODES)
+        codes.iter().all(|c| c.len() == nb * format.code_bytes())
             && scales.iter().all(|s| s.len() == nb)
             && token.values.len() == nb * BLOCK
             && token.offsets.len() == nb * 8
     );
+    if format == Format::Q8_0 {
+        return match kernel {
+            Q4Kernel::Portable => {
+                std::array::from_fn(|r| row_dot_q8_portable(codes[r], scales[r], token))
+            }
+            // SAFETY (all three): as below; the Q8_0 kernels read the token in element order.
+            #[cfg(target_arch = "x86_64")]
+            Q4Kernel::Avx2 => unsafe { x86::rows_dot_q8_avx2(codes, scales, token) },
+            #[cfg(target_arch = "x86_64")]
+            Q4Kernel::Avx512Bw => unsafe { x86::rows_dot_q8_avx512_bw(codes, scales, token) },
+            #[cfg(target_arch = "x86_64")]
+            Q4Kernel::Avx512Vnni => unsafe { x86::rows_dot_q8_avx512_vnni(codes, scales, token) },
+        };
+    }
     match kernel {
         Q4Kernel::Portable => std::array::from_fn(|r| row_dot_portable(codes[r], scales[r], token)),
         // SAFETY (all three): the features were detected in `Q4Kernel::for_kernel`/`available`;
@@ -498,10 +586,173 @@ fn row_dot_portable(codes: &[u8], scales: &[f32], token: &QuantisedToken) -> f32
     total
 }
 
+/// The Q8_0 sum every kernel computes: per block, `Σ (code - 128) * value`, times the scales.
+fn row_dot_q8_portable(codes: &[u8], scales: &[f32], token: &QuantisedToken) -> f32 {
+    let mut total = 0.0;
+    for (b, (block, &scale)) in codes.chunks_exact(BLOCK).zip(scales).enumerate() {
+        let x = &token.values[b * BLOCK..][..BLOCK];
+        let sum: i32 = block
+            .iter()
+            .zip(x)
+            .map(|(&code, &v)| (code as i32 - 128) * v as i32)
+            .sum();
+        total += scale * token.scales[b] * sum as f32;
+    }
+    total
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{BLOCK, CODES, QuantisedToken};
     use std::arch::x86_64::*;
+
+    /// One Q8_0 block of one row against the token: 8 lanes of integer sums, each four
+    /// products. `vpmaddubsw` multiplies unsigned by signed bytes and saturates pairs, so the
+    /// codes go in as `|code - 128|` and the token takes their signs (at most 2·128·127 a pair).
+    ///
+    /// # Safety
+    /// `codes` has 32 readable bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn q8_block_sums(codes: *const u8, x: __m256i) -> __m256i {
+        let w = _mm256_xor_si256(
+            unsafe { _mm256_loadu_si256(codes as *const __m256i) },
+            _mm256_set1_epi8(-128),
+        );
+        let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+        _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    }
+
+    /// # Safety
+    /// AVX2 and FMA are available and the slices are as long as `rows_dot` asserts.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows_dot_q8_avx2<const R: usize>(
+        codes: [&[u8]; R],
+        scales: [&[f32]; R],
+        token: &QuantisedToken,
+    ) -> [f32; R] {
+        let mut acc = [_mm256_setzero_ps(); R];
+        for b in 0..token.scales.len() {
+            let x = unsafe {
+                _mm256_loadu_si256(token.values.as_ptr().add(b * BLOCK) as *const __m256i)
+            };
+            let x_scale = token.scales[b];
+            for r in 0..R {
+                let sums = unsafe { q8_block_sums(codes[r].as_ptr().add(b * BLOCK), x) };
+                let scale = _mm256_set1_ps(unsafe { *scales[r].get_unchecked(b) } * x_scale);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[r]);
+            }
+        }
+        std::array::from_fn(|r| sum256(acc[r]))
+    }
+
+    /// `acc + sums · scale`, each lane's scale the token's times the row's block: `scales[0]`,
+    /// or `scales[1]` in the lanes `second` marks.
+    ///
+    /// # Safety
+    /// `scales` has two readable values.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn add_scaled(
+        acc: __m512,
+        sums: __m512i,
+        scales: *const f32,
+        second: __mmask16,
+        x_scales: __m512,
+    ) -> __m512 {
+        let w = unsafe {
+            _mm512_mask_blend_ps(
+                second,
+                _mm512_set1_ps(*scales),
+                _mm512_set1_ps(*scales.add(1)),
+            )
+        };
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(w, x_scales), acc)
+    }
+
+    /// Two Q8_0 blocks of each row at a time (64 codes and 64 token values in element order:
+    /// lanes 0-7 the first block, 8-15 the second), their integer sums by `$sums` given the
+    /// token bytes and `$start`, what the loop over rows shares; an odd last block through
+    /// [`q8_block_sums`].
+    macro_rules! rows_dot_q8_avx512 {
+        ($name:ident, $features:literal, |$x:ident| $start:expr, |$begin:ident, $codes:ident| $sums:expr) => {
+            /// # Safety
+            /// The target features are available and the slices are as long as `rows_dot`
+            /// asserts.
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name<const R: usize>(
+                codes: [&[u8]; R],
+                scales: [&[f32]; R],
+                token: &QuantisedToken,
+            ) -> [f32; R] {
+                let nb = token.scales.len();
+                let mut acc = [_mm512_setzero_ps(); R];
+                for p in 0..nb / 2 {
+                    let $x = unsafe {
+                        _mm512_loadu_si512(token.values.as_ptr().add(p * 2 * BLOCK) as *const _)
+                    };
+                    let $begin = $start;
+                    let x_scales = _mm512_mask_blend_ps(
+                        0xFF00,
+                        _mm512_set1_ps(token.scales[2 * p]),
+                        _mm512_set1_ps(token.scales[2 * p + 1]),
+                    );
+                    for r in 0..R {
+                        let $codes = unsafe {
+                            _mm512_loadu_si512(codes[r].as_ptr().add(p * 2 * BLOCK) as *const _)
+                        };
+                        let sums = $sums;
+                        let s = unsafe { scales[r].as_ptr().add(2 * p) };
+                        acc[r] = unsafe { add_scaled(acc[r], sums, s, 0xFF00, x_scales) };
+                    }
+                }
+                let mut out: [f32; R] = std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]));
+                if nb % 2 == 1 {
+                    let b = nb - 1;
+                    let x = unsafe {
+                        _mm256_loadu_si256(token.values.as_ptr().add(b * BLOCK) as *const __m256i)
+                    };
+                    for r in 0..R {
+                        let sums = unsafe { q8_block_sums(codes[r].as_ptr().add(b * BLOCK), x) };
+                        out[r] += sum256(_mm256_cvtepi32_ps(sums))
+                            * unsafe { *scales[r].get_unchecked(b) }
+                            * token.scales[b];
+                    }
+                }
+                out
+            }
+        };
+    }
+
+    // VNNI multiplies the stored `code + 128` (unsigned) by the token without saturating; the
+    // `128 · Σ x` that adds is taken away once per pair of blocks, for every row.
+    rows_dot_q8_avx512!(
+        rows_dot_q8_avx512_vnni,
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma",
+        |x| _mm512_sub_epi32(
+            _mm512_setzero_si512(),
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), x)
+        ),
+        |start, codes| _mm512_dpbusd_epi32(start, codes, x)
+    );
+    // Without VNNI, as `q8_block_sums` does: AVX-512 has no byte sign instruction, so the
+    // token's bytes are negated under the mask of the negative codes.
+    rows_dot_q8_avx512!(
+        rows_dot_q8_avx512_bw,
+        "avx512f,avx512bw,avx512vl,avx2,fma",
+        |x| x,
+        |x_bytes, codes| {
+            let w = _mm512_xor_si512(codes, _mm512_set1_epi8(-128));
+            let signed = _mm512_mask_sub_epi8(
+                x_bytes,
+                _mm512_movepi8_mask(w),
+                _mm512_setzero_si512(),
+                x_bytes,
+            );
+            let pairs = _mm512_maddubs_epi16(_mm512_abs_epi8(w), signed);
+            _mm512_madd_epi16(pairs, _mm512_set1_epi16(1))
+        }
+    );
 
     /// One block of one row against the token: 8 lanes of integer sums (each lane four
     /// products, `- 8` included), as f32.
@@ -592,18 +843,7 @@ mod x86 {
                         let sums = $sums;
                         // the weights' two scales over their blocks' lanes: 0-3 and 8-11, 4-7 and 12-15
                         let s = unsafe { scales[r].as_ptr().add(2 * p) };
-                        let w = unsafe {
-                            _mm512_mask_blend_ps(
-                                0xF0F0,
-                                _mm512_set1_ps(*s),
-                                _mm512_set1_ps(*s.add(1)),
-                            )
-                        };
-                        acc[r] = _mm512_fmadd_ps(
-                            _mm512_cvtepi32_ps(sums),
-                            _mm512_mul_ps(w, x_scales),
-                            acc[r],
-                        );
+                        acc[r] = unsafe { add_scaled(acc[r], sums, s, 0xF0F0, x_scales) };
                     }
                 }
                 let mut out: [f32; R] = std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]));
@@ -642,15 +882,18 @@ mod x86 {
     );
 }
 
-impl Op for BlockQ4Linear {
+impl Op for BlockQuantLinear {
     fn name(&self) -> StaticName {
-        "BlockQ4Linear".into()
+        match self.weights.format {
+            Format::Q4_0 => "BlockQ4Linear".into(),
+            Format::Q8_0 => "BlockQ8Linear".into(),
+        }
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{} -> {}, Q4_0, {:?} kernel",
-            self.k, self.n, self.kernel
+            "{} -> {}, {:?}, {:?} kernel",
+            self.k, self.n, self.weights.format, self.kernel
         )])
     }
 
@@ -661,7 +904,7 @@ impl Op for BlockQ4Linear {
     op_as_typed_op!();
 }
 
-impl EvalOp for BlockQ4Linear {
+impl EvalOp for BlockQuantLinear {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
@@ -670,13 +913,13 @@ impl EvalOp for BlockQ4Linear {
     }
 }
 
-impl BlockQ4Linear {
+impl BlockQuantLinear {
     fn apply(&self, input: &Tensor) -> TractResult<Tensor> {
         let shape = input.shape();
         let k_start = shape.len().checked_sub(self.k_axes);
         ensure!(
             k_start.is_some_and(|at| shape[at..].iter().product::<usize>() == self.k),
-            "BlockQ4Linear: input {shape:?} does not end in {} channels",
+            "BlockQuantLinear: input {shape:?} does not end in {} channels",
             self.k
         );
         let tokens = shape.iter().product::<usize>() / self.k;
@@ -699,7 +942,7 @@ impl BlockQ4Linear {
     }
 }
 
-impl TypedOp for BlockQ4Linear {
+impl TypedOp for BlockQuantLinear {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs.len() == 1 && inputs[0].rank() >= self.k_axes);
         let shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
@@ -716,7 +959,7 @@ impl TypedOp for BlockQ4Linear {
 
 /// The op for `node` when it is an f32 EinSum `[.., k] x [n, k] -> [.., n]` whose weights are
 /// a Q4_0 block-quant constant (what tract-onnx makes of `MatMulNBits`).
-fn block_q4_for(model: &TypedModel, node: &TypedNode, kernel: Kernel) -> Option<BlockQ4Linear> {
+fn block_q4_for(model: &TypedModel, node: &TypedNode, kernel: Kernel) -> Option<BlockQuantLinear> {
     let op = node.op_as::<EinSum>()?;
     if op.q_params.is_some() || op.operating_dt != f32::datum_type() || node.inputs.len() != 2 {
         return None;
@@ -772,7 +1015,7 @@ fn block_q4_for(model: &TypedModel, node: &TypedNode, kernel: Kernel) -> Option<
     out_axes.push(OutAxis::N);
     let n = shape[n_at];
     let k: usize = shape[n_at + 1..].iter().product();
-    BlockQ4Linear::new(
+    BlockQuantLinear::new(
         storage.value().as_bytes(),
         n,
         k,
@@ -783,7 +1026,7 @@ fn block_q4_for(model: &TypedModel, node: &TypedNode, kernel: Kernel) -> Option<
     .ok()
 }
 
-/// Swaps [`BlockQ4Linear`] in for every Q4_0 product with a constant weight of a decluttered
+/// Swaps [`BlockQuantLinear`] in for every Q4_0 product with a constant weight of a decluttered
 /// model; returns how many.
 pub(crate) fn replace_block_quant_linears(model: &mut TypedModel) -> TractResult<usize> {
     if std::env::var("CABIN_TRACT_Q4").is_ok_and(|v| v == "1") {
@@ -807,7 +1050,7 @@ pub(crate) fn replace_block_quant_linears(model: &mut TypedModel) -> TractResult
 
 /// Folds the float correction of a Q4_1 layer into the product before it: `Add(q4(x),
 /// EinSum(Reduce<Sum>(Reshape(x, [.., K/32, 32])), C))`, with `C` a constant `[K/32, n]`, becomes
-/// one [`BlockQ4Linear`] whose blocks carry `C`'s offsets (`build_lm.py --quant q4_1` writes that
+/// one [`BlockQuantLinear`] whose blocks carry `C`'s offsets (`build_lm.py --quant q4_1` writes that
 /// pattern: `MatMulNBits` plus `(8d + m)` times the block sums). Returns how many.
 pub(crate) fn fold_block_offsets(model: &mut TypedModel) -> TractResult<usize> {
     use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -824,8 +1067,8 @@ pub(crate) fn fold_block_offsets(model: &mut TypedModel) -> TractResult<usize> {
         let fold = (0..2).find_map(|q| {
             let product = model.node(node.inputs[q].node);
             let correction = model.node(node.inputs[1 - q].node);
-            let op = product.op_as::<BlockQ4Linear>()?;
-            if !op.weights.offsets.is_empty() {
+            let op = product.op_as::<BlockQuantLinear>()?;
+            if !op.weights.offsets.is_empty() || op.weights.format != Format::Q4_0 {
                 return None;
             }
             // the correction: block sums of the same activation against a [K/32, n] constant
@@ -892,6 +1135,7 @@ pub(crate) fn fold_block_offsets(model: &mut TypedModel) -> TractResult<usize> {
             }
             let mut fused = op.clone();
             fused.weights = Arc::new(Weights {
+                format: Format::Q4_0,
                 codes: op.weights.codes.clone(),
                 scales: op.weights.scales.clone(),
                 offsets,
@@ -930,6 +1174,7 @@ mod tests {
         let nb = k / BLOCK;
         for j in 0..n {
             widen_row(
+                Format::Q4_0,
                 &unpacked.codes[j * nb * CODES..][..nb * CODES],
                 &unpacked.scales[j * nb..][..nb],
                 None,
@@ -987,7 +1232,7 @@ mod tests {
             .collect()
     }
 
-    fn run(op: &BlockQ4Linear, x: &[f32], tokens: usize) -> Vec<f32> {
+    fn run(op: &BlockQuantLinear, x: &[f32], tokens: usize) -> Vec<f32> {
         let got = op
             .apply(&Tensor::from_shape(&[1, tokens, op.k], x).unwrap())
             .unwrap();
@@ -1007,12 +1252,12 @@ mod tests {
             let blob = Q4_0.quant_f32(&noise(n * k, 1)).unwrap();
             let x = noise(k, 7);
             let portable = run(
-                &BlockQ4Linear::plain(&blob, n, k, Q4Kernel::Portable, 3).unwrap(),
+                &BlockQuantLinear::plain(&blob, n, k, Q4Kernel::Portable, 3).unwrap(),
                 &x,
                 1,
             );
             for q4 in Q4Kernel::available() {
-                let got = run(&BlockQ4Linear::plain(&blob, n, k, q4, 3).unwrap(), &x, 1);
+                let got = run(&BlockQuantLinear::plain(&blob, n, k, q4, 3).unwrap(), &x, 1);
                 for (g, e) in got.iter().zip(&portable) {
                     assert!(
                         (g - e).abs() <= 1e-5 * (1.0 + e.abs()),
@@ -1023,13 +1268,114 @@ mod tests {
         }
     }
 
+    /// `w` as Q8_0 (codes `+ 128`, f32 scales), and the weights that stands for.
+    fn q8_weights(w: &[f32]) -> (Vec<u8>, Vec<f32>, Vec<f32>) {
+        let mut codes = Vec::with_capacity(w.len());
+        let mut scales = Vec::new();
+        let mut dequantised = Vec::with_capacity(w.len());
+        for block in w.chunks_exact(BLOCK) {
+            let scale = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            scales.push(scale);
+            for v in block {
+                let code = (v / scale).round().clamp(-127.0, 127.0);
+                codes.push((code + 128.0) as u8);
+                dequantised.push(code * scale);
+            }
+        }
+        (codes, scales, dequantised)
+    }
+
+    fn q8_op(w: &[f32], n: usize, k: usize, q4: Q4Kernel) -> (BlockQuantLinear, Vec<f32>) {
+        let (codes, scales, dequantised) = q8_weights(w);
+        let mut op = BlockQuantLinear::q8_0(codes, scales, n, k, 3).unwrap();
+        op.q4 = q4;
+        (op, dequantised)
+    }
+
+    #[test]
+    fn every_q8_decode_kernel_gives_the_integer_sum() {
+        // 70 rows: four at a time and a rest; 3 blocks (a pair and a lone one) and 4; the
+        // extreme codes (-127, 127, and -128, which a file may hold) included
+        for k in [96, 128] {
+            let n = 70;
+            let mut w = noise(n * k, 1);
+            w[3] = 40.0;
+            w[5] = -40.0;
+            let (mut codes, scales, _) = q8_weights(&w);
+            codes[6] = 0;
+            let x = noise(k, 7);
+            let portable = {
+                let mut op =
+                    BlockQuantLinear::q8_0(codes.clone(), scales.clone(), n, k, 3).unwrap();
+                op.q4 = Q4Kernel::Portable;
+                run(&op, &x, 1)
+            };
+            for q4 in Q4Kernel::available() {
+                let mut op =
+                    BlockQuantLinear::q8_0(codes.clone(), scales.clone(), n, k, 3).unwrap();
+                op.q4 = q4;
+                for (g, e) in run(&op, &x, 1).iter().zip(&portable) {
+                    assert!(
+                        (g - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                        "{q4:?}, k {k}: {g} != {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_q8_token_is_within_its_rounding_and_a_prompt_is_exact() {
+        let (n, k) = (70, 96);
+        let w = noise(n * k, 3);
+        let (op, dequantised) = q8_op(&w, n, k, Q4Kernel::for_kernel(Kernel::best()));
+        let x = noise(k, 9);
+        let want = product(&x, &dequantised, k);
+        let step: Vec<f32> = x
+            .chunks_exact(BLOCK)
+            .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0)
+            .collect();
+        for (j, (g, e)) in run(&op, &x, 1).iter().zip(&want).enumerate() {
+            let bound: f32 = (0..k)
+                .map(|c| dequantised[j * k + c].abs() * step[c / BLOCK] / 2.0)
+                .sum();
+            assert!(
+                (g - e).abs() <= bound * 1.001 + 1e-5,
+                "row {j}: {g} != {e} (bound {bound})"
+            );
+        }
+        assert!(want.iter().map(|v| v.abs()).sum::<f32>() > 10.0);
+        for kernel in Kernel::available() {
+            let mut op = op.clone();
+            op.kernel = kernel;
+            for tokens in [8, 19] {
+                let x = noise(tokens * k, 7);
+                let want = product(&x, &dequantised, k);
+                for (g, e) in run(&op, &x, tokens).iter().zip(&want) {
+                    assert!(
+                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{kernel:?}, {tokens} tokens: {g} != {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn q8_weights_of_the_wrong_size_are_refused() {
+        let err = BlockQuantLinear::q8_0(vec![128; 64 * 95], vec![1.0; 64 * 3], 64, 95, 2);
+        assert!(err.is_err());
+        let err = BlockQuantLinear::q8_0(vec![128; 64 * 96], vec![1.0; 64], 64, 96, 2);
+        assert!(err.is_err());
+    }
+
     #[test]
     fn a_token_is_within_its_8_bit_rounding_of_the_dequantised_product() {
         let (n, k) = (70, 96);
         let (_, w) = q4_plan(n, k, 1);
         let blob = Q4_0.quant_f32(&noise(n * k, 1)).unwrap();
         let op =
-            BlockQ4Linear::plain(&blob, n, k, Q4Kernel::for_kernel(Kernel::best()), 3).unwrap();
+            BlockQuantLinear::plain(&blob, n, k, Q4Kernel::for_kernel(Kernel::best()), 3).unwrap();
         let x = noise(k, 7);
         let want = product(&x, &w, k);
         // each value of the token is off by at most half its block's step
@@ -1057,7 +1403,7 @@ mod tests {
         let (_, w) = q4_plan(n, k, 1);
         let blob = Q4_0.quant_f32(&noise(n * k, 1)).unwrap();
         for kernel in Kernel::available() {
-            let mut op = BlockQ4Linear::plain(&blob, n, k, Q4Kernel::Portable, 3).unwrap();
+            let mut op = BlockQuantLinear::plain(&blob, n, k, Q4Kernel::Portable, 3).unwrap();
             op.kernel = kernel;
             for tokens in [8, 19] {
                 let x = noise(tokens * k, 7);

@@ -13,8 +13,10 @@
 //! - `centered_norm`: the statistics of a group or instance norm, with the reshape, per-channel
 //!   scale and shift and SiLU that follow it folded into its one write;
 //! - `broadcast_bin`: adds and multiplies with one operand broadcast per channel or feature;
-//! - `block_quant`: products with 4-bit block-quantised (Q4_0) weights, read as they are stored:
-//!   a language model's projections and head.
+//! - `block_quant`: products with block-quantised (Q4_0, Q8_0) weights, read as they are
+//!   stored: a language model's projections and head;
+//! - `quant_onnx`: the 8-bit `MatMulNBits` and `GatherBlockQuantized` tract-onnx does not parse
+//!   ([`onnx`] is tract-onnx's parser with them).
 //!
 //! Architecture invariant: this crate knows tract and nothing of diffusion, models or
 //! services; all of the engine's SIMD, and the `unsafe` it takes, lives here. [`swap_in`] is the one entry
@@ -31,12 +33,20 @@ mod centered_norm;
 mod conv3x3;
 mod linear;
 mod plan_rewrite;
+mod quant_onnx;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tract_onnx::prelude::*;
 
 pub use conv3x3::Kernel;
+
+/// tract-onnx's parser, with cabin's forms of the ops it does not read (see `quant_onnx`).
+pub fn onnx() -> tract_onnx::Onnx {
+    let mut onnx = tract_onnx::onnx();
+    quant_onnx::register(&mut onnx.op_register);
+    onnx
+}
 
 static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
 
