@@ -1329,36 +1329,8 @@ mod tests {
         let (n, k) = (70, 96);
         let w = noise(n * k, 3);
         let (op, dequantised) = q8_op(&w, n, k, Q4Kernel::for_kernel(Kernel::best()));
-        let x = noise(k, 9);
-        let want = product(&x, &dequantised, k);
-        let step: Vec<f32> = x
-            .chunks_exact(BLOCK)
-            .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0)
-            .collect();
-        for (j, (g, e)) in run(&op, &x, 1).iter().zip(&want).enumerate() {
-            let bound: f32 = (0..k)
-                .map(|c| dequantised[j * k + c].abs() * step[c / BLOCK] / 2.0)
-                .sum();
-            assert!(
-                (g - e).abs() <= bound * 1.001 + 1e-5,
-                "row {j}: {g} != {e} (bound {bound})"
-            );
-        }
-        assert!(want.iter().map(|v| v.abs()).sum::<f32>() > 10.0);
-        for kernel in Kernel::available() {
-            let mut op = op.clone();
-            op.kernel = kernel;
-            for tokens in [8, 19] {
-                let x = noise(tokens * k, 7);
-                let want = product(&x, &dequantised, k);
-                for (g, e) in run(&op, &x, tokens).iter().zip(&want) {
-                    assert!(
-                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                        "{kernel:?}, {tokens} tokens: {g} != {e}"
-                    );
-                }
-            }
-        }
+        a_token_is_within_its_rounding(&op, &dequantised, &noise(k, 9));
+        prompts_give_the_product(&op, &dequantised);
     }
 
     #[test]
@@ -1376,14 +1348,29 @@ mod tests {
         let blob = Q4_0.quant_f32(&noise(n * k, 1)).unwrap();
         let op =
             BlockQuantLinear::plain(&blob, n, k, Q4Kernel::for_kernel(Kernel::best()), 3).unwrap();
-        let x = noise(k, 7);
-        let want = product(&x, &w, k);
-        // each value of the token is off by at most half its block's step
+        a_token_is_within_its_rounding(&op, &w, &noise(k, 7));
+    }
+
+    #[test]
+    fn a_prompt_gives_the_dequantised_product() {
+        let (n, k) = (70, 96);
+        let (_, w) = q4_plan(n, k, 1);
+        let blob = Q4_0.quant_f32(&noise(n * k, 1)).unwrap();
+        let op = BlockQuantLinear::plain(&blob, n, k, Q4Kernel::Portable, 3).unwrap();
+        prompts_give_the_product(&op, &w);
+    }
+
+    /// One token against the weights `w` stands for: each value of the token is off by at most
+    /// half its block's 8-bit step, which bounds each output; and not trivially (a wrong
+    /// nibble or block order would be far outside it).
+    fn a_token_is_within_its_rounding(op: &BlockQuantLinear, w: &[f32], x: &[f32]) {
+        let k = op.k;
+        let want = product(x, w, k);
         let step: Vec<f32> = x
             .chunks_exact(BLOCK)
             .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0)
             .collect();
-        for (j, (g, e)) in run(&op, &x, 1).iter().zip(&want).enumerate() {
+        for (j, (g, e)) in run(op, x, 1).iter().zip(&want).enumerate() {
             let bound: f32 = (0..k)
                 .map(|c| w[j * k + c].abs() * step[c / BLOCK] / 2.0)
                 .sum();
@@ -1392,22 +1379,19 @@ mod tests {
                 "row {j}: {g} != {e} (bound {bound})"
             );
         }
-        // and not trivially: a wrong nibble or block order would be far outside it
-        let total: f32 = want.iter().map(|v| v.abs()).sum();
-        assert!(total > 10.0);
+        assert!(want.iter().map(|v| v.abs()).sum::<f32>() > 10.0);
     }
 
-    #[test]
-    fn a_prompt_gives_the_dequantised_product() {
-        let (n, k) = (70, 96);
-        let (_, w) = q4_plan(n, k, 1);
-        let blob = Q4_0.quant_f32(&noise(n * k, 1)).unwrap();
+    /// Prompts (8 tokens and 19) on every f32 tile kernel give the product with the weights
+    /// `w` stands for, exactly but for float rounding.
+    fn prompts_give_the_product(op: &BlockQuantLinear, w: &[f32]) {
+        let k = op.k;
         for kernel in Kernel::available() {
-            let mut op = BlockQuantLinear::plain(&blob, n, k, Q4Kernel::Portable, 3).unwrap();
+            let mut op = op.clone();
             op.kernel = kernel;
             for tokens in [8, 19] {
                 let x = noise(tokens * k, 7);
-                let want = product(&x, &w, k);
+                let want = product(&x, w, k);
                 for (g, e) in run(&op, &x, tokens).iter().zip(&want) {
                     assert!(
                         (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
