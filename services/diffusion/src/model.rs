@@ -16,15 +16,10 @@
 //! Each network is parsed once; tract plans are optimised per concrete input shape on first
 //! use and cached, so a model that serves one display size pays the optimisation once.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use serde_json::Value;
-use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::infer::Factoid;
-use tract_onnx::tract_hir::internal::DimLike;
 
 use super::EngineError;
 use super::manifest::Manifest;

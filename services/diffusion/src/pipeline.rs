@@ -14,7 +14,8 @@ use image::{Rgb32FImage, RgbImage};
 use tract_onnx::prelude::*;
 
 use super::EngineError;
-use super::model::{Model, Net};
+use super::model::Model;
+use super::net::Net;
 use super::rng::NoiseRng;
 use super::scheduler::{NoiseSource, SchedulerConfig};
 use super::tokenizer::PromptTokenizer;

@@ -414,7 +414,6 @@ fn strip_placeholders(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::analysis::read;
 
     #[test]

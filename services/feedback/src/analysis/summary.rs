@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use cabin_proto::feedback::v1::{Channel, ProblemSummary, RedactedItem, Severity, Trend};
 
 use super::clustering::cluster;
+use super::concept_model::read;
 use super::lexicon::{english_words, fold, lexicon};
-use super::reading::{Reading, read};
+use super::reading::Reading;
 
 /// One recurring problem and the items it was found in.
 #[derive(Debug, Clone, PartialEq)]
