@@ -400,16 +400,9 @@ def from_gguf(path):
 
     def kept_q4_1(name, rope_heads=None):
         """The tensor's own Q4_1 blocks as (codes [rows, K], d, m), or None if it is not Q4_1."""
-        t = tensors[name]
-        if t.type != Q4_1:
+        if tensors[name].type != Q4_1:
             return None
-        rows, k = t.shape
-        blocks = t.blocks()
-        d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
-        m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
-        qs = blocks[..., 4:]
-        # GGML keeps element j in the low nibble of byte j and element j + 16 in its high nibble
-        codes = np.concatenate([qs & 0x0F, qs >> 4], axis=2).reshape(rows, k)
+        codes, d, m = r.q4_1_blocks(name)
         if rope_heads:
             codes, d, m = (unpermute_rope(a, rope_heads) for a in (codes, d, m))
         return codes, d, m

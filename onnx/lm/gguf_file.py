@@ -32,10 +32,6 @@ class Tensor:
     def __init__(self, name, shape, ggml_type, data):
         self.name, self.shape, self.type, self.data = name, shape, ggml_type, data
 
-    @property
-    def type_name(self):
-        return TYPES.get(self.type, (f"type {self.type}",))[0]
-
     def blocks(self):
         """The raw blocks as uint8 [rows, blocks per row, bytes per block]."""
         _, per_block, size = TYPES[self.type]
@@ -128,12 +124,26 @@ class GgufFile:
             d = blocks[..., 0:2].copy().view(np.float16).astype(np.float32)  # [rows, nb, 1]
             if t.type == Q8_0:
                 out = blocks[..., 2:].view(np.int8).astype(np.float32) * d
+            elif t.type == Q4_1:
+                codes, d, m = self.q4_1_blocks(name)
+                out = codes.reshape(*d.shape, -1) * d[..., None] + m[..., None]
             else:
-                qs = blocks[..., 4:] if t.type == Q4_1 else blocks[..., 2:]
-                # element j in the low nibble of byte j, element j + 16 in its high nibble
-                codes = np.concatenate([qs & 0x0F, qs >> 4], axis=2).astype(np.float32)
-                if t.type == Q4_1:
-                    out = codes * d + blocks[..., 2:4].copy().view(np.float16).astype(np.float32)
-                else:
-                    out = (codes - 8.0) * d
+                out = (_nibbles(blocks[..., 2:]).astype(np.float32) - 8.0) * d
         return np.ascontiguousarray(out, dtype=np.float32).reshape(t.shape)
+
+    def q4_1_blocks(self, name):
+        """A Q4_1 tensor as it is stored: codes uint8 [rows, K] in element order, and each
+        block's d and m as f32 [rows, K/32] (a weight is `code * d + m`)."""
+        t = self.tensors[name]
+        if t.type != Q4_1:
+            raise GgufError(f"{self.path}: tensor {name} is {TYPES[t.type][0]}, not Q4_1")
+        blocks = t.blocks()
+        d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+        return _nibbles(blocks[..., 4:]).reshape(blocks.shape[0], -1), d, m
+
+
+def _nibbles(qs):
+    """GGML's 4-bit codes in element order: element j in the low nibble of byte j, element
+    j + 16 in its high nibble."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
