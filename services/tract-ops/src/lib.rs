@@ -15,11 +15,14 @@
 //! - `broadcast_bin`: adds and multiplies with one operand broadcast per channel or feature;
 //! - `block_quant`: products with block-quantised (Q4_0, Q8_0) weights, read as they are
 //!   stored: a language model's projections and head;
-//! - `quant_onnx`: the 8-bit `MatMulNBits` and `GatherBlockQuantized` tract-onnx does not parse
-//!   ([`onnx`] is tract-onnx's parser with them).
+//! - `quant_onnx`: the 8-bit `MatMulNBits` and `GatherBlockQuantized` tract-onnx does not parse,
+//!   and the 4-bit `MatMulNBits` straight to `block_quant` ([`onnx`] is tract-onnx's parser with
+//!   them);
+//! - `team`: spinning helper threads for work too short to wake the pool for (a decode token's
+//!   product with one layer).
 //!
 //! Architecture invariant: this crate knows tract and nothing of diffusion, models or
-//! services; all of the engine's SIMD, and the `unsafe` it takes, lives here. [`swap_in`] is the one entry
+//! services; all of the engine's SIMD and threads, and the `unsafe` they take, live here. [`swap_in`] is the one entry
 //! point a loader calls. On a CPU where none of the fast kernels applies (aarch64, an x86
 //! without AVX2) it swaps in only the ops whose portable code was measured faster than tract's
 //! own (attention, norms, broadcasts) and leaves the convolutions and products to tract's NEON
@@ -34,6 +37,7 @@ mod conv3x3;
 mod linear;
 mod plan_rewrite;
 mod quant_onnx;
+mod team;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -87,6 +91,12 @@ impl Swapped {
 /// [`Op::beats_tract_when_portable`] go in.
 pub fn worth_swapping() -> bool {
     worth_swapping_with(Kernel::best(), portable_forced())
+}
+
+/// Whether 4-bit products are cabin's in plans made now: where [`worth_swapping`], unless
+/// `CABIN_TRACT_Q4=1` keeps tract's own (to compare the two).
+fn block_quant_here() -> bool {
+    worth_swapping() && !std::env::var("CABIN_TRACT_Q4").is_ok_and(|v| v == "1")
 }
 
 fn worth_swapping_with(best: Kernel, portable_forced: bool) -> bool {
