@@ -1503,6 +1503,57 @@ mod tests {
     }
 
     #[test]
+    fn matmul_nbits_codes_give_the_product_they_stand_for() {
+        // MatMulNBits' layout: element 2i of a block in the low nibble of byte i, 2i + 1 high
+        let (n, k) = (12, 96);
+        let w = noise(n * k, 11);
+        let mut codes = vec![0u8; n * k / 2];
+        let mut scales = vec![0f32; n * k / BLOCK];
+        let mut dequantised = vec![0f32; n * k];
+        for (b, block) in w.chunks_exact(BLOCK).enumerate() {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = f16::from_f32(amax / 7.0).to_f32();
+            scales[b] = scale;
+            for (e, v) in block.iter().enumerate() {
+                let code = ((v / scale).round() + 8.0).clamp(0.0, 15.0) as u8;
+                codes[b * CODES + e / 2] |= code << (4 * (e % 2));
+                dequantised[b * BLOCK + e] = (code as f32 - 8.0) * scale;
+            }
+        }
+        let op = BlockQuantLinear::q4_0_nbits(&codes, &scales, n, k, 3).unwrap();
+        prompts_give_the_product(&op, &dequantised);
+        for q4 in Q4Kernel::available() {
+            let mut op = op.clone();
+            op.q4 = q4;
+            a_token_is_within_its_rounding(&op, &dequantised, &noise(k, 12));
+        }
+        assert!(BlockQuantLinear::q4_0_nbits(&codes[1..], &scales, n, k, 3).is_err());
+    }
+
+    #[test]
+    fn a_token_shared_with_the_team_gives_what_one_thread_gives() {
+        // rows split between threads: each row's sum is the same arithmetic, so equal bits
+        let (n, k) = (300, 128);
+        let blob = Q4_0.quant_f32(&noise(n * k, 3)).unwrap();
+        let op =
+            BlockQuantLinear::plain(&blob, n, k, Q4Kernel::for_kernel(Kernel::best()), 3).unwrap();
+        let x = noise(k, 4);
+        let alone = run(&op, &x, 1);
+        let pool = tract_linalg::multithread::Executor::multithread(2);
+        for _ in 0..50 {
+            let shared = tract_linalg::multithread::multithread_tract_scope(pool.clone(), || {
+                run(&op, &x, 1)
+            });
+            assert!(
+                alone
+                    .iter()
+                    .zip(&shared)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
+        }
+    }
+
+    #[test]
     fn a_plan_with_the_op_gives_what_tract_gives() {
         plan_agrees(false);
     }
