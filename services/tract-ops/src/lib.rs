@@ -18,6 +18,8 @@
 //! - `quant_onnx`: the 8-bit `MatMulNBits` and `GatherBlockQuantized` tract-onnx does not parse,
 //!   and the 4-bit `MatMulNBits` straight to `block_quant` ([`onnx`] is tract-onnx's parser with
 //!   them);
+//! - `masked_attention`: a language model's `softmax(q · kᵀ + mask) · v` over its KV cache,
+//!   grouped-query heads included, in one op;
 //! - `team`: spinning helper threads for work too short to wake the pool for (a decode token's
 //!   product with one layer).
 //!
@@ -35,6 +37,7 @@ mod broadcast_bin;
 mod centered_norm;
 mod conv3x3;
 mod linear;
+mod masked_attention;
 mod plan_rewrite;
 mod quant_onnx;
 mod team;
@@ -78,11 +81,18 @@ pub struct Swapped {
     pub norms: usize,
     pub broadcasts: usize,
     pub block_q4: usize,
+    pub masked_attention: usize,
 }
 
 impl Swapped {
     pub fn total(&self) -> usize {
-        self.conv3x3 + self.linear + self.attention + self.norms + self.broadcasts + self.block_q4
+        self.conv3x3
+            + self.linear
+            + self.attention
+            + self.norms
+            + self.broadcasts
+            + self.block_q4
+            + self.masked_attention
     }
 }
 
@@ -180,18 +190,20 @@ pub enum Op {
     CenteredNorm,
     BroadcastBin,
     BlockQ4Linear,
+    MaskedAttention,
 }
 
 impl Op {
     /// In the order [`swap_in`] applies them: the norms before the broadcasts, since a norm
     /// folds in the per-channel Mul and Add after it.
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 7] = [
         Op::Conv3x3,
         Op::Linear,
         Op::Attention,
         Op::CenteredNorm,
         Op::BroadcastBin,
         Op::BlockQ4Linear,
+        Op::MaskedAttention,
     ];
 }
 
@@ -213,6 +225,7 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<Swapped> {
             Op::CenteredNorm => swapped.norms = n,
             Op::BroadcastBin => swapped.broadcasts = n,
             Op::BlockQ4Linear => swapped.block_q4 = n,
+            Op::MaskedAttention => swapped.masked_attention = n,
         }
     }
     Ok(swapped)
@@ -228,6 +241,7 @@ pub fn swap_in_only(model: &mut TypedModel, op: Op) -> TractResult<usize> {
         Op::CenteredNorm => centered_norm::replace_centered_norms(model),
         Op::BroadcastBin => broadcast_bin::replace_broadcast_bins(model),
         Op::BlockQ4Linear => block_quant::replace_block_quant_linears(model),
+        Op::MaskedAttention => masked_attention::replace_masked_attention(model),
     }
 }
 
