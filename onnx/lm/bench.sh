@@ -38,6 +38,15 @@ for key, label in [("ttft_ms", "time to first token ms"), ("decode_ms_per_token"
 for r in refs[1:]:
     print(f"{r['runtime']}: time to first token {r['ttft_ms']:.1f} ms, decode {r['decode_ms_per_token']:.1f} ms/token "
           f"({r['decode_tokens_per_s']:.1f} tokens/s); tract/llama.cpp decode ratio {t['decode_ms_per_token'] / r['decode_ms_per_token']:.2f}")
+def same_prefix(a, b):
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+for r in refs:
+    if "greedy_ids" in r and "greedy_ids" in t:
+        n = same_prefix(t["greedy_ids"], r["greedy_ids"])
+        print(f"greedy tokens: tract's first {n} of {len(t['greedy_ids'])} equal {r['runtime']}'s")
 print(f"tract resident after the run: {t['rss_mib']:.0f} MiB")
 print(f"tract's greedy reply: {t['greedy_reply']!r}")
 PY

@@ -52,17 +52,20 @@ def bench_ort(model_dir, ids, new, threads, runs):
         logits, past = run(ids, 0, past)
         t1 = time.perf_counter()
         nxt = int(np.argmax(logits))
+        greedy = [nxt]
         for i in range(new):
             logits, past = run([nxt], len(ids) + i, past)
             nxt = int(np.argmax(logits))
+            greedy.append(nxt)
         t2 = time.perf_counter()
         if r == 0:
             first_run = (t2 - t0) * 1e3
+            greedy_ids = greedy
             continue
         ttft.append((t1 - t0) * 1e3)
         decode.append((t2 - t1) / new * 1e3)
     d = median(decode)
-    return {"runtime": "onnxruntime " + ort.__version__, "load_ms": load_ms, "first_run_ms": first_run, "ttft_ms": median(ttft), "decode_ms_per_token": d, "decode_tokens_per_s": 1e3 / d, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"runtime": "onnxruntime " + ort.__version__, "load_ms": load_ms, "first_run_ms": first_run, "ttft_ms": median(ttft), "decode_ms_per_token": d, "decode_tokens_per_s": 1e3 / d, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "greedy_ids": greedy_ids}
 
 
 def bench_llamacpp(gguf, ids, new, threads, runs):
@@ -72,22 +75,31 @@ def bench_llamacpp(gguf, ids, new, threads, runs):
     t0 = time.perf_counter()
     llm = Llama(model_path=gguf, n_ctx=1024, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
     load_ms = (time.perf_counter() - t0) * 1e3
+
+    def last_logits():
+        # without logits_all (which would slow its prefill) Llama.scores is not kept
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(llm.n_vocab(),))
+
     ttft, decode = [], []
     for r in range(runs + 1):
         llm.reset()
         t0 = time.perf_counter()
         llm.eval(ids)
         t1 = time.perf_counter()
+        greedy = []
         for _ in range(new):
-            nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            nxt = int(np.argmax(last_logits()))
+            greedy.append(nxt)
             llm.eval([nxt])
+        greedy.append(int(np.argmax(last_logits())))
         t2 = time.perf_counter()
         if r == 0:
+            greedy_ids = greedy
             continue
         ttft.append((t1 - t0) * 1e3)
         decode.append((t2 - t1) / new * 1e3)
     d = median(decode)
-    return {"runtime": "llama.cpp " + llama_cpp.__version__ + " (Q4_1 GGUF)", "load_ms": load_ms, "ttft_ms": median(ttft), "decode_ms_per_token": d, "decode_tokens_per_s": 1e3 / d}
+    return {"runtime": "llama.cpp " + llama_cpp.__version__ + " (Q4_1 GGUF)", "load_ms": load_ms, "ttft_ms": median(ttft), "decode_ms_per_token": d, "decode_tokens_per_s": 1e3 / d, "greedy_ids": greedy_ids}
 
 
 def main():

@@ -63,6 +63,8 @@ fn main() {
     let mut ttft = Vec::new();
     let mut decode = Vec::new();
     let mut first_run_ms = 0.0;
+    // the greedy continuation, compared with the other runtimes' by onnx/lm/bench.sh
+    let mut greedy_ids = Vec::new();
     for run in 0..runs + 1 {
         let t0 = Instant::now();
         let step = model
@@ -71,13 +73,16 @@ fn main() {
         let t1 = Instant::now();
         let mut cache = step.present;
         let mut next = argmax(&step.logits);
+        let mut continuation = vec![next];
         for i in 0..new_tokens {
             let step = model
                 .forward(&[next], ids.len() + i, cache)
                 .expect("decode step");
             cache = step.present;
             next = argmax(&step.logits);
+            continuation.push(next);
         }
+        greedy_ids = continuation;
         let t2 = Instant::now();
         if run == 0 {
             first_run_ms = (t2 - t0).as_secs_f64() * 1e3;
@@ -139,6 +144,7 @@ fn main() {
         "peak_rss_mib": status_mib("VmHWM:"),
         "rss_mib": status_mib("VmRSS:"),
         "greedy_reply": done.text,
+        "greedy_ids": greedy_ids,
         "decode_step_ops": ops,
     });
     println!("{json}");

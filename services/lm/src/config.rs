@@ -115,9 +115,11 @@ impl LmConfig {
         let blocks = |weights: u64, bytes_per_block: u64| weights / 32 * bytes_per_block;
         norms
             + match self.quantisation.as_str() {
+                // codes and an f16 scale a block (the 8-bit gather keeps f32 scales), a Q4_1
+                // layer's f16 minimum besides
                 "q4_0" => blocks(layers + 2 * table, 18),
-                "q8_0" => blocks(layers + 2 * table, 32 + 4),
-                "q4_1" => blocks(layers, 18 + 4) + blocks(table, 18) + blocks(table, 2 * 18),
+                "q8_0" => blocks(layers + table, 32 + 2) + blocks(table, 32 + 4),
+                "q4_1" => blocks(layers, 18 + 2) + blocks(table, 18) + blocks(table, 2 * 18),
                 _ => (layers + 2 * table) * 4,
             }
     }

@@ -373,11 +373,13 @@ fn optimise(
         .and_then(|m| m.into_decluttered())
         .map_err(fail)?;
     // 4-bit weights: tract widens every panel to f32 on every call; cabin's op reads the
-    // blocks as they lie. Only where its fast kernels run (see cabin_tract_ops::swap_in).
+    // blocks as they lie. Attention: tract packs the cache for two products per head and
+    // step. Only where cabin's fast kernels run (see cabin_tract_ops::swap_in).
     if cabin_tract_ops::worth_swapping() {
-        let swapped = cabin_tract_ops::swap_in_only(&mut typed, cabin_tract_ops::Op::BlockQ4Linear)
-            .map_err(fail)?;
-        tracing::debug!(swapped, "block-quant products on cabin's kernels");
+        use cabin_tract_ops::{Op, swap_in_only};
+        let products = swap_in_only(&mut typed, Op::BlockQ4Linear).map_err(fail)?;
+        let attention = swap_in_only(&mut typed, Op::MaskedAttention).map_err(fail)?;
+        tracing::debug!(products, attention, "cabin's ops swapped in");
     }
     let typed = typed.into_optimized().map_err(fail)?;
     let plan = if threads > 1 {

@@ -6,7 +6,7 @@
 //!
 //! tract 0.23 runs those through a packer that widens every panel to f32 before its matrix
 //! kernel, on every call. Here the codes are unpacked once at load into rows of 16 bytes a
-//! block with the scales beside them as f32, and:
+//! block with the f16 scales beside them (a Q4_1 layer's minimums too), and:
 //! - a token (decode) is quantised to 8 bits per block of 32 (one scale per block, as llama.cpp
 //!   does with its Q8 activations) and multiplied with the codes in integer arithmetic: AVX-512
 //!   VNNI's `vpdpbusd` on two blocks at a time, AVX-512BW or AVX2 `vpmaddubsw`/`vpmaddwd`
@@ -27,7 +27,8 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::conv3x3::{Kernel, MR, NT};
 use super::linear::{Shared, rows_tile};
-use super::plan_rewrite::{einsum_letters, on_tract_pool, swap_in};
+use super::plan_rewrite::{einsum_letters, on_tract_pool, pool_threads, swap_in};
+use super::team;
 
 /// Weights per block; bytes per block in tract's Q4_0 (an f16 scale, then 16 bytes of codes:
 /// element `i` in the low nibble of byte `i`, element `i + 16` in its high nibble).
@@ -58,10 +59,9 @@ impl Format {
 /// busy while the weights stream in, and share the loads of the token.
 const ROWS: usize = 4;
 
-/// A decode product of at least this many weights is shared over the pool, in parts of
-/// `SHARED_ROWS` rows: a 49152 x 576 head takes ~2 ms on one core, worth a hand-over.
-const SHARED_FROM: usize = 1 << 22;
-const SHARED_ROWS: usize = 4096;
+/// A decode product on a pool of `T` threads is cut into `T` times this many parts, so a
+/// thread that starts late still finds work.
+const PARTS_PER_THREAD: usize = 2;
 
 /// Fewer tokens than this are run one by one in integer arithmetic; from it on, by widened
 /// panels in f32.
@@ -82,6 +82,11 @@ pub(crate) enum Q4Kernel {
 impl Q4Kernel {
     /// The fastest this machine runs within what the crate's [`Kernel`] allows.
     fn for_kernel(kernel: Kernel) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if !std::arch::is_x86_feature_detected!("f16c") {
+            // every x86 kernel widens the f16 scales with F16C (all AVX2 CPUs have it)
+            return Self::Portable;
+        }
         match kernel {
             Kernel::Portable => Self::Portable,
             #[cfg(target_arch = "x86_64")]
@@ -145,15 +150,21 @@ impl Q4Kernel {
     }
 }
 
-/// The weights as the kernels read them: `[n][blocks][16]` codes and `[n][blocks]` scales, and
-/// optionally `[n][blocks]` offsets added to every weight of a block (a Q4_1 layer's
-/// `(8d + m)`, see `onnx/lm/build_lm.py`).
+/// The weights as the kernels read them: `[n][blocks][16]` codes and `[n][blocks]` scales,
+/// and for a Q4_1 layer (`code * d + m`, see `onnx/lm/build_lm.py`) each block's `m`, the
+/// weights being `(code - 8) * d + (8d + m)`. Scales and minimums are f16 bits, as GGML and
+/// tract store them: a decode token reads every byte of the weights once, so their size is
+/// its time.
 #[derive(Debug, PartialEq)]
 struct Weights {
     format: Format,
-    codes: Vec<u8>,
-    scales: Vec<f32>,
-    offsets: Vec<f32>,
+    codes: Arc<Vec<u8>>,
+    scales: Arc<Vec<u16>>,
+    mins: Vec<u16>,
+}
+
+fn to_f32(h: u16) -> f32 {
+    f16::from_bits(h).to_f32()
 }
 
 impl Weights {
@@ -163,14 +174,14 @@ impl Weights {
         let mut codes = Vec::with_capacity(blocks * CODES);
         let mut scales = Vec::with_capacity(blocks);
         for block in blob.chunks_exact(BLOCK_BYTES) {
-            scales.push(f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32());
+            scales.push(u16::from_le_bytes([block[0], block[1]]));
             codes.extend_from_slice(&block[2..]);
         }
         Self {
             format: Format::Q4_0,
-            codes,
-            scales,
-            offsets: Vec::new(),
+            codes: Arc::new(codes),
+            scales: Arc::new(scales),
+            mins: Vec::new(),
         }
     }
 }
@@ -319,7 +330,8 @@ impl BlockQuantLinear {
 
     /// `[.., k] -> [.., n]` (input of `rank`) on Q8_0 weights: `codes` `[n][k]` stored
     /// `code + 128` (as `MatMulNBits` with `bits=8` and no zero points holds them), `scales`
-    /// `[n][k / 32]`.
+    /// `[n][k / 32]`, held as f16 as GGML's Q8_0 holds them (a scale that is not an f16 value
+    /// is rounded to the nearest, 2⁻¹¹ of itself).
     pub(crate) fn q8_0(
         codes: Vec<u8>,
         scales: Vec<f32>,
@@ -344,9 +356,58 @@ impl BlockQuantLinear {
         Ok(Self {
             weights: Arc::new(Weights {
                 format: Format::Q8_0,
-                codes,
-                scales,
-                offsets: Vec::new(),
+                codes: Arc::new(codes),
+                scales: Arc::new(scales.iter().map(|&s| f16::from_f32(s).to_bits()).collect()),
+                mins: Vec::new(),
+            }),
+            k,
+            n,
+            kernel,
+            q4: Q4Kernel::for_kernel(kernel),
+            k_axes: 1,
+            out_axes,
+        })
+    }
+
+    /// `[.., k] -> [.., n]` (input of `rank`) on 4-bit weights as `MatMulNBits` with `bits=4`,
+    /// blocks of 32 and no zero points holds them: `codes` `[n][k / 32][16]`, element `2i` of a
+    /// block in the low nibble of byte `i` and `2i + 1` in its high one, `(code - 8) * scale`;
+    /// `scales` `[n][k / 32]`, held as f16 as tract and GGML hold them.
+    pub(crate) fn q4_0_nbits(
+        codes: &[u8],
+        scales: &[f32],
+        n: usize,
+        k: usize,
+        rank: usize,
+    ) -> TractResult<Self> {
+        ensure!(
+            k > 0
+                && n > 0
+                && rank > 0
+                && k.is_multiple_of(BLOCK)
+                && codes.len() == n * k / 2
+                && scales.len() == n * k / BLOCK,
+            "BlockQuantLinear: {} bytes and {} scales are not {n} x {k} 4-bit weights",
+            codes.len(),
+            scales.len()
+        );
+        // to the kernels' order: element i in the low nibble of byte i, element i + 16 high
+        let mut ours = vec![0u8; codes.len()];
+        for (theirs, ours) in codes.chunks_exact(CODES).zip(ours.chunks_exact_mut(CODES)) {
+            let code = |e: usize| (theirs[e / 2] >> (4 * (e % 2))) & 0x0F;
+            for (i, byte) in ours.iter_mut().enumerate() {
+                *byte = code(i) | code(i + 16) << 4;
+            }
+        }
+        let kernel = Kernel::best();
+        let mut out_axes: TVec<OutAxis> = (0..rank - 1).map(OutAxis::Input).collect();
+        out_axes.push(OutAxis::N);
+        Ok(Self {
+            weights: Arc::new(Weights {
+                format: Format::Q4_0,
+                codes: Arc::new(ours),
+                scales: Arc::new(scales.iter().map(|&s| f16::from_f32(s).to_bits()).collect()),
+                mins: Vec::new(),
             }),
             k,
             n,
@@ -373,7 +434,7 @@ impl BlockQuantLinear {
     }
 
     /// Codes and scales of `R` consecutive rows from `j` on.
-    fn rows<const R: usize>(&self, j: usize) -> ([&[u8]; R], [&[f32]; R]) {
+    fn rows<const R: usize>(&self, j: usize) -> ([&[u8]; R], [&[u16]; R]) {
         let nb = self.blocks();
         let row = nb * self.weights.format.code_bytes();
         (
@@ -383,18 +444,14 @@ impl BlockQuantLinear {
     }
 
     /// `out[j] = Σ w[j][c]·x[c]` for one token, every output row. A layer's product takes tens
-    /// of microseconds, about what handing half of it to the pool and waking a worker costs (on
-    /// the pool, two threads decoded slower than one), so only large ones (a vocabulary head)
-    /// are shared.
+    /// of microseconds, about what waking a pool worker costs, so when the plan runs on a pool
+    /// the rows are shared with [`team`]'s spinning helpers instead.
     fn token(&self, x: &[f32], out: Shared) {
         let format = self.weights.format;
         let pairs = format == Format::Q4_0 && self.q4.reads_pairs();
         let token = QuantisedToken::new(x, pairs);
-        let parts = if self.n * self.k >= SHARED_FROM {
-            self.n.div_ceil(SHARED_ROWS)
-        } else {
-            1
-        };
+        let threads = pool_threads();
+        let parts = (threads * PARTS_PER_THREAD).min(self.n.div_ceil(ROWS));
         let per_part = self.n.div_ceil(parts).next_multiple_of(ROWS);
         let part = |p: usize| {
             let j0 = p * per_part;
@@ -417,19 +474,16 @@ impl BlockQuantLinear {
                 }
                 j += ROWS;
             }
-            if !self.weights.offsets.is_empty() {
+            if !self.weights.mins.is_empty() {
                 let nb = self.blocks();
                 for (i, d) in dst.iter_mut().enumerate() {
-                    let offsets = &self.weights.offsets[(j0 + i) * nb..][..nb];
-                    *d += dot(offsets, &token.sums);
+                    let row = (j0 + i) * nb;
+                    let (scales, mins) = (&self.weights.scales[row..], &self.weights.mins[row..]);
+                    *d += offsets_dot(self.q4, &scales[..nb], &mins[..nb], &token.sums);
                 }
             }
         };
-        if parts == 1 {
-            part(0);
-        } else {
-            on_tract_pool((0..parts).collect(), part);
-        }
+        team::run_parts(threads, parts, &part);
     }
 
     /// Many tokens (`x` is `[tokens][k]`): each panel of `NT` output rows widened to f32 once.
@@ -444,9 +498,9 @@ impl BlockQuantLinear {
                 let nb = self.blocks();
                 for lane in 0..width {
                     let (codes, scales) = self.rows::<1>(j0 + lane);
-                    let offsets = (!self.weights.offsets.is_empty())
-                        .then(|| &self.weights.offsets[(j0 + lane) * nb..][..nb]);
-                    widen_row(self.weights.format, codes[0], scales[0], offsets, |c, v| {
+                    let mins = (!self.weights.mins.is_empty())
+                        .then(|| &self.weights.mins[(j0 + lane) * nb..][..nb]);
+                    widen_row(self.weights.format, codes[0], scales[0], mins, |c, v| {
                         widened[c * NT + lane] = v
                     });
                 }
@@ -480,25 +534,26 @@ thread_local! {
     static WIDENED: std::cell::RefCell<Vec<f32>> = Default::default();
 }
 
-/// Calls `put(c, w[c])` for the `k` weights of one row (with its blocks' offsets, if any).
+/// Calls `put(c, w[c])` for the `k` weights of one row (with its Q4_1 minimums, if any).
 fn widen_row(
     format: Format,
     codes: &[u8],
-    scales: &[f32],
-    offsets: Option<&[f32]>,
+    scales: &[u16],
+    mins: Option<&[u16]>,
     mut put: impl FnMut(usize, f32),
 ) {
     if format == Format::Q8_0 {
         for (b, (block, &scale)) in codes.chunks_exact(BLOCK).zip(scales).enumerate() {
-            let offset = offsets.map_or(0.0, |o| o[b]);
+            let scale = to_f32(scale);
             for (i, &code) in block.iter().enumerate() {
-                put(b * BLOCK + i, (code as f32 - 128.0) * scale + offset);
+                put(b * BLOCK + i, (code as f32 - 128.0) * scale);
             }
         }
         return;
     }
     for (b, (block, &scale)) in codes.chunks_exact(CODES).zip(scales).enumerate() {
-        let offset = offsets.map_or(0.0, |o| o[b]);
+        let scale = to_f32(scale);
+        let offset = mins.map_or(0.0, |m| 8.0 * scale + to_f32(m[b]));
         for (i, &byte) in block.iter().enumerate() {
             put(b * BLOCK + i, ((byte & 0x0F) as f32 - 8.0) * scale + offset);
             put(
@@ -509,22 +564,21 @@ fn widen_row(
     }
 }
 
-/// `Σ a[i]·b[i]`, in eight running sums the compiler keeps in one vector.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let rest: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
+/// A Q4_1 row's `Σ (8d + m)·s` over its blocks: what its minimums add to the product with a
+/// token whose block sums are `sums`.
+fn offsets_dot(kernel: Q4Kernel, scales: &[u16], mins: &[u16], sums: &[f32]) -> f32 {
+    assert!(scales.len() == sums.len() && mins.len() == sums.len());
+    match kernel {
+        Q4Kernel::Portable => scales
+            .iter()
+            .zip(mins)
+            .zip(sums)
+            .map(|((&d, &m), &s)| (8.0 * to_f32(d) + to_f32(m)) * s)
+            .sum(),
+        // SAFETY: these kernels are chosen only where AVX2, FMA and F16C are; lengths asserted.
+        #[cfg(target_arch = "x86_64")]
+        _ => unsafe { x86::offsets_dot(scales, mins, sums) },
     }
-    lanes.iter().sum::<f32>() + rest
 }
 
 /// `Σ w[r][c]·x[c]` for `R` rows against a quantised token.
@@ -532,7 +586,7 @@ fn rows_dot<const R: usize>(
     kernel: Q4Kernel,
     format: Format,
     codes: [&[u8]; R],
-    scales: [&[f32]; R],
+    scales: [&[u16]; R],
     token: &QuantisedToken,
 ) -> [f32; R] {
     let nb = token.scales.len();
@@ -572,7 +626,7 @@ fn rows_dot<const R: usize>(
 
 /// What every kernel computes: per block, the integer sum of `(code - 8) * value`, times the
 /// two scales.
-fn row_dot_portable(codes: &[u8], scales: &[f32], token: &QuantisedToken) -> f32 {
+fn row_dot_portable(codes: &[u8], scales: &[u16], token: &QuantisedToken) -> f32 {
     let mut total = 0.0;
     for (b, (block, &scale)) in codes.chunks_exact(CODES).zip(scales).enumerate() {
         let x = &token.values[b * BLOCK..][..BLOCK];
@@ -581,13 +635,13 @@ fn row_dot_portable(codes: &[u8], scales: &[f32], token: &QuantisedToken) -> f32
             sum += ((byte & 0x0F) as i32 - 8) * x[i] as i32;
             sum += ((byte >> 4) as i32 - 8) * x[16 + i] as i32;
         }
-        total += scale * token.scales[b] * sum as f32;
+        total += to_f32(scale) * token.scales[b] * sum as f32;
     }
     total
 }
 
 /// The Q8_0 sum every kernel computes: per block, `Σ (code - 128) * value`, times the scales.
-fn row_dot_q8_portable(codes: &[u8], scales: &[f32], token: &QuantisedToken) -> f32 {
+fn row_dot_q8_portable(codes: &[u8], scales: &[u16], token: &QuantisedToken) -> f32 {
     let mut total = 0.0;
     for (b, (block, &scale)) in codes.chunks_exact(BLOCK).zip(scales).enumerate() {
         let x = &token.values[b * BLOCK..][..BLOCK];
@@ -596,7 +650,7 @@ fn row_dot_q8_portable(codes: &[u8], scales: &[f32], token: &QuantisedToken) -> 
             .zip(x)
             .map(|(&code, &v)| (code as i32 - 128) * v as i32)
             .sum();
-        total += scale * token.scales[b] * sum as f32;
+        total += to_f32(scale) * token.scales[b] * sum as f32;
     }
     total
 }
@@ -624,11 +678,11 @@ mod x86 {
     }
 
     /// # Safety
-    /// AVX2 and FMA are available and the slices are as long as `rows_dot` asserts.
-    #[target_feature(enable = "avx2,fma")]
+    /// AVX2, FMA and F16C are available and the slices are as long as `rows_dot` asserts.
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn rows_dot_q8_avx2<const R: usize>(
         codes: [&[u8]; R],
-        scales: [&[f32]; R],
+        scales: [&[u16]; R],
         token: &QuantisedToken,
     ) -> [f32; R] {
         let mut acc = [_mm256_setzero_ps(); R];
@@ -639,7 +693,7 @@ mod x86 {
             let x_scale = token.scales[b];
             for r in 0..R {
                 let sums = unsafe { q8_block_sums(codes[r].as_ptr().add(b * BLOCK), x) };
-                let scale = _mm256_set1_ps(unsafe { *scales[r].get_unchecked(b) } * x_scale);
+                let scale = _mm256_set1_ps(unsafe { half(*scales[r].get_unchecked(b)) } * x_scale);
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[r]);
             }
         }
@@ -650,23 +704,24 @@ mod x86 {
     /// or `scales[1]` in the lanes `second` marks.
     ///
     /// # Safety
-    /// `scales` has two readable values.
+    /// `scales` has two readable f16 values.
     #[inline]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,f16c")]
     unsafe fn add_scaled(
         acc: __m512,
         sums: __m512i,
-        scales: *const f32,
+        scales: *const u16,
         second: __mmask16,
         x_scales: __m512,
     ) -> __m512 {
-        let w = unsafe {
-            _mm512_mask_blend_ps(
-                second,
-                _mm512_set1_ps(*scales),
-                _mm512_set1_ps(*scales.add(1)),
-            )
-        };
+        let two = _mm_cvtph_ps(_mm_cvtsi32_si128(unsafe {
+            std::ptr::read_unaligned(scales as *const i32)
+        }));
+        let w = _mm512_mask_blend_ps(
+            second,
+            _mm512_broadcastss_ps(two),
+            _mm512_broadcastss_ps(_mm_movehdup_ps(two)),
+        );
         _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(w, x_scales), acc)
     }
 
@@ -682,7 +737,7 @@ mod x86 {
             #[target_feature(enable = $features)]
             pub(super) unsafe fn $name<const R: usize>(
                 codes: [&[u8]; R],
-                scales: [&[f32]; R],
+                scales: [&[u16]; R],
                 token: &QuantisedToken,
             ) -> [f32; R] {
                 let nb = token.scales.len();
@@ -715,7 +770,7 @@ mod x86 {
                     for r in 0..R {
                         let sums = unsafe { q8_block_sums(codes[r].as_ptr().add(b * BLOCK), x) };
                         out[r] += sum256(_mm256_cvtepi32_ps(sums))
-                            * unsafe { *scales[r].get_unchecked(b) }
+                            * unsafe { half(*scales[r].get_unchecked(b)) }
                             * token.scales[b];
                     }
                 }
@@ -728,7 +783,7 @@ mod x86 {
     // `128 · Σ x` that adds is taken away once per pair of blocks, for every row.
     rows_dot_q8_avx512!(
         rows_dot_q8_avx512_vnni,
-        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma",
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
         |x| _mm512_sub_epi32(
             _mm512_setzero_si512(),
             _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), x)
@@ -739,7 +794,7 @@ mod x86 {
     // token's bytes are negated under the mask of the negative codes.
     rows_dot_q8_avx512!(
         rows_dot_q8_avx512_bw,
-        "avx512f,avx512bw,avx512vl,avx2,fma",
+        "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
         |x| x,
         |x_bytes, codes| {
             let w = _mm512_xor_si512(codes, _mm512_set1_epi8(-128));
@@ -772,6 +827,41 @@ mod x86 {
         _mm256_cvtepi32_ps(_mm256_add_epi32(fours, offsets))
     }
 
+    /// An f16 value, widened.
+    #[inline]
+    #[target_feature(enable = "f16c")]
+    fn half(h: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+    }
+
+    /// `Σ (8·d + m)·s`, `d` and `m` f16: see `super::offsets_dot`.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C are available; the slices are equally long.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn offsets_dot(scales: &[u16], mins: &[u16], sums: &[f32]) -> f32 {
+        let n = sums.len();
+        let eight = _mm256_set1_ps(8.0);
+        let mut acc = _mm256_setzero_ps();
+        let mut b = 0;
+        while b + 8 <= n {
+            let (d, m, s) = unsafe {
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(scales.as_ptr().add(b) as *const __m128i)),
+                    _mm256_cvtph_ps(_mm_loadu_si128(mins.as_ptr().add(b) as *const __m128i)),
+                    _mm256_loadu_ps(sums.as_ptr().add(b)),
+                )
+            };
+            acc = _mm256_fmadd_ps(_mm256_fmadd_ps(eight, d, m), s, acc);
+            b += 8;
+        }
+        let mut total = sum256(acc);
+        for b in b..n {
+            total += (8.0 * half(scales[b]) + half(mins[b])) * sums[b];
+        }
+        total
+    }
+
     #[inline]
     #[target_feature(enable = "avx")]
     fn sum256(v: __m256) -> f32 {
@@ -781,11 +871,11 @@ mod x86 {
     }
 
     /// # Safety
-    /// AVX2 and FMA are available and the slices are as long as `rows_dot` asserts.
-    #[target_feature(enable = "avx2,fma")]
+    /// AVX2, FMA and F16C are available and the slices are as long as `rows_dot` asserts.
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn rows_dot_avx2<const R: usize>(
         codes: [&[u8]; R],
-        scales: [&[f32]; R],
+        scales: [&[u16]; R],
         token: &QuantisedToken,
     ) -> [f32; R] {
         let mut acc = [_mm256_setzero_ps(); R];
@@ -798,7 +888,7 @@ mod x86 {
             let x_scale = token.scales[b];
             for r in 0..R {
                 let sums = unsafe { block_sums(codes[r].as_ptr().add(b * CODES), x, offsets) };
-                let scale = _mm256_set1_ps(unsafe { *scales[r].get_unchecked(b) } * x_scale);
+                let scale = _mm256_set1_ps(unsafe { half(*scales[r].get_unchecked(b)) } * x_scale);
                 acc[r] = _mm256_fmadd_ps(sums, scale, acc[r]);
             }
         }
@@ -816,7 +906,7 @@ mod x86 {
             #[target_feature(enable = $features)]
             pub(super) unsafe fn $name<const R: usize>(
                 codes: [&[u8]; R],
-                scales: [&[f32]; R],
+                scales: [&[u16]; R],
                 token: &QuantisedToken,
             ) -> [f32; R] {
                 let nb = token.scales.len();
@@ -858,8 +948,9 @@ mod x86 {
                     for r in 0..R {
                         let sums =
                             unsafe { block_sums(codes[r].as_ptr().add(b * CODES), x, offsets) };
-                        out[r] +=
-                            sum256(sums) * unsafe { *scales[r].get_unchecked(b) } * token.scales[b];
+                        out[r] += sum256(sums)
+                            * unsafe { half(*scales[r].get_unchecked(b)) }
+                            * token.scales[b];
                     }
                 }
                 out
@@ -869,12 +960,12 @@ mod x86 {
 
     rows_dot_avx512!(
         rows_dot_avx512_vnni,
-        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma",
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
         |offsets, bytes, x| _mm512_dpbusd_epi32(offsets, bytes, x)
     );
     rows_dot_avx512!(
         rows_dot_avx512_bw,
-        "avx512f,avx512bw,avx512vl,avx2,fma",
+        "avx512f,avx512bw,avx512vl,avx2,fma,f16c",
         |offsets, bytes, x| {
             let pairs = _mm512_maddubs_epi16(bytes, x);
             _mm512_add_epi32(_mm512_madd_epi16(pairs, _mm512_set1_epi16(1)), offsets)
@@ -1042,9 +1133,8 @@ pub(crate) fn replace_block_quant_linears(model: &mut TypedModel) -> TractResult
         swap_in(model, id, op, &[input])?;
         replaced += 1;
     }
-    if replaced > 0 {
-        fold_block_offsets(model)?;
-    }
+    // the products may also have come in as cabin's already (see `quant_onnx`)
+    fold_block_offsets(model)?;
     Ok(replaced)
 }
 
@@ -1068,7 +1158,7 @@ pub(crate) fn fold_block_offsets(model: &mut TypedModel) -> TractResult<usize> {
             let product = model.node(node.inputs[q].node);
             let correction = model.node(node.inputs[1 - q].node);
             let op = product.op_as::<BlockQuantLinear>()?;
-            if !op.weights.offsets.is_empty() || op.weights.format != Format::Q4_0 {
+            if !op.weights.mins.is_empty() || op.weights.format != Format::Q4_0 {
                 return None;
             }
             // the correction: block sums of the same activation against a [K/32, n] constant
@@ -1125,12 +1215,20 @@ pub(crate) fn fold_block_offsets(model: &mut TypedModel) -> TractResult<usize> {
             {
                 return None;
             }
+            // a Q4_1 layer's table: `8d + m` with `m` an f16 value, kept as that `m` when it
+            // gives the table's value back exactly; any other table stays a product of its own
             let values = table.try_as_plain_ram().ok()?;
             let values = values.as_slice::<f32>().ok()?;
-            let mut offsets = vec![0f32; op.n * nb];
+            let mut mins = vec![0u16; op.n * nb];
             for b in 0..nb {
                 for j in 0..op.n {
-                    offsets[j * nb + b] = values[b * op.n + j];
+                    let d = to_f32(op.weights.scales[j * nb + b]);
+                    let value = values[b * op.n + j];
+                    let m = f16::from_f32(value - 8.0 * d);
+                    if 8.0 * d + m.to_f32() != value {
+                        return None;
+                    }
+                    mins[j * nb + b] = m.to_bits();
                 }
             }
             let mut fused = op.clone();
@@ -1138,7 +1236,7 @@ pub(crate) fn fold_block_offsets(model: &mut TypedModel) -> TractResult<usize> {
                 format: Format::Q4_0,
                 codes: op.weights.codes.clone(),
                 scales: op.weights.scales.clone(),
-                offsets,
+                mins,
             });
             Some((fused, product.inputs[0]))
         });
@@ -1274,7 +1372,9 @@ mod tests {
         let mut scales = Vec::new();
         let mut dequantised = Vec::with_capacity(w.len());
         for block in w.chunks_exact(BLOCK) {
-            let scale = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            // f16, as GGML stores it
+            let scale = f16::from_f32(block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0);
+            let scale = scale.to_f32();
             scales.push(scale);
             for v in block {
                 let code = (v / scale).round().clamp(-127.0, 127.0);
@@ -1403,6 +1503,57 @@ mod tests {
     }
 
     #[test]
+    fn matmul_nbits_codes_give_the_product_they_stand_for() {
+        // MatMulNBits' layout: element 2i of a block in the low nibble of byte i, 2i + 1 high
+        let (n, k) = (12, 96);
+        let w = noise(n * k, 11);
+        let mut codes = vec![0u8; n * k / 2];
+        let mut scales = vec![0f32; n * k / BLOCK];
+        let mut dequantised = vec![0f32; n * k];
+        for (b, block) in w.chunks_exact(BLOCK).enumerate() {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = f16::from_f32(amax / 7.0).to_f32();
+            scales[b] = scale;
+            for (e, v) in block.iter().enumerate() {
+                let code = ((v / scale).round() + 8.0).clamp(0.0, 15.0) as u8;
+                codes[b * CODES + e / 2] |= code << (4 * (e % 2));
+                dequantised[b * BLOCK + e] = (code as f32 - 8.0) * scale;
+            }
+        }
+        let op = BlockQuantLinear::q4_0_nbits(&codes, &scales, n, k, 3).unwrap();
+        prompts_give_the_product(&op, &dequantised);
+        for q4 in Q4Kernel::available() {
+            let mut op = op.clone();
+            op.q4 = q4;
+            a_token_is_within_its_rounding(&op, &dequantised, &noise(k, 12));
+        }
+        assert!(BlockQuantLinear::q4_0_nbits(&codes[1..], &scales, n, k, 3).is_err());
+    }
+
+    #[test]
+    fn a_token_shared_with_the_team_gives_what_one_thread_gives() {
+        // rows split between threads: each row's sum is the same arithmetic, so equal bits
+        let (n, k) = (300, 128);
+        let blob = Q4_0.quant_f32(&noise(n * k, 3)).unwrap();
+        let op =
+            BlockQuantLinear::plain(&blob, n, k, Q4Kernel::for_kernel(Kernel::best()), 3).unwrap();
+        let x = noise(k, 4);
+        let alone = run(&op, &x, 1);
+        let pool = tract_linalg::multithread::Executor::multithread(2);
+        for _ in 0..50 {
+            let shared = tract_linalg::multithread::multithread_tract_scope(pool.clone(), || {
+                run(&op, &x, 1)
+            });
+            assert!(
+                alone
+                    .iter()
+                    .zip(&shared)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
+        }
+    }
+
+    #[test]
     fn a_plan_with_the_op_gives_what_tract_gives() {
         plan_agrees(false);
     }
@@ -1456,10 +1607,36 @@ mod tests {
 
     #[test]
     fn a_q4_1_correction_is_folded_into_the_product() {
+        // build_lm.py's q4_1 layer: MatMulNBits plus (8d + m) times the activation's block
+        // sums, `d` the layer's scales and `m` f16 values
+        let (n, k) = (40, 96);
+        let nb = k / BLOCK;
+        let blob = Q4_0.quant_f32(&noise(n * k, 5)).unwrap();
+        let scales = Weights::from_q4_0(&blob, n, k).scales;
+        let mins = noise(nb * n, 6);
+        let mut table = vec![0f32; nb * n];
+        for b in 0..nb {
+            for j in 0..n {
+                let m = f16::from_f32(mins[b * n + j]).to_f32();
+                table[b * n + j] = 8.0 * to_f32(scales[j * nb + b]) + m;
+            }
+        }
+        assert_eq!(q4_1_plan_agrees(n, k, &table), 0, "not folded");
+    }
+
+    #[test]
+    fn a_correction_that_is_not_a_q4_1_one_stays_beside_the_product() {
+        // minimums that are not f16 values: the correction keeps its own product
+        let (n, k) = (40, 96);
+        let table = noise(k / BLOCK * n, 6);
+        assert_eq!(q4_1_plan_agrees(n, k, &table), 1);
+    }
+
+    /// Runs a [`q4_plan`] `(n, k, 5)` plus `table` times the block sums with cabin's ops and
+    /// with tract's, checks they agree and returns how many block sums cabin's plan still takes.
+    fn q4_1_plan_agrees(n: usize, k: usize, table: &[f32]) -> usize {
         use tract_onnx::tract_core::ops::math;
         use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
-        // build_lm.py's q4_1 layer: MatMulNBits plus (8d + m) times the activation's block sums
-        let (n, k) = (40, 96);
         let nb = k / BLOCK;
         let (mut model, _) = q4_plan(n, k, 5);
         let x = model.input_outlets().unwrap()[0];
@@ -1475,10 +1652,7 @@ mod tests {
             .wire_node("sums", Reduce::new(tvec![3], Reducer::Sum), &split)
             .unwrap()[0];
         let table = model
-            .add_const(
-                "offsets",
-                Tensor::from_shape(&[nb, n], &noise(nb * n, 6)).unwrap(),
-            )
+            .add_const("offsets", Tensor::from_shape(&[nb, n], table).unwrap())
             .unwrap();
         let axes = AxesMapping::from_strs(&["amkb", "kn"], &["amn"]).unwrap();
         let correction = model
@@ -1498,13 +1672,11 @@ mod tests {
         let mut swapped = model.clone();
         replace_block_quant_linears(&mut swapped).unwrap();
         let swapped = swapped.into_optimized().unwrap();
-        assert!(
-            swapped
-                .nodes()
-                .iter()
-                .all(|n| n.op_as::<Reduce>().is_none()),
-            "not folded"
-        );
+        let reductions = swapped
+            .nodes()
+            .iter()
+            .filter(|n| n.op_as::<Reduce>().is_some())
+            .count();
         let ours = swapped.into_runnable().unwrap();
         let tract = model.into_optimized().unwrap().into_runnable().unwrap();
         for (tokens, tolerance) in [(1, 0.01), (19, 1e-4)] {
@@ -1521,6 +1693,7 @@ mod tests {
                 );
             }
         }
+        reductions
     }
 
     #[test]

@@ -15,11 +15,16 @@
 //! - `broadcast_bin`: adds and multiplies with one operand broadcast per channel or feature;
 //! - `block_quant`: products with block-quantised (Q4_0, Q8_0) weights, read as they are
 //!   stored: a language model's projections and head;
-//! - `quant_onnx`: the 8-bit `MatMulNBits` and `GatherBlockQuantized` tract-onnx does not parse
-//!   ([`onnx`] is tract-onnx's parser with them).
+//! - `quant_onnx`: the 8-bit `MatMulNBits` and `GatherBlockQuantized` tract-onnx does not parse,
+//!   and the 4-bit `MatMulNBits` straight to `block_quant` ([`onnx`] is tract-onnx's parser with
+//!   them);
+//! - `masked_attention`: a language model's `softmax(q · kᵀ + mask) · v` over its KV cache,
+//!   grouped-query heads included, in one op;
+//! - `team`: spinning helper threads for work too short to wake the pool for (a decode token's
+//!   product with one layer).
 //!
 //! Architecture invariant: this crate knows tract and nothing of diffusion, models or
-//! services; all of the engine's SIMD, and the `unsafe` it takes, lives here. [`swap_in`] is the one entry
+//! services; all of the engine's SIMD and threads, and the `unsafe` they take, live here. [`swap_in`] is the one entry
 //! point a loader calls. On a CPU where none of the fast kernels applies (aarch64, an x86
 //! without AVX2) it swaps in only the ops whose portable code was measured faster than tract's
 //! own (attention, norms, broadcasts) and leaves the convolutions and products to tract's NEON
@@ -32,8 +37,10 @@ mod broadcast_bin;
 mod centered_norm;
 mod conv3x3;
 mod linear;
+mod masked_attention;
 mod plan_rewrite;
 mod quant_onnx;
+mod team;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -74,11 +81,18 @@ pub struct Swapped {
     pub norms: usize,
     pub broadcasts: usize,
     pub block_q4: usize,
+    pub masked_attention: usize,
 }
 
 impl Swapped {
     pub fn total(&self) -> usize {
-        self.conv3x3 + self.linear + self.attention + self.norms + self.broadcasts + self.block_q4
+        self.conv3x3
+            + self.linear
+            + self.attention
+            + self.norms
+            + self.broadcasts
+            + self.block_q4
+            + self.masked_attention
     }
 }
 
@@ -87,6 +101,12 @@ impl Swapped {
 /// [`Op::beats_tract_when_portable`] go in.
 pub fn worth_swapping() -> bool {
     worth_swapping_with(Kernel::best(), portable_forced())
+}
+
+/// Whether 4-bit products are cabin's in plans made now: where [`worth_swapping`], unless
+/// `CABIN_TRACT_Q4=1` keeps tract's own (to compare the two).
+fn block_quant_here() -> bool {
+    worth_swapping() && !std::env::var("CABIN_TRACT_Q4").is_ok_and(|v| v == "1")
 }
 
 fn worth_swapping_with(best: Kernel, portable_forced: bool) -> bool {
@@ -170,18 +190,20 @@ pub enum Op {
     CenteredNorm,
     BroadcastBin,
     BlockQ4Linear,
+    MaskedAttention,
 }
 
 impl Op {
     /// In the order [`swap_in`] applies them: the norms before the broadcasts, since a norm
     /// folds in the per-channel Mul and Add after it.
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 7] = [
         Op::Conv3x3,
         Op::Linear,
         Op::Attention,
         Op::CenteredNorm,
         Op::BroadcastBin,
         Op::BlockQ4Linear,
+        Op::MaskedAttention,
     ];
 }
 
@@ -203,6 +225,7 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<Swapped> {
             Op::CenteredNorm => swapped.norms = n,
             Op::BroadcastBin => swapped.broadcasts = n,
             Op::BlockQ4Linear => swapped.block_q4 = n,
+            Op::MaskedAttention => swapped.masked_attention = n,
         }
     }
     Ok(swapped)
@@ -218,6 +241,7 @@ pub fn swap_in_only(model: &mut TypedModel, op: Op) -> TractResult<usize> {
         Op::CenteredNorm => centered_norm::replace_centered_norms(model),
         Op::BroadcastBin => broadcast_bin::replace_broadcast_bins(model),
         Op::BlockQ4Linear => block_quant::replace_block_quant_linears(model),
+        Op::MaskedAttention => masked_attention::replace_masked_attention(model),
     }
 }
 

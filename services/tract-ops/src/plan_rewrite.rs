@@ -55,6 +55,14 @@ pub(super) fn swap_in(
 /// Runs `f` on each item, spread over tract's thread pool when the plan runs on one (the
 /// `threads` cap), else in turn on the calling thread. Inside the pool no executor is set, so
 /// work nested in `f` runs in turn.
+/// How many threads the plan being run has: its pool's, or 1.
+pub(super) fn pool_threads() -> usize {
+    match tract_linalg::multithread::current_tract_executor() {
+        tract_linalg::multithread::Executor::MultiThread(pool) => pool.current_num_threads(),
+        _ => 1,
+    }
+}
+
 pub(super) fn on_tract_pool<T: Send>(items: Vec<T>, f: impl Fn(T) + Send + Sync) {
     match tract_linalg::multithread::current_tract_executor() {
         tract_linalg::multithread::Executor::MultiThread(pool) => pool.install(|| {

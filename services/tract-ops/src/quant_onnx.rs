@@ -3,6 +3,12 @@
 //! block size 32 and no zero points (codes stored `code + 128`), as `build_lm.py --quant q8_0`
 //! writes them. The weights stay a byte each: the product becomes a Q8_0
 //! [`BlockQuantLinear`], the gather a [`BlockQ8Gather`] that widens only the rows it reads.
+//!
+//! A 4-bit `MatMulNBits` of blocks of 32 without zero points becomes a Q4_0
+//! [`BlockQuantLinear`] here too where its fast kernels run (see `crate::worth_swapping`):
+//! tract's own form packs a second copy of the weights and a temporary beside the file's while
+//! the model is typed, which made that the peak of a language model's memory.
+//!
 //! Every other form goes to tract's own parser.
 
 use std::sync::{Arc, OnceLock};
@@ -56,12 +62,21 @@ fn mat_mul_nbits(
     ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    if bits(node)? != 8 {
-        return to_tract(&TRACT_MATMUL_NBITS, "MatMulNBits", ctx, node);
-    }
+    let bits = bits(node)?;
     let k: usize = node.get_attr("K")?;
     let n: usize = node.get_attr("N")?;
     let block_size: usize = node.get_attr("block_size")?;
+    if bits == 4
+        && block_size == BLOCK
+        && k.is_multiple_of(BLOCK)
+        && !has_inputs_from(node, 3)
+        && crate::block_quant_here()
+    {
+        return Ok((expand(MatMulQ4 { k, n }), vec![]));
+    }
+    if bits != 8 {
+        return to_tract(&TRACT_MATMUL_NBITS, "MatMulNBits", ctx, node);
+    }
     ensure!(
         block_size == BLOCK && k.is_multiple_of(BLOCK),
         "MatMulNBits bits=8: only blocks of {BLOCK} over a K that is a multiple of it (got block_size {block_size}, K {k})"
@@ -140,6 +155,87 @@ struct MatMulQ8 {
     n: usize,
 }
 
+/// What both `MatMulNBits` forms check of the input and give as the output.
+fn nbits_rules<'r, 'p: 'r>(
+    n: usize,
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+) -> InferenceResult {
+    check_input_arity(inputs, 3)?;
+    check_output_arity(outputs, 1)?;
+    s.equals(&outputs[0].datum_type, &inputs[0].datum_type)?;
+    let n = n.to_dim();
+    s.given(&inputs[0].rank, move |s, rank| {
+        let rank = rank as usize;
+        s.equals(&outputs[0].rank, rank as i64)?;
+        for axis in 0..rank - 1 {
+            s.equals(&outputs[0].shape[axis], &inputs[0].shape[axis])?;
+        }
+        s.equals(&outputs[0].shape[rank - 1], n.clone())
+    })
+}
+
+/// The input of a `MatMulNBits` of `k`: f32 `[.., k]`.
+fn nbits_input(model: &TypedModel, x: OutletId, k: usize, what: &str) -> TractResult<TypedFact> {
+    let x = model.outlet_fact(x)?.clone();
+    ensure!(
+        x.datum_type == f32::datum_type() && x.rank() > 0 && x.shape[x.rank() - 1] == k.to_dim(),
+        "{what}: the input must be f32 [.., {k}], got {x:?}"
+    );
+    Ok(x)
+}
+
+#[derive(Debug, Clone)]
+struct MatMulQ4 {
+    k: usize,
+    n: usize,
+}
+
+impl Expansion for MatMulQ4 {
+    fn name(&self) -> StaticName {
+        "MatMulNBits4".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        nbits_rules(self.n, s, inputs, outputs)
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let (k, n) = (self.k, self.n);
+        let what = "MatMulNBits bits=4";
+        let x = nbits_input(model, inputs[0], k, what)?;
+        let codes = constant(model, inputs[1], what)?;
+        let scales = constant(model, inputs[2], what)?;
+        ensure!(
+            codes.datum_type() == u8::datum_type() && codes.len() == n * k / 2,
+            "{what}: B is {:?} of {} values where {} bytes were expected",
+            codes.datum_type(),
+            codes.len(),
+            n * k / 2
+        );
+        let codes = codes.try_as_plain_ram()?;
+        let op = BlockQuantLinear::q4_0_nbits(
+            codes.as_slice::<u8>()?,
+            &scales_of(&scales, n * k / BLOCK, what)?,
+            n,
+            k,
+            x.rank(),
+        )?;
+        model.wire_node(prefix, op, &[inputs[0]])
+    }
+}
+
 impl Expansion for MatMulQ8 {
     fn name(&self) -> StaticName {
         "MatMulNBits8".into()
@@ -151,18 +247,7 @@ impl Expansion for MatMulQ8 {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 3)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&outputs[0].datum_type, &inputs[0].datum_type)?;
-        let n = self.n.to_dim();
-        s.given(&inputs[0].rank, move |s, rank| {
-            let rank = rank as usize;
-            s.equals(&outputs[0].rank, rank as i64)?;
-            for axis in 0..rank - 1 {
-                s.equals(&outputs[0].shape[axis], &inputs[0].shape[axis])?;
-            }
-            s.equals(&outputs[0].shape[rank - 1], n.clone())
-        })
+        nbits_rules(self.n, s, inputs, outputs)
     }
 
     fn wire(
@@ -172,13 +257,7 @@ impl Expansion for MatMulQ8 {
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
         let (k, n) = (self.k, self.n);
-        let x = model.outlet_fact(inputs[0])?.clone();
-        ensure!(
-            x.datum_type == f32::datum_type()
-                && x.rank() > 0
-                && x.shape[x.rank() - 1] == k.to_dim(),
-            "MatMulNBits bits=8: the input must be f32 [.., {k}], got {x:?}"
-        );
+        let x = nbits_input(model, inputs[0], k, "MatMulNBits bits=8")?;
         let codes = constant(model, inputs[1], "MatMulNBits bits=8: B")?;
         let scales = constant(model, inputs[2], "MatMulNBits bits=8: scales")?;
         let op = BlockQuantLinear::q8_0(
