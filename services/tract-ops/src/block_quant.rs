@@ -350,23 +350,7 @@ impl BlockQuantLinear {
             codes.len(),
             scales.len()
         );
-        let kernel = Kernel::best();
-        let mut out_axes: TVec<OutAxis> = (0..rank - 1).map(OutAxis::Input).collect();
-        out_axes.push(OutAxis::N);
-        Ok(Self {
-            weights: Arc::new(Weights {
-                format: Format::Q8_0,
-                codes: Arc::new(codes),
-                scales: Arc::new(scales.iter().map(|&s| f16::from_f32(s).to_bits()).collect()),
-                mins: Vec::new(),
-            }),
-            k,
-            n,
-            kernel,
-            q4: Q4Kernel::for_kernel(kernel),
-            k_axes: 1,
-            out_axes,
-        })
+        Ok(Self::of_file(Format::Q8_0, codes, &scales, n, k, rank))
     }
 
     /// `[.., k] -> [.., n]` (input of `rank`) on 4-bit weights as `MatMulNBits` with `bits=4`,
@@ -399,13 +383,26 @@ impl BlockQuantLinear {
                 *byte = code(i) | code(i + 16) << 4;
             }
         }
+        Ok(Self::of_file(Format::Q4_0, ours, scales, n, k, rank))
+    }
+
+    /// `[.., k] -> [.., n]` (input of `rank`) on codes in the kernels' order and the file's f32
+    /// scales, kept as f16.
+    fn of_file(
+        format: Format,
+        codes: Vec<u8>,
+        scales: &[f32],
+        n: usize,
+        k: usize,
+        rank: usize,
+    ) -> Self {
         let kernel = Kernel::best();
         let mut out_axes: TVec<OutAxis> = (0..rank - 1).map(OutAxis::Input).collect();
         out_axes.push(OutAxis::N);
-        Ok(Self {
+        Self {
             weights: Arc::new(Weights {
-                format: Format::Q4_0,
-                codes: Arc::new(ours),
+                format,
+                codes: Arc::new(codes),
                 scales: Arc::new(scales.iter().map(|&s| f16::from_f32(s).to_bits()).collect()),
                 mins: Vec::new(),
             }),
@@ -415,7 +412,7 @@ impl BlockQuantLinear {
             q4: Q4Kernel::for_kernel(kernel),
             k_axes: 1,
             out_axes,
-        })
+        }
     }
 
     fn output_shape<D: DimLike>(&self, input: &[D]) -> TVec<D> {

@@ -235,38 +235,25 @@ mod tests {
     fn helpers_take_parts_and_wake_after_sleeping() {
         let here = std::thread::current().id();
         let elsewhere = AtomicU32::new(0);
-        let mut rounds = 0;
-        // a part that lasts long enough for a spinning helper to take the other
-        while elsewhere.load(Ordering::Relaxed) == 0 && rounds < 1000 {
-            run_parts(2, 2, &|_| {
-                if std::thread::current().id() != here {
-                    elsewhere.fetch_add(1, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            });
-            rounds += 1;
-        }
-        assert!(
-            elsewhere.load(Ordering::Relaxed) > 0,
-            "no helper took a part"
-        );
+        // parts that last long enough for a spinning (or woken) helper to take one
+        let until_a_helper_takes_a_part = || {
+            let before = elsewhere.load(Ordering::Relaxed);
+            let mut rounds = 0;
+            while elsewhere.load(Ordering::Relaxed) == before && rounds < 1000 {
+                run_parts(2, 2, &|_| {
+                    if std::thread::current().id() != here {
+                        elsewhere.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                });
+                rounds += 1;
+            }
+            elsewhere.load(Ordering::Relaxed) > before
+        };
+        assert!(until_a_helper_takes_a_part(), "no helper took a part");
         // asleep now; the next work still completes, and a helper joins again
         std::thread::sleep(SPIN_FOR * 3);
-        let before = elsewhere.load(Ordering::Relaxed);
-        let mut rounds = 0;
-        while elsewhere.load(Ordering::Relaxed) == before && rounds < 1000 {
-            run_parts(2, 2, &|_| {
-                if std::thread::current().id() != here {
-                    elsewhere.fetch_add(1, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            });
-            rounds += 1;
-        }
-        assert!(
-            elsewhere.load(Ordering::Relaxed) > before,
-            "the helper never woke"
-        );
+        assert!(until_a_helper_takes_a_part(), "the helper never woke");
     }
 
     #[test]
