@@ -339,18 +339,7 @@ impl BlockQuantLinear {
         k: usize,
         rank: usize,
     ) -> TractResult<Self> {
-        ensure!(
-            k > 0
-                && n > 0
-                && rank > 0
-                && k.is_multiple_of(BLOCK)
-                && codes.len() == n * k
-                && scales.len() == n * k / BLOCK,
-            "BlockQuantLinear: {} codes and {} scales are not {n} x {k} Q8_0 weights",
-            codes.len(),
-            scales.len()
-        );
-        Ok(Self::of_file(Format::Q8_0, codes, &scales, n, k, rank))
+        Self::of_file(Format::Q8_0, codes, &scales, n, k, rank)
     }
 
     /// `[.., k] -> [.., n]` (input of `rank`) on 4-bit weights as `MatMulNBits` with `bits=4`,
@@ -364,17 +353,7 @@ impl BlockQuantLinear {
         k: usize,
         rank: usize,
     ) -> TractResult<Self> {
-        ensure!(
-            k > 0
-                && n > 0
-                && rank > 0
-                && k.is_multiple_of(BLOCK)
-                && codes.len() == n * k / 2
-                && scales.len() == n * k / BLOCK,
-            "BlockQuantLinear: {} bytes and {} scales are not {n} x {k} 4-bit weights",
-            codes.len(),
-            scales.len()
-        );
+        Self::check_file(codes.len(), scales.len(), n, k, rank, Format::Q4_0)?;
         // to the kernels' order: element i in the low nibble of byte i, element i + 16 high
         let mut ours = vec![0u8; codes.len()];
         for (theirs, ours) in codes.chunks_exact(CODES).zip(ours.chunks_exact_mut(CODES)) {
@@ -383,7 +362,30 @@ impl BlockQuantLinear {
                 *byte = code(i) | code(i + 16) << 4;
             }
         }
-        Ok(Self::of_file(Format::Q4_0, ours, scales, n, k, rank))
+        Self::of_file(Format::Q4_0, ours, scales, n, k, rank)
+    }
+
+    /// That a file's `codes` bytes and `scales` are `n x k` weights of `format`, for an input of
+    /// `rank`.
+    fn check_file(
+        codes: usize,
+        scales: usize,
+        n: usize,
+        k: usize,
+        rank: usize,
+        format: Format,
+    ) -> TractResult<()> {
+        let bytes = n * k / BLOCK * format.code_bytes();
+        ensure!(
+            k > 0
+                && n > 0
+                && rank > 0
+                && k.is_multiple_of(BLOCK)
+                && codes == bytes
+                && scales == n * k / BLOCK,
+            "BlockQuantLinear: {codes} bytes and {scales} scales are not {n} x {k} {format:?} weights"
+        );
+        Ok(())
     }
 
     /// `[.., k] -> [.., n]` (input of `rank`) on codes in the kernels' order and the file's f32
@@ -395,11 +397,12 @@ impl BlockQuantLinear {
         n: usize,
         k: usize,
         rank: usize,
-    ) -> Self {
+    ) -> TractResult<Self> {
+        Self::check_file(codes.len(), scales.len(), n, k, rank, format)?;
         let kernel = Kernel::best();
         let mut out_axes: TVec<OutAxis> = (0..rank - 1).map(OutAxis::Input).collect();
         out_axes.push(OutAxis::N);
-        Self {
+        Ok(Self {
             weights: Arc::new(Weights {
                 format,
                 codes: Arc::new(codes),
@@ -412,7 +415,7 @@ impl BlockQuantLinear {
             q4: Q4Kernel::for_kernel(kernel),
             k_axes: 1,
             out_axes,
-        }
+        })
     }
 
     fn output_shape<D: DimLike>(&self, input: &[D]) -> TVec<D> {

@@ -72,7 +72,7 @@ fn mat_mul_nbits(
         && !has_inputs_from(node, 3)
         && crate::block_quant_here()
     {
-        return Ok((expand(MatMulQ4 { k, n }), vec![]));
+        return Ok((expand(MatMulNBits { k, n, bits }), vec![]));
     }
     if bits != 8 {
         return to_tract(&TRACT_MATMUL_NBITS, "MatMulNBits", ctx, node);
@@ -85,7 +85,7 @@ fn mat_mul_nbits(
         !has_inputs_from(node, 3),
         "MatMulNBits bits=8: zero points, g_idx and bias are not supported"
     );
-    Ok((expand(MatMulQ8 { k, n }), vec![]))
+    Ok((expand(MatMulNBits { k, n, bits }), vec![]))
 }
 
 fn gather_block_quantized(
@@ -149,10 +149,12 @@ fn scales_of(tensor: &Tensor, len: usize, what: &str) -> TractResult<Vec<f32>> {
     Ok(scales.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
 }
 
+/// A `MatMulNBits` of 4 or 8 bits, blocks of 32, no zero points: a [`BlockQuantLinear`].
 #[derive(Debug, Clone)]
-struct MatMulQ8 {
+struct MatMulNBits {
     k: usize,
     n: usize,
+    bits: usize,
 }
 
 /// What both `MatMulNBits` forms check of the input and give as the output.
@@ -186,15 +188,9 @@ fn nbits_input(model: &TypedModel, x: OutletId, k: usize, what: &str) -> TractRe
     Ok(x)
 }
 
-#[derive(Debug, Clone)]
-struct MatMulQ4 {
-    k: usize,
-    n: usize,
-}
-
-impl Expansion for MatMulQ4 {
+impl Expansion for MatMulNBits {
     fn name(&self) -> StaticName {
-        "MatMulNBits4".into()
+        format!("MatMulNBits{}", self.bits).into()
     }
 
     fn rules<'r, 'p: 'r, 's: 'r>(
@@ -213,60 +209,17 @@ impl Expansion for MatMulQ4 {
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
         let (k, n) = (self.k, self.n);
-        let what = "MatMulNBits bits=4";
-        let x = nbits_input(model, inputs[0], k, what)?;
-        let codes = constant(model, inputs[1], what)?;
-        let scales = constant(model, inputs[2], what)?;
-        ensure!(
-            codes.datum_type() == u8::datum_type() && codes.len() == n * k / 2,
-            "{what}: B is {:?} of {} values where {} bytes were expected",
-            codes.datum_type(),
-            codes.len(),
-            n * k / 2
-        );
-        let codes = codes.try_as_plain_ram()?;
-        let op = BlockQuantLinear::q4_0_nbits(
-            codes.as_slice::<u8>()?,
-            &scales_of(&scales, n * k / BLOCK, what)?,
-            n,
-            k,
-            x.rank(),
-        )?;
-        model.wire_node(prefix, op, &[inputs[0]])
-    }
-}
-
-impl Expansion for MatMulQ8 {
-    fn name(&self) -> StaticName {
-        "MatMulNBits8".into()
-    }
-
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        nbits_rules(self.n, s, inputs, outputs)
-    }
-
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        let (k, n) = (self.k, self.n);
-        let x = nbits_input(model, inputs[0], k, "MatMulNBits bits=8")?;
-        let codes = constant(model, inputs[1], "MatMulNBits bits=8: B")?;
-        let scales = constant(model, inputs[2], "MatMulNBits bits=8: scales")?;
-        let op = BlockQuantLinear::q8_0(
-            bytes_of(&codes, n * k, "MatMulNBits bits=8: B")?,
-            scales_of(&scales, n * k / BLOCK, "MatMulNBits bits=8: scales")?,
-            n,
-            k,
-            x.rank(),
-        )?;
+        let what = format!("MatMulNBits bits={}", self.bits);
+        let x = nbits_input(model, inputs[0], k, &what)?;
+        let codes = constant(model, inputs[1], &what)?;
+        let scales = constant(model, inputs[2], &what)?;
+        let codes = bytes_of(&codes, n * k * self.bits / 8, &format!("{what}: B"))?;
+        let scales = scales_of(&scales, n * k / BLOCK, &format!("{what}: scales"))?;
+        let op = if self.bits == 4 {
+            BlockQuantLinear::q4_0_nbits(&codes, &scales, n, k, x.rank())?
+        } else {
+            BlockQuantLinear::q8_0(codes, scales, n, k, x.rank())?
+        };
         model.wire_node(prefix, op, &[inputs[0]])
     }
 }
