@@ -185,6 +185,7 @@ async fn bad_input_is_a_named_error_and_changes_nothing() {
 
 #[tokio::test]
 async fn simulated_clock_and_driving_time_follow_the_publisher() {
+    let started = std::time::Instant::now();
     let bus = TestBus::start().unwrap();
     let config = bus.dir().join("vehicle-sim.toml");
     std::fs::write(
@@ -223,7 +224,17 @@ async fn simulated_clock_and_driving_time_follow_the_publisher() {
         "DrivingTime did not advance: {:?}",
         vehicle.snapshot()
     );
-    assert!(clock.now() - t0 >= chrono::Duration::minutes(60));
+    // The driving time counts on the publisher's simulated clock, which read `noon` when the
+    // setting arrived: an hour of it means an hour past noon, less what was driven before at
+    // real time (no more than the test has run). `t0` is no anchor: it was read only when the
+    // setting reached this client, under load some simulated minutes after noon.
+    let driven_before = chrono::Duration::from_std(started.elapsed()).unwrap();
+    assert!(
+        clock.now() - noon + driven_before >= chrono::Duration::minutes(60),
+        "an hour's driving at {} on a clock set to {noon}",
+        clock.now()
+    );
+    assert!(clock.now() - t0 > chrono::Duration::zero());
 }
 
 #[tokio::test]
