@@ -47,6 +47,10 @@ for r in refs:
     if "greedy_ids" in r and "greedy_ids" in t:
         n = same_prefix(t["greedy_ids"], r["greedy_ids"])
         print(f"greedy tokens: tract's first {n} of {len(t['greedy_ids'])} equal {r['runtime']}'s")
+if "decode_step_nodes" in t:
+    ops = ", ".join(f"{o['op']} {o['ms']:.2f} ({o['nodes']})" for o in t["decode_step_ops"])
+    print(f"tract's decode step: {t['decode_step_nodes']} nodes, {t['decode_step_between_nodes_ms']:.2f} ms "
+          f"between them; ms (nodes) by op: {ops}")
 print(f"tract resident after the run: {t['rss_mib']:.0f} MiB")
 print(f"tract's greedy reply: {t['greedy_reply']!r}")
 PY

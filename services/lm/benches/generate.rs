@@ -102,14 +102,16 @@ fn main() {
     let prefilled = model
         .forward(&ids, 0, model.empty_cache())
         .expect("prefill");
-    let (_, spent) = model
+    let (_, profile) = model
         .profile(&[argmax(&prefilled.logits)], ids.len(), prefilled.present)
         .expect("profiled step");
-    let total: f64 = spent.iter().map(|(_, ms)| ms).sum();
-    let ops: Vec<serde_json::Value> = spent
+    let in_nodes: f64 = profile.ops.iter().map(|o| o.ms).sum();
+    let step_nodes: usize = profile.ops.iter().map(|o| o.nodes).sum();
+    let ops: Vec<serde_json::Value> = profile
+        .ops
         .iter()
-        .take(8)
-        .map(|(op, ms)| serde_json::json!({"op": op, "ms": ms, "share": ms / total}))
+        .take(12)
+        .map(|o| serde_json::json!({"op": o.op, "ms": o.ms, "nodes": o.nodes, "share": o.ms / profile.step_ms}))
         .collect();
 
     let mut reply = String::new();
@@ -146,6 +148,8 @@ fn main() {
         "greedy_reply": done.text,
         "greedy_ids": greedy_ids,
         "decode_step_ops": ops,
+        "decode_step_nodes": step_nodes,
+        "decode_step_between_nodes_ms": profile.step_ms - in_nodes,
     });
     println!("{json}");
 }

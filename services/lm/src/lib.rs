@@ -25,5 +25,5 @@ pub use chat::{Message, Role};
 pub use config::LmConfig;
 pub use conversation::{Completion, Conversation, FinishReason, Limits};
 pub use error::LmError;
-pub use model::{LmModel, LoadOptions, Step};
+pub use model::{LmModel, LoadOptions, OpTime, Step, StepProfile};
 pub use sampler::{Sampler, Sampling};

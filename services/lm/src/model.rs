@@ -197,30 +197,38 @@ impl LmModel {
         self.step(&mut outputs)
     }
 
-    /// As [`forward`](Self::forward), timing every node: milliseconds per op kind, largest
-    /// first (the benchmark prints where a decode step goes).
+    /// As [`forward`](Self::forward), timing every node: per op kind, the milliseconds and the
+    /// number of nodes, largest first, and the milliseconds the whole step took (the benchmark
+    /// prints where a decode step goes, and what tract spends between the nodes).
     pub fn profile(
         &self,
         ids: &[u32],
         start: usize,
         past: Vec<TValue>,
-    ) -> Result<(Step, Vec<(String, f64)>), LmError> {
+    ) -> Result<(Step, StepProfile), LmError> {
         let err = |e: TractError| LmError::Inference(format!("{e:#}"));
         let inputs = self.inputs(ids, start, past)?;
         let mut state = self.plan.spawn().map_err(err)?;
-        let mut spent: std::collections::HashMap<String, f64> = Default::default();
+        let mut spent: std::collections::HashMap<String, (f64, usize)> = Default::default();
+        let started = std::time::Instant::now();
         let mut outputs = state
             .run_plan_with_eval(inputs, |ctx, op_state, node, inputs| {
                 let started = std::time::Instant::now();
                 let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
                 let ms = started.elapsed().as_secs_f64() * 1e3;
-                *spent.entry(node.op().name().to_string()).or_default() += ms;
+                let kind = spent.entry(node.op().name().to_string()).or_default();
+                kind.0 += ms;
+                kind.1 += 1;
                 out
             })
             .map_err(err)?;
-        let mut spent: Vec<(String, f64)> = spent.into_iter().collect();
-        spent.sort_by(|a, b| b.1.total_cmp(&a.1));
-        Ok((self.step(&mut outputs)?, spent))
+        let step_ms = started.elapsed().as_secs_f64() * 1e3;
+        let mut ops: Vec<OpTime> = spent
+            .into_iter()
+            .map(|(op, (ms, nodes))| OpTime { op, ms, nodes })
+            .collect();
+        ops.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok((self.step(&mut outputs)?, StepProfile { ops, step_ms }))
     }
 
     fn inputs(
@@ -327,6 +335,23 @@ fn parse(path: &Path, config: &LmConfig) -> Result<InferenceModel, LmError> {
         )));
     }
     Ok(model)
+}
+
+/// Where one step of the plan went (see [`LmModel::profile`]).
+#[derive(Debug, Clone)]
+pub struct StepProfile {
+    /// Per op kind, largest first.
+    pub ops: Vec<OpTime>,
+    /// The whole step, the time between the nodes included.
+    pub step_ms: f64,
+}
+
+/// The nodes of one op kind in a profiled step.
+#[derive(Debug, Clone)]
+pub struct OpTime {
+    pub op: String,
+    pub ms: f64,
+    pub nodes: usize,
 }
 
 /// The plan, with `S` and `P` symbolic.

@@ -59,6 +59,14 @@ impl Format {
 /// busy while the weights stream in, and share the loads of the token.
 const ROWS: usize = 4;
 
+/// How many kernel calls ahead the 4-bit decode kernels ask for the weights. The weights of a
+/// decode step (tens of MB) come from L3 or memory, and the kernel stalled on its loads (perf:
+/// most of its samples on the instruction after them). In A/B runs on the Xeon, asking two
+/// calls ahead took a decode token 0.6–0.9 of the time it took without, at 1 thread and at 2;
+/// one call ahead less, three to six no better.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const PREFETCH_GROUPS: usize = 2;
+
 /// A decode product on a pool of `T` threads is cut into `T` times this many parts, so a
 /// thread that starts late still finds work.
 const PARTS_PER_THREAD: usize = 2;
@@ -433,14 +441,16 @@ impl BlockQuantLinear {
         self.k / BLOCK
     }
 
-    /// Codes and scales of `R` consecutive rows from `j` on.
-    fn rows<const R: usize>(&self, j: usize) -> ([&[u8]; R], [&[u16]; R]) {
+    /// Codes, scales and (a Q4_1 layer's) minimums of `R` consecutive rows from `j` on.
+    fn rows<const R: usize>(&self, j: usize) -> Rows<'_, R> {
         let nb = self.blocks();
         let row = nb * self.weights.format.code_bytes();
-        (
-            std::array::from_fn(|r| &self.weights.codes[(j + r) * row..][..row]),
-            std::array::from_fn(|r| &self.weights.scales[(j + r) * nb..][..nb]),
-        )
+        let mins = &self.weights.mins;
+        Rows {
+            codes: std::array::from_fn(|r| &self.weights.codes[(j + r) * row..][..row]),
+            scales: std::array::from_fn(|r| &self.weights.scales[(j + r) * nb..][..nb]),
+            mins: (!mins.is_empty()).then(|| std::array::from_fn(|r| &mins[(j + r) * nb..][..nb])),
+        }
     }
 
     /// `out[j] = Σ w[j][c]·x[c]` for one token, every output row. A layer's product takes tens
@@ -461,29 +471,24 @@ impl BlockQuantLinear {
             let rows = per_part.min(self.n - j0);
             // SAFETY: this part alone writes rows j0..j0+rows of the token's outputs.
             let dst = unsafe { out.run(j0, rows) };
-            let mut j = j0;
-            for d in dst.chunks_mut(ROWS) {
-                if d.len() == ROWS {
-                    let (codes, scales) = self.rows::<ROWS>(j);
-                    d.copy_from_slice(&rows_dot(self.q4, format, codes, scales, &token));
-                } else {
-                    for (i, d) in d.iter_mut().enumerate() {
-                        let (codes, scales) = self.rows::<1>(j + i);
-                        *d = rows_dot(self.q4, format, codes, scales, &token)[0];
-                    }
-                }
-                j += ROWS;
-            }
-            if !self.weights.mins.is_empty() {
-                let nb = self.blocks();
-                for (i, d) in dst.iter_mut().enumerate() {
-                    let row = (j0 + i) * nb;
-                    let (scales, mins) = (&self.weights.scales[row..], &self.weights.mins[row..]);
-                    *d += offsets_dot(self.q4, &scales[..nb], &mins[..nb], &token.sums);
-                }
-            }
+            self.part_rows::<ROWS>(j0, dst, &token);
         };
         team::run_parts(threads, parts, &part);
+    }
+
+    fn part_rows<const R: usize>(&self, j0: usize, dst: &mut [f32], token: &QuantisedToken) {
+        let format = self.weights.format;
+        let mut j = j0;
+        for d in dst.chunks_mut(R) {
+            if d.len() == R {
+                d.copy_from_slice(&rows_dot(self.q4, format, self.rows::<R>(j), token));
+            } else {
+                for (i, d) in d.iter_mut().enumerate() {
+                    *d = rows_dot(self.q4, format, self.rows::<1>(j + i), token)[0];
+                }
+            }
+            j += R;
+        }
     }
 
     /// Many tokens (`x` is `[tokens][k]`): each panel of `NT` output rows widened to f32 once.
@@ -495,14 +500,16 @@ impl BlockQuantLinear {
             WIDENED.with_borrow_mut(|widened| {
                 widened.clear();
                 widened.resize(k * NT, 0.0);
-                let nb = self.blocks();
                 for lane in 0..width {
-                    let (codes, scales) = self.rows::<1>(j0 + lane);
-                    let mins = (!self.weights.mins.is_empty())
-                        .then(|| &self.weights.mins[(j0 + lane) * nb..][..nb]);
-                    widen_row(self.weights.format, codes[0], scales[0], mins, |c, v| {
-                        widened[c * NT + lane] = v
-                    });
+                    let row = self.rows::<1>(j0 + lane);
+                    let mins = row.mins.map(|m| m[0]);
+                    widen_row(
+                        self.weights.format,
+                        row.codes[0],
+                        row.scales[0],
+                        mins,
+                        |c, v| widened[c * NT + lane] = v,
+                    );
                 }
                 let mut spare = Vec::new();
                 let mut tile = [0.0f32; MR * NT];
@@ -564,38 +571,36 @@ fn widen_row(
     }
 }
 
-/// A Q4_1 row's `Σ (8d + m)·s` over its blocks: what its minimums add to the product with a
-/// token whose block sums are `sums`.
-fn offsets_dot(kernel: Q4Kernel, scales: &[u16], mins: &[u16], sums: &[f32]) -> f32 {
-    assert!(scales.len() == sums.len() && mins.len() == sums.len());
-    match kernel {
-        Q4Kernel::Portable => scales
-            .iter()
-            .zip(mins)
-            .zip(sums)
-            .map(|((&d, &m), &s)| (8.0 * to_f32(d) + to_f32(m)) * s)
-            .sum(),
-        // SAFETY: these kernels are chosen only where AVX2, FMA and F16C are; lengths asserted.
-        #[cfg(target_arch = "x86_64")]
-        _ => unsafe { x86::offsets_dot(scales, mins, sums) },
-    }
+/// `R` rows of the weights as the kernels read them.
+struct Rows<'a, const R: usize> {
+    codes: [&'a [u8]; R],
+    scales: [&'a [u16]; R],
+    /// A Q4_1 layer's: the weights are `(code - 8)·d + (8d + m)`, so each row's product gains
+    /// `Σ (8d + m)·s` over its blocks, `s` the token's block sums.
+    mins: Option<[&'a [u16]; R]>,
 }
 
 /// `Σ w[r][c]·x[c]` for `R` rows against a quantised token.
 fn rows_dot<const R: usize>(
     kernel: Q4Kernel,
     format: Format,
-    codes: [&[u8]; R],
-    scales: [&[u16]; R],
+    rows: Rows<'_, R>,
     token: &QuantisedToken,
 ) -> [f32; R] {
+    let Rows {
+        codes,
+        scales,
+        mins,
+    } = rows;
     let nb = token.scales.len();
     // The kernels read without bounds checks; this is what makes that sound.
     assert!(
         codes.iter().all(|c| c.len() == nb * format.code_bytes())
             && scales.iter().all(|s| s.len() == nb)
+            && mins.is_none_or(|m| format == Format::Q4_0 && m.iter().all(|m| m.len() == nb))
             && token.values.len() == nb * BLOCK
             && token.offsets.len() == nb * 8
+            && token.sums.len() == nb
     );
     if format == Format::Q8_0 {
         return match kernel {
@@ -612,21 +617,28 @@ fn rows_dot<const R: usize>(
         };
     }
     match kernel {
-        Q4Kernel::Portable => std::array::from_fn(|r| row_dot_portable(codes[r], scales[r], token)),
+        Q4Kernel::Portable => std::array::from_fn(|r| {
+            row_dot_portable(codes[r], scales[r], mins.map(|m| m[r]), token)
+        }),
         // SAFETY (all three): the features were detected in `Q4Kernel::for_kernel`/`available`;
         // the assert above bounds every read, and the pair arrays are built when these run.
         #[cfg(target_arch = "x86_64")]
-        Q4Kernel::Avx2 => unsafe { x86::rows_dot_avx2(codes, scales, token) },
+        Q4Kernel::Avx2 => unsafe { x86::rows_dot_avx2(codes, scales, mins, token) },
         #[cfg(target_arch = "x86_64")]
-        Q4Kernel::Avx512Bw => unsafe { x86::rows_dot_avx512_bw(codes, scales, token) },
+        Q4Kernel::Avx512Bw => unsafe { x86::rows_dot_avx512_bw(codes, scales, mins, token) },
         #[cfg(target_arch = "x86_64")]
-        Q4Kernel::Avx512Vnni => unsafe { x86::rows_dot_avx512_vnni(codes, scales, token) },
+        Q4Kernel::Avx512Vnni => unsafe { x86::rows_dot_avx512_vnni(codes, scales, mins, token) },
     }
 }
 
 /// What every kernel computes: per block, the integer sum of `(code - 8) * value`, times the
-/// two scales.
-fn row_dot_portable(codes: &[u8], scales: &[u16], token: &QuantisedToken) -> f32 {
+/// two scales; with minimums, plus `(8d + m)` times the token's block sum.
+fn row_dot_portable(
+    codes: &[u8],
+    scales: &[u16],
+    mins: Option<&[u16]>,
+    token: &QuantisedToken,
+) -> f32 {
     let mut total = 0.0;
     for (b, (block, &scale)) in codes.chunks_exact(CODES).zip(scales).enumerate() {
         let x = &token.values[b * BLOCK..][..BLOCK];
@@ -636,6 +648,9 @@ fn row_dot_portable(codes: &[u8], scales: &[u16], token: &QuantisedToken) -> f32
             sum += ((byte >> 4) as i32 - 8) * x[16 + i] as i32;
         }
         total += to_f32(scale) * token.scales[b] * sum as f32;
+        if let Some(mins) = mins {
+            total += (8.0 * to_f32(scale) + to_f32(mins[b])) * token.sums[b];
+        }
     }
     total
 }
@@ -657,7 +672,7 @@ fn row_dot_q8_portable(codes: &[u8], scales: &[u16], token: &QuantisedToken) -> 
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{BLOCK, CODES, QuantisedToken};
+    use super::{BLOCK, CODES, PREFETCH_GROUPS, QuantisedToken};
     use std::arch::x86_64::*;
 
     /// One Q8_0 block of one row against the token: 8 lanes of integer sums, each four
@@ -700,6 +715,40 @@ mod x86 {
         std::array::from_fn(|r| sum256(acc[r]))
     }
 
+    /// Asks for the scales and minimums of the rows [`PREFETCH_GROUPS`] calls on (rows are
+    /// consecutive in memory, `R` a call); the distance to the same code bytes there.
+    ///
+    /// # Safety
+    /// SSE is available (prefetching reads nothing, so any address is sound).
+    #[inline]
+    #[target_feature(enable = "sse")]
+    unsafe fn prefetch_ahead<const R: usize>(
+        scales: [&[u16]; R],
+        mins: Option<[&[u16]; R]>,
+        nb: usize,
+    ) -> usize {
+        let ahead = PREFETCH_GROUPS * R * nb;
+        for first in std::iter::once(scales[0]).chain(mins.map(|m| m[0])) {
+            let at = first.as_ptr().wrapping_add(ahead) as *const i8;
+            for line in (0..R * nb * 2).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(line));
+            }
+        }
+        ahead * CODES
+    }
+
+    /// Two f16 values at `at`, widened into lanes 0 and 1 (2 and 3 zero).
+    ///
+    /// # Safety
+    /// `at` has two readable f16 values.
+    #[inline]
+    #[target_feature(enable = "f16c")]
+    unsafe fn two_halves(at: *const u16) -> __m128 {
+        _mm_cvtph_ps(_mm_cvtsi32_si128(unsafe {
+            std::ptr::read_unaligned(at as *const i32)
+        }))
+    }
+
     /// `acc + sums · scale`, each lane's scale the token's times the row's block: `scales[0]`,
     /// or `scales[1]` in the lanes `second` marks.
     ///
@@ -714,9 +763,7 @@ mod x86 {
         second: __mmask16,
         x_scales: __m512,
     ) -> __m512 {
-        let two = _mm_cvtph_ps(_mm_cvtsi32_si128(unsafe {
-            std::ptr::read_unaligned(scales as *const i32)
-        }));
+        let two = unsafe { two_halves(scales) };
         let w = _mm512_mask_blend_ps(
             second,
             _mm512_broadcastss_ps(two),
@@ -834,34 +881,6 @@ mod x86 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
     }
 
-    /// `Σ (8·d + m)·s`, `d` and `m` f16: see `super::offsets_dot`.
-    ///
-    /// # Safety
-    /// AVX2, FMA and F16C are available; the slices are equally long.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn offsets_dot(scales: &[u16], mins: &[u16], sums: &[f32]) -> f32 {
-        let n = sums.len();
-        let eight = _mm256_set1_ps(8.0);
-        let mut acc = _mm256_setzero_ps();
-        let mut b = 0;
-        while b + 8 <= n {
-            let (d, m, s) = unsafe {
-                (
-                    _mm256_cvtph_ps(_mm_loadu_si128(scales.as_ptr().add(b) as *const __m128i)),
-                    _mm256_cvtph_ps(_mm_loadu_si128(mins.as_ptr().add(b) as *const __m128i)),
-                    _mm256_loadu_ps(sums.as_ptr().add(b)),
-                )
-            };
-            acc = _mm256_fmadd_ps(_mm256_fmadd_ps(eight, d, m), s, acc);
-            b += 8;
-        }
-        let mut total = sum256(acc);
-        for b in b..n {
-            total += (8.0 * half(scales[b]) + half(mins[b])) * sums[b];
-        }
-        total
-    }
-
     #[inline]
     #[target_feature(enable = "avx")]
     fn sum256(v: __m256) -> f32 {
@@ -876,10 +895,20 @@ mod x86 {
     pub(super) unsafe fn rows_dot_avx2<const R: usize>(
         codes: [&[u8]; R],
         scales: [&[u16]; R],
+        mins: Option<[&[u16]; R]>,
         token: &QuantisedToken,
     ) -> [f32; R] {
         let mut acc = [_mm256_setzero_ps(); R];
-        for b in 0..token.scales.len() {
+        let mut from_mins = [0f32; R];
+        let nb = token.scales.len();
+        let code_ahead = unsafe { prefetch_ahead(scales, mins, nb) };
+        for b in 0..nb {
+            if b % 4 == 0 {
+                for row in codes {
+                    let line = row.as_ptr().wrapping_add(b * CODES + code_ahead);
+                    _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+                }
+            }
             let x = unsafe {
                 _mm256_loadu_si256(token.values.as_ptr().add(b * BLOCK) as *const __m256i)
             };
@@ -888,11 +917,15 @@ mod x86 {
             let x_scale = token.scales[b];
             for r in 0..R {
                 let sums = unsafe { block_sums(codes[r].as_ptr().add(b * CODES), x, offsets) };
-                let scale = _mm256_set1_ps(unsafe { half(*scales[r].get_unchecked(b)) } * x_scale);
-                acc[r] = _mm256_fmadd_ps(sums, scale, acc[r]);
+                let d = unsafe { half(*scales[r].get_unchecked(b)) };
+                acc[r] = _mm256_fmadd_ps(sums, _mm256_set1_ps(d * x_scale), acc[r]);
+                if let Some(mins) = mins {
+                    let m = unsafe { half(*mins[r].get_unchecked(b)) };
+                    from_mins[r] += (8.0 * d + m) * unsafe { *token.sums.get_unchecked(b) };
+                }
             }
         }
-        std::array::from_fn(|r| sum256(acc[r]))
+        std::array::from_fn(|r| sum256(acc[r]) + from_mins[r])
     }
 
     /// Two blocks of each row at a time in 512-bit registers, their integer sums by `$sums`
@@ -907,12 +940,24 @@ mod x86 {
             pub(super) unsafe fn $name<const R: usize>(
                 codes: [&[u8]; R],
                 scales: [&[u16]; R],
+                mins: Option<[&[u16]; R]>,
                 token: &QuantisedToken,
             ) -> [f32; R] {
                 let nb = token.scales.len();
                 let low = _mm256_set1_epi8(0x0F);
                 let mut acc = [_mm512_setzero_ps(); R];
+                // each row's (8d + m)·s for the pair's two blocks, in lanes 0 and 1
+                let mut from_mins = [_mm_setzero_ps(); R];
+                let eight = _mm_set1_ps(8.0);
+                let code_ahead = unsafe { prefetch_ahead(scales, mins, nb) };
                 for p in 0..nb / 2 {
+                    if p % 2 == 0 {
+                        // the same line of the rows PREFETCH_GROUPS calls on
+                        for row in codes {
+                            let line = row.as_ptr().wrapping_add(2 * p * CODES + code_ahead);
+                            _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+                        }
+                    }
                     let $x = unsafe {
                         _mm512_loadu_si512(token.pair_values.as_ptr().add(p * 64) as *const _)
                     };
@@ -921,6 +966,11 @@ mod x86 {
                     };
                     let x_scales =
                         unsafe { _mm512_loadu_ps(token.pair_scales.as_ptr().add(p * 16)) };
+                    let block_sums = unsafe {
+                        _mm_castsi128_ps(_mm_loadl_epi64(
+                            token.sums.as_ptr().add(2 * p) as *const __m128i
+                        ))
+                    };
                     for r in 0..R {
                         let packed = unsafe {
                             _mm256_loadu_si256(
@@ -934,9 +984,20 @@ mod x86 {
                         // the weights' two scales over their blocks' lanes: 0-3 and 8-11, 4-7 and 12-15
                         let s = unsafe { scales[r].as_ptr().add(2 * p) };
                         acc[r] = unsafe { add_scaled(acc[r], sums, s, 0xF0F0, x_scales) };
+                        if let Some(mins) = mins {
+                            let (d, m) =
+                                unsafe { (two_halves(s), two_halves(mins[r].as_ptr().add(2 * p))) };
+                            from_mins[r] =
+                                _mm_fmadd_ps(_mm_fmadd_ps(eight, d, m), block_sums, from_mins[r]);
+                        }
                     }
                 }
-                let mut out: [f32; R] = std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]));
+                let mut out: [f32; R] = std::array::from_fn(|r| {
+                    let m = from_mins[r];
+                    _mm512_reduce_add_ps(acc[r])
+                        + _mm_cvtss_f32(m)
+                        + _mm_cvtss_f32(_mm_movehdup_ps(m))
+                });
                 if nb % 2 == 1 {
                     let b = nb - 1;
                     let x = unsafe {
@@ -948,9 +1009,12 @@ mod x86 {
                     for r in 0..R {
                         let sums =
                             unsafe { block_sums(codes[r].as_ptr().add(b * CODES), x, offsets) };
-                        out[r] += sum256(sums)
-                            * unsafe { half(*scales[r].get_unchecked(b)) }
-                            * token.scales[b];
+                        let d = unsafe { half(*scales[r].get_unchecked(b)) };
+                        out[r] += sum256(sums) * d * token.scales[b];
+                        if let Some(mins) = mins {
+                            let m = unsafe { half(*mins[r].get_unchecked(b)) };
+                            out[r] += (8.0 * d + m) * token.sums[b];
+                        }
                     }
                 }
                 out
@@ -1367,6 +1431,45 @@ mod tests {
     }
 
     /// `w` as Q8_0 (codes `+ 128`, f32 scales), and the weights that stands for.
+    #[test]
+    fn every_decode_kernel_adds_a_q4_1_layers_minimums() {
+        // k 96: a pair of blocks and a lone one; 128: two pairs
+        for k in [96, 128] {
+            let n = 70;
+            let (_, w0) = q4_plan(n, k, 1);
+            let blob = Q4_0.quant_f32(&noise(n * k, 1)).unwrap();
+            let mins: Vec<u16> = noise(n * k / BLOCK, 4)
+                .iter()
+                .map(|&m| f16::from_f32(m).to_bits())
+                .collect();
+            // the weights a Q4_1 layer stands for: (code - 8)·d + (8d + m)
+            let scales = Weights::from_q4_0(&blob, n, k).scales;
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| w0[i] + 8.0 * to_f32(scales[i / BLOCK]) + to_f32(mins[i / BLOCK]))
+                .collect();
+            let x = noise(k, 7);
+            let want = product(&x, &w, k);
+            let step: Vec<f32> = x
+                .chunks_exact(BLOCK)
+                .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0)
+                .collect();
+            for q4 in Q4Kernel::available() {
+                let mut op = BlockQuantLinear::plain(&blob, n, k, q4, 3).unwrap();
+                Arc::get_mut(&mut op.weights).unwrap().mins = mins.clone();
+                for (j, (g, e)) in run(&op, &x, 1).iter().zip(&want).enumerate() {
+                    // only the codes meet the token's 8-bit rounding; the minimums meet its sums
+                    let bound: f32 = (0..k)
+                        .map(|c| w0[j * k + c].abs() * step[c / BLOCK] / 2.0)
+                        .sum();
+                    assert!(
+                        (g - e).abs() <= bound * 1.001 + 1e-4 * (1.0 + e.abs()),
+                        "{q4:?}, k {k}, row {j}: {g} != {e} (bound {bound})"
+                    );
+                }
+            }
+        }
+    }
+
     fn q8_weights(w: &[f32]) -> (Vec<u8>, Vec<f32>, Vec<f32>) {
         let mut codes = Vec::with_capacity(w.len());
         let mut scales = Vec::new();
