@@ -158,21 +158,53 @@ impl Q4Kernel {
     }
 }
 
-/// The weights as the kernels read them: `[n][blocks][16]` codes and `[n][blocks]` scales,
-/// and for a Q4_1 layer (`code * d + m`, see `onnx/lm/build_lm.py`) each block's `m`, the
-/// weights being `(code - 8) * d + (8d + m)`. Scales and minimums are f16 bits, as GGML and
-/// tract store them: a decode token reads every byte of the weights once, so their size is
-/// its time.
+/// Which elements of a 4-bit block a byte of codes holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Nibbles {
+    /// Element `i` in the low nibble of byte `i`, `i + 16` in the high one (GGML's and
+    /// tract's Q4_0): the order the kernels multiply in.
+    Halves,
+    /// Element `2i` low, `2i + 1` high (ONNX `MatMulNBits`): the token is put in that order
+    /// instead (see [`QuantisedToken::new`]), so the file's bytes are used as they lie.
+    Pairs,
+}
+
+/// The weights as the kernels read them: `[n][blocks][16]` codes (`[n][k]` bytes for Q8_0)
+/// and `[n][blocks]` scales, and for a Q4_1 layer (`code * d + m`, see `onnx/lm/build_lm.py`)
+/// each block's `m`, the weights being `(code - 8) * d + (8d + m)`. Scales and minimums are
+/// f16 bits, as GGML and tract store them: a decode token reads every byte of the weights
+/// once, so their size is its time. The codes are a plain `u8` tensor, the file's own where
+/// they come from one: a copy of every layer beside the file's was the peak of a language
+/// model's memory while it loaded.
 #[derive(Debug, PartialEq)]
 struct Weights {
     format: Format,
-    codes: Arc<Vec<u8>>,
+    nibbles: Nibbles,
+    codes: Arc<Tensor>,
     scales: Arc<Vec<u16>>,
     mins: Vec<u16>,
 }
 
 fn to_f32(h: u16) -> f32 {
     f16::from_bits(h).to_f32()
+}
+
+/// `bytes` as a plain `u8` tensor, without a copy.
+pub(crate) fn byte_tensor(bytes: Vec<u8>) -> Arc<Tensor> {
+    Arc::new(tract_ndarray::Array1::from_vec(bytes).into())
+}
+
+/// `tensor` if it is `len` bytes in plain memory.
+pub(crate) fn plain_bytes(tensor: Arc<Tensor>, len: usize, what: &str) -> TractResult<Arc<Tensor>> {
+    ensure!(
+        tensor.datum_type() == u8::datum_type()
+            && tensor.len() == len
+            && tensor.as_plain_ram().is_some(),
+        "{what}: {:?} of {} values where {len} bytes were expected",
+        tensor.datum_type(),
+        tensor.len()
+    );
+    Ok(tensor)
 }
 
 impl Weights {
@@ -187,10 +219,16 @@ impl Weights {
         }
         Self {
             format: Format::Q4_0,
-            codes: Arc::new(codes),
+            nibbles: Nibbles::Halves,
+            codes: byte_tensor(codes),
             scales: Arc::new(scales),
             mins: Vec::new(),
         }
+    }
+
+    /// Every code byte (the constructors take only plain `u8` tensors, where this cannot fail).
+    fn codes(&self) -> &[u8] {
+        self.codes.as_bytes()
     }
 }
 
@@ -255,7 +293,21 @@ struct QuantisedToken {
 }
 
 impl QuantisedToken {
-    fn new(x: &[f32], pairs: bool) -> Self {
+    /// `x` quantised; for weights of [`Nibbles::Pairs`], each block's values in the order its
+    /// codes hold them: the even elements, then the odd ones.
+    fn new(x: &[f32], pairs: bool, nibbles: Nibbles) -> Self {
+        let reordered: Vec<f32>;
+        let x = match nibbles {
+            Nibbles::Halves => x,
+            Nibbles::Pairs => {
+                reordered = x
+                    .chunks_exact(BLOCK)
+                    .flat_map(|b| b.iter().step_by(2).chain(b.iter().skip(1).step_by(2)))
+                    .copied()
+                    .collect();
+                &reordered
+            }
+        };
         let blocks = x.len() / BLOCK;
         let mut values = vec![0i8; x.len()];
         let mut scales = vec![0f32; blocks];
@@ -341,13 +393,13 @@ impl BlockQuantLinear {
     /// `[n][k / 32]`, held as f16 as GGML's Q8_0 holds them (a scale that is not an f16 value
     /// is rounded to the nearest, 2⁻¹¹ of itself).
     pub(crate) fn q8_0(
-        codes: Vec<u8>,
-        scales: Vec<f32>,
+        codes: Arc<Tensor>,
+        scales: &[f32],
         n: usize,
         k: usize,
         rank: usize,
     ) -> TractResult<Self> {
-        Self::of_file(Format::Q8_0, codes, &scales, n, k, rank)
+        Self::of_file(Format::Q8_0, Nibbles::Halves, codes, scales, n, k, rank)
     }
 
     /// `[.., k] -> [.., n]` (input of `rank`) on 4-bit weights as `MatMulNBits` with `bits=4`,
@@ -355,22 +407,13 @@ impl BlockQuantLinear {
     /// block in the low nibble of byte `i` and `2i + 1` in its high one, `(code - 8) * scale`;
     /// `scales` `[n][k / 32]`, held as f16 as tract and GGML hold them.
     pub(crate) fn q4_0_nbits(
-        codes: &[u8],
+        codes: Arc<Tensor>,
         scales: &[f32],
         n: usize,
         k: usize,
         rank: usize,
     ) -> TractResult<Self> {
-        Self::check_file(codes.len(), scales.len(), n, k, rank, Format::Q4_0)?;
-        // to the kernels' order: element i in the low nibble of byte i, element i + 16 high
-        let mut ours = vec![0u8; codes.len()];
-        for (theirs, ours) in codes.chunks_exact(CODES).zip(ours.chunks_exact_mut(CODES)) {
-            let code = |e: usize| (theirs[e / 2] >> (4 * (e % 2))) & 0x0F;
-            for (i, byte) in ours.iter_mut().enumerate() {
-                *byte = code(i) | code(i + 16) << 4;
-            }
-        }
-        Self::of_file(Format::Q4_0, ours, scales, n, k, rank)
+        Self::of_file(Format::Q4_0, Nibbles::Pairs, codes, scales, n, k, rank)
     }
 
     /// That a file's `codes` bytes and `scales` are `n x k` weights of `format`, for an input of
@@ -396,24 +439,32 @@ impl BlockQuantLinear {
         Ok(())
     }
 
-    /// `[.., k] -> [.., n]` (input of `rank`) on codes in the kernels' order and the file's f32
+    /// `[.., k] -> [.., n]` (input of `rank`) on a file's codes, kept as they lie, and its f32
     /// scales, kept as f16.
+    #[allow(clippy::too_many_arguments)]
     fn of_file(
         format: Format,
-        codes: Vec<u8>,
+        nibbles: Nibbles,
+        codes: Arc<Tensor>,
         scales: &[f32],
         n: usize,
         k: usize,
         rank: usize,
     ) -> TractResult<Self> {
         Self::check_file(codes.len(), scales.len(), n, k, rank, format)?;
+        let codes = plain_bytes(
+            codes,
+            n * k / BLOCK * format.code_bytes(),
+            "BlockQuantLinear",
+        )?;
         let kernel = Kernel::best();
         let mut out_axes: TVec<OutAxis> = (0..rank - 1).map(OutAxis::Input).collect();
         out_axes.push(OutAxis::N);
         Ok(Self {
             weights: Arc::new(Weights {
                 format,
-                codes: Arc::new(codes),
+                nibbles,
+                codes,
                 scales: Arc::new(scales.iter().map(|&s| f16::from_f32(s).to_bits()).collect()),
                 mins: Vec::new(),
             }),
@@ -445,9 +496,9 @@ impl BlockQuantLinear {
     fn rows<const R: usize>(&self, j: usize) -> Rows<'_, R> {
         let nb = self.blocks();
         let row = nb * self.weights.format.code_bytes();
-        let mins = &self.weights.mins;
+        let (codes, mins) = (self.weights.codes(), &self.weights.mins);
         Rows {
-            codes: std::array::from_fn(|r| &self.weights.codes[(j + r) * row..][..row]),
+            codes: std::array::from_fn(|r| &codes[(j + r) * row..][..row]),
             scales: std::array::from_fn(|r| &self.weights.scales[(j + r) * nb..][..nb]),
             mins: (!mins.is_empty()).then(|| std::array::from_fn(|r| &mins[(j + r) * nb..][..nb])),
         }
@@ -459,7 +510,7 @@ impl BlockQuantLinear {
     fn token(&self, x: &[f32], out: Shared) {
         let format = self.weights.format;
         let pairs = format == Format::Q4_0 && self.q4.reads_pairs();
-        let token = QuantisedToken::new(x, pairs);
+        let token = QuantisedToken::new(x, pairs, self.weights.nibbles);
         let threads = pool_threads();
         let parts = (threads * PARTS_PER_THREAD).min(self.n.div_ceil(ROWS));
         let per_part = self.n.div_ceil(parts).next_multiple_of(ROWS);
@@ -505,6 +556,7 @@ impl BlockQuantLinear {
                     let mins = row.mins.map(|m| m[0]);
                     widen_row(
                         self.weights.format,
+                        self.weights.nibbles,
                         row.codes[0],
                         row.scales[0],
                         mins,
@@ -544,6 +596,7 @@ thread_local! {
 /// Calls `put(c, w[c])` for the `k` weights of one row (with its Q4_1 minimums, if any).
 fn widen_row(
     format: Format,
+    nibbles: Nibbles,
     codes: &[u8],
     scales: &[u16],
     mins: Option<&[u16]>,
@@ -562,9 +615,16 @@ fn widen_row(
         let scale = to_f32(scale);
         let offset = mins.map_or(0.0, |m| 8.0 * scale + to_f32(m[b]));
         for (i, &byte) in block.iter().enumerate() {
-            put(b * BLOCK + i, ((byte & 0x0F) as f32 - 8.0) * scale + offset);
+            let (low, high) = match nibbles {
+                Nibbles::Halves => (i, i + 16),
+                Nibbles::Pairs => (2 * i, 2 * i + 1),
+            };
             put(
-                b * BLOCK + 16 + i,
+                b * BLOCK + low,
+                ((byte & 0x0F) as f32 - 8.0) * scale + offset,
+            );
+            put(
+                b * BLOCK + high,
                 ((byte >> 4) as f32 - 8.0) * scale + offset,
             );
         }
@@ -1298,6 +1358,7 @@ pub(crate) fn fold_block_offsets(model: &mut TypedModel) -> TractResult<usize> {
             let mut fused = op.clone();
             fused.weights = Arc::new(Weights {
                 format: Format::Q4_0,
+                nibbles: op.weights.nibbles,
                 codes: op.weights.codes.clone(),
                 scales: op.weights.scales.clone(),
                 mins,
@@ -1337,7 +1398,8 @@ mod tests {
         for j in 0..n {
             widen_row(
                 Format::Q4_0,
-                &unpacked.codes[j * nb * CODES..][..nb * CODES],
+                Nibbles::Halves,
+                &unpacked.codes()[j * nb * CODES..][..nb * CODES],
                 &unpacked.scales[j * nb..][..nb],
                 None,
                 |c, v| dequantised[j * k + c] = v,
@@ -1490,7 +1552,7 @@ mod tests {
 
     fn q8_op(w: &[f32], n: usize, k: usize, q4: Q4Kernel) -> (BlockQuantLinear, Vec<f32>) {
         let (codes, scales, dequantised) = q8_weights(w);
-        let mut op = BlockQuantLinear::q8_0(codes, scales, n, k, 3).unwrap();
+        let mut op = BlockQuantLinear::q8_0(byte_tensor(codes), &scales, n, k, 3).unwrap();
         op.q4 = q4;
         (op, dequantised)
     }
@@ -1509,13 +1571,13 @@ mod tests {
             let x = noise(k, 7);
             let portable = {
                 let mut op =
-                    BlockQuantLinear::q8_0(codes.clone(), scales.clone(), n, k, 3).unwrap();
+                    BlockQuantLinear::q8_0(byte_tensor(codes.clone()), &scales, n, k, 3).unwrap();
                 op.q4 = Q4Kernel::Portable;
                 run(&op, &x, 1)
             };
             for q4 in Q4Kernel::available() {
                 let mut op =
-                    BlockQuantLinear::q8_0(codes.clone(), scales.clone(), n, k, 3).unwrap();
+                    BlockQuantLinear::q8_0(byte_tensor(codes.clone()), &scales, n, k, 3).unwrap();
                 op.q4 = q4;
                 for (g, e) in run(&op, &x, 1).iter().zip(&portable) {
                     assert!(
@@ -1538,9 +1600,10 @@ mod tests {
 
     #[test]
     fn q8_weights_of_the_wrong_size_are_refused() {
-        let err = BlockQuantLinear::q8_0(vec![128; 64 * 95], vec![1.0; 64 * 3], 64, 95, 2);
+        let err =
+            BlockQuantLinear::q8_0(byte_tensor(vec![128; 64 * 95]), &[1.0; 64 * 3], 64, 95, 2);
         assert!(err.is_err());
-        let err = BlockQuantLinear::q8_0(vec![128; 64 * 96], vec![1.0; 64], 64, 96, 2);
+        let err = BlockQuantLinear::q8_0(byte_tensor(vec![128; 64 * 96]), &[1.0; 64], 64, 96, 2);
         assert!(err.is_err());
     }
 
@@ -1623,14 +1686,20 @@ mod tests {
                 dequantised[b * BLOCK + e] = (code as f32 - 8.0) * scale;
             }
         }
-        let op = BlockQuantLinear::q4_0_nbits(&codes, &scales, n, k, 3).unwrap();
+        let op =
+            BlockQuantLinear::q4_0_nbits(byte_tensor(codes.clone()), &scales, n, k, 3).unwrap();
         prompts_give_the_product(&op, &dequantised);
         for q4 in Q4Kernel::available() {
             let mut op = op.clone();
             op.q4 = q4;
             a_token_is_within_its_rounding(&op, &dequantised, &noise(k, 12));
         }
-        assert!(BlockQuantLinear::q4_0_nbits(&codes[1..], &scales, n, k, 3).is_err());
+        let short = byte_tensor(codes[1..].to_vec());
+        assert!(BlockQuantLinear::q4_0_nbits(short, &scales, n, k, 3).is_err());
+        // the file's bytes are used as they lie, not copied
+        let file = byte_tensor(codes);
+        let op = BlockQuantLinear::q4_0_nbits(file.clone(), &scales, n, k, 3).unwrap();
+        assert!(Arc::ptr_eq(&op.weights.codes, &file));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::block_quant::{BLOCK, BlockQuantLinear};
+use super::block_quant::{BLOCK, BlockQuantLinear, plain_bytes};
 
 type Builder = fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
@@ -129,16 +129,6 @@ fn constant(model: &TypedModel, outlet: OutletId, what: &str) -> TractResult<Arc
         .with_context(|| format!("{what} must be a constant"))
 }
 
-fn bytes_of(tensor: &Tensor, len: usize, what: &str) -> TractResult<Vec<u8>> {
-    ensure!(
-        tensor.datum_type() == u8::datum_type() && tensor.len() == len,
-        "{what}: {:?} of {} values where {len} bytes were expected",
-        tensor.datum_type(),
-        tensor.len()
-    );
-    Ok(tensor.try_as_plain_ram()?.as_slice::<u8>()?.to_vec())
-}
-
 fn scales_of(tensor: &Tensor, len: usize, what: &str) -> TractResult<Vec<f32>> {
     ensure!(
         tensor.len() == len,
@@ -213,12 +203,14 @@ impl Expansion for MatMulNBits {
         let x = nbits_input(model, inputs[0], k, &what)?;
         let codes = constant(model, inputs[1], &what)?;
         let scales = constant(model, inputs[2], &what)?;
-        let codes = bytes_of(&codes, n * k * self.bits / 8, &format!("{what}: B"))?;
+        // the file's bytes, not a copy: each layer's codes would otherwise be in memory twice
+        // until the whole model is typed
+        let codes = plain_bytes(codes, n * k * self.bits / 8, &format!("{what}: B"))?;
         let scales = scales_of(&scales, n * k / BLOCK, &format!("{what}: scales"))?;
         let op = if self.bits == 4 {
-            BlockQuantLinear::q4_0_nbits(&codes, &scales, n, k, x.rank())?
+            BlockQuantLinear::q4_0_nbits(codes, &scales, n, k, x.rank())?
         } else {
-            BlockQuantLinear::q8_0(codes, scales, n, k, x.rank())?
+            BlockQuantLinear::q8_0(codes, &scales, n, k, x.rank())?
         };
         model.wire_node(prefix, op, &[inputs[0]])
     }
@@ -268,11 +260,7 @@ impl Expansion for GatherQ8 {
             "GatherBlockQuantized bits=8: indices must be int32 or int64, got {ids:?}"
         );
         let op = BlockQ8Gather {
-            codes: Arc::new(bytes_of(
-                &table,
-                rows * cols,
-                "GatherBlockQuantized bits=8: data",
-            )?),
+            codes: plain_bytes(table, rows * cols, "GatherBlockQuantized bits=8: data")?,
             scales: Arc::new(scales_of(
                 &scales,
                 rows * cols / BLOCK,
@@ -288,7 +276,8 @@ impl Expansion for GatherQ8 {
 /// `table[ids]` of a Q8_0 table `[rows, cols]`, widened to f32: `[.. ids, cols]`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BlockQ8Gather {
-    codes: Arc<Vec<u8>>,
+    /// The file's `u8` tensor (checked plain when the op was made).
+    codes: Arc<Tensor>,
     scales: Arc<Vec<f32>>,
     rows: usize,
     cols: usize,
@@ -319,7 +308,7 @@ impl BlockQ8Gather {
                 self.rows
             );
             let row = row as usize;
-            let codes = &self.codes[row * self.cols..][..self.cols];
+            let codes = &self.codes.as_bytes()[row * self.cols..][..self.cols];
             let scales = &self.scales[row * blocks..][..blocks];
             for ((out, codes), &scale) in row_out
                 .chunks_exact_mut(BLOCK)
@@ -380,7 +369,7 @@ mod tests {
             .flat_map(|r| (0..64).map(move |c| (128 + c - 32 + r) as u8))
             .collect();
         BlockQ8Gather {
-            codes: Arc::new(codes),
+            codes: crate::block_quant::byte_tensor(codes),
             scales: Arc::new(vec![0.5, 0.25, 0.5, 0.25, 0.5, 0.25]),
             rows: 3,
             cols: 64,
