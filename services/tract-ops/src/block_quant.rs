@@ -5,8 +5,9 @@
 //! with `bits=8`, which tract 0.23 does not read; [`crate::quant_onnx`] builds this op for it).
 //!
 //! tract 0.23 runs those through a packer that widens every panel to f32 before its matrix
-//! kernel, on every call. Here the codes are unpacked once at load into rows of 16 bytes a
-//! block with the f16 scales beside them (a Q4_1 layer's minimums too), and:
+//! kernel, on every call. Here the codes are rows of 16 bytes a block (the file's own bytes for
+//! `MatMulNBits`, tract's Q4_0 blob unpacked once otherwise) with the f16 scales beside them (a
+//! Q4_1 layer's minimums too), and:
 //! - a token (decode) is quantised to 8 bits per block of 32 (one scale per block, as llama.cpp
 //!   does with its Q8 activations) and multiplied with the codes in integer arithmetic: AVX-512
 //!   VNNI's `vpdpbusd` on two blocks at a time, AVX-512BW or AVX2 `vpmaddubsw`/`vpmaddwd`
