@@ -60,7 +60,7 @@ impl Format {
 /// busy while the weights stream in, and share the loads of the token.
 const ROWS: usize = 4;
 
-/// How many kernel calls ahead the 4-bit decode kernels ask for the weights. The weights of a
+/// How many kernel calls ahead the decode kernels ask for the weights. The weights of a
 /// decode step (tens of MB) come from L3 or memory, and the kernel stalled on its loads (perf:
 /// most of its samples on the instruction after them). In A/B runs on the Xeon, asking two
 /// calls ahead took a decode token 0.6–0.9 of the time it took without, at 1 thread and at 2;
@@ -319,7 +319,7 @@ impl QuantisedToken {
             let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
             scales[b] = scale;
             for (q, v) in values[b * BLOCK..][..BLOCK].iter_mut().zip(xs) {
-                *q = (v * inverse).round().clamp(-127.0, 127.0) as i8;
+                *q = round_half_away(v * inverse).clamp(-127, 127) as i8;
             }
             for (lane, four) in values[b * BLOCK..][..BLOCK].chunks_exact(4).enumerate() {
                 offsets[b * 8 + lane] = -8 * four.iter().map(|&q| q as i32).sum::<i32>();
@@ -352,6 +352,17 @@ impl QuantisedToken {
             sums: x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect(),
         }
     }
+}
+
+/// `v.round()` (halves away from zero) as an integer, for `|v|` within `i32`: in integer
+/// arithmetic that vectorises, where `f32::round` is a libm call on baseline x86-64 (it was
+/// most of the time a decode token took to quantise).
+#[inline]
+fn round_half_away(v: f32) -> i32 {
+    let whole = v as i32;
+    // exact: `whole` is `v` with its fraction cleared
+    let fraction = v - whole as f32;
+    whole + (fraction >= 0.5) as i32 - (fraction <= -0.5) as i32
 }
 
 impl BlockQuantLinear {
@@ -762,11 +773,19 @@ mod x86 {
         token: &QuantisedToken,
     ) -> [f32; R] {
         let mut acc = [_mm256_setzero_ps(); R];
-        for b in 0..token.scales.len() {
+        let nb = token.scales.len();
+        let code_ahead = unsafe { prefetch_ahead(scales, None, nb, BLOCK) };
+        for b in 0..nb {
             let x = unsafe {
                 _mm256_loadu_si256(token.values.as_ptr().add(b * BLOCK) as *const __m256i)
             };
             let x_scale = token.scales[b];
+            if b % 2 == 0 {
+                for row in codes {
+                    let line = row.as_ptr().wrapping_add(b * BLOCK + code_ahead);
+                    _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+                }
+            }
             for r in 0..R {
                 let sums = unsafe { q8_block_sums(codes[r].as_ptr().add(b * BLOCK), x) };
                 let scale = _mm256_set1_ps(unsafe { half(*scales[r].get_unchecked(b)) } * x_scale);
@@ -787,6 +806,7 @@ mod x86 {
         scales: [&[u16]; R],
         mins: Option<[&[u16]; R]>,
         nb: usize,
+        code_bytes: usize,
     ) -> usize {
         let ahead = PREFETCH_GROUPS * R * nb;
         for first in std::iter::once(scales[0]).chain(mins.map(|m| m[0])) {
@@ -795,7 +815,7 @@ mod x86 {
                 _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(line));
             }
         }
-        ahead * CODES
+        ahead * code_bytes
     }
 
     /// Two f16 values at `at`, widened into lanes 0 and 1 (2 and 3 zero).
@@ -850,7 +870,13 @@ mod x86 {
             ) -> [f32; R] {
                 let nb = token.scales.len();
                 let mut acc = [_mm512_setzero_ps(); R];
+                let code_ahead = unsafe { prefetch_ahead(scales, None, nb, BLOCK) };
                 for p in 0..nb / 2 {
+                    // a pair of blocks is a line of each row
+                    for row in codes {
+                        let line = row.as_ptr().wrapping_add(2 * p * BLOCK + code_ahead);
+                        _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+                    }
                     let $x = unsafe {
                         _mm512_loadu_si512(token.values.as_ptr().add(p * 2 * BLOCK) as *const _)
                     };
@@ -962,7 +988,7 @@ mod x86 {
         let mut acc = [_mm256_setzero_ps(); R];
         let mut from_mins = [0f32; R];
         let nb = token.scales.len();
-        let code_ahead = unsafe { prefetch_ahead(scales, mins, nb) };
+        let code_ahead = unsafe { prefetch_ahead(scales, mins, nb, CODES) };
         for b in 0..nb {
             if b % 4 == 0 {
                 for row in codes {
@@ -1010,7 +1036,7 @@ mod x86 {
                 // each row's (8d + m)·s for the pair's two blocks, in lanes 0 and 1
                 let mut from_mins = [_mm_setzero_ps(); R];
                 let eight = _mm_set1_ps(8.0);
-                let code_ahead = unsafe { prefetch_ahead(scales, mins, nb) };
+                let code_ahead = unsafe { prefetch_ahead(scales, mins, nb, CODES) };
                 for p in 0..nb / 2 {
                     if p % 2 == 0 {
                         // the same line of the rows PREFETCH_GROUPS calls on
@@ -1530,6 +1556,19 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_token_rounds_as_f32_round_does() {
+        let mut cases = vec![
+            0.0f32, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, 126.5, -126.5, 127.0, -127.0,
+        ];
+        cases.extend([0.49999997f32, -0.49999997, 1.4999999, f32::NAN]);
+        cases.extend(noise(1000, 21).iter().map(|v| v * 60.0));
+        for v in cases {
+            let want = v.round().clamp(-127.0, 127.0) as i8;
+            assert_eq!(round_half_away(v).clamp(-127, 127) as i8, want, "{v}");
         }
     }
 
