@@ -23,8 +23,7 @@ use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 
 use super::attention::exp_nonpositive;
 use super::linear::Shared;
-use super::plan_rewrite::{einsum_letters, on_tract_pool, pool_threads, swap_in};
-use super::team;
+use super::plan_rewrite::{einsum_letters, on_tract_pool, swap_in};
 
 /// From this many queries on, a head's two products go through a matrix product.
 const PRODUCT_FROM: usize = 8;
@@ -161,8 +160,7 @@ impl EvalOp for MaskedAttention {
             if n > 0 && m * n * d >= 1 << 16 {
                 on_tract_pool((0..heads).collect(), run);
             } else if n > 0 {
-                // a decode step's heads: tens of microseconds in all, too short to wake the pool
-                team::run_parts(pool_threads(), heads, &run);
+                (0..heads).for_each(run);
             }
         }
         Ok(tvec!(tensor.into_tvalue()))
