@@ -360,19 +360,28 @@ impl Worker {
                 }
             };
             let was_loaded = self.engine.is_loaded();
-            match work {
-                Work::Job(pending) => self.run_job(pending, &cancel),
-                Work::Variant(variant) => self.run_variant(variant, &cancel),
+            let finished = match work {
+                Work::Job(pending) => Some(self.run_job(pending, &cancel)),
+                Work::Variant(variant) => {
+                    self.run_variant(variant, &cancel);
+                    None
+                }
+            };
+            // The job leaves the queue before its end is told, so a client acting on the
+            // event finds it gone (Cancel answers NoSuchJob, Busy is false), never running.
+            self.shared.lock().running = None;
+            if let Some(event) = finished {
+                let _ = self.events.send(event);
             }
             if !was_loaded && self.engine.is_loaded() {
                 let _ = self.events.send(Event::ModelLoaded(true));
             }
             last_work = Instant::now();
-            self.shared.lock().running = None;
         }
     }
 
-    fn run_job(&self, pending: Pending, cancel: &AtomicBool) {
+    /// Runs one request; returns its end (done, cancelled or failed) for the caller to tell.
+    fn run_job(&self, pending: Pending, cancel: &AtomicBool) -> Event {
         let Pending { id: job, spec } = pending;
         let _ = self.events.send(Event::Started { job });
         let request = Request {
@@ -394,7 +403,7 @@ impl Worker {
             });
         };
         let result = guarded(|| self.engine.generate(&request, cancel, &mut progress));
-        let event = match result {
+        match result {
             Ok(generated) => {
                 let base = dither(&generated.image);
                 let added =
@@ -420,8 +429,7 @@ impl Worker {
                 job,
                 failure: failure(&e),
             },
-        };
-        let _ = self.events.send(event);
+        }
     }
 
     fn run_variant(&self, variant: Variant, cancel: &AtomicBool) {
