@@ -73,6 +73,44 @@ fn main() -> ExitCode {
                 println!("    merge at {at:.2}: {n} groups, purity {purity:.3}, ARI {ari:.3}");
             }
         }
+        if args.iter().any(|a| a == "--pairs") {
+            // Mean similarity within and between problems, by language pair: where a merge
+            // of two problems comes from.
+            let readings: Vec<_> = rows.iter().map(|r| read(&r.text)).collect();
+            let sim = cabin_feedback::analysis::clustering::similarities(&readings, &weights);
+            let zh: Vec<bool> = readings.iter().map(|r| r.zh).collect();
+            let problems: std::collections::BTreeSet<&str> =
+                rows.iter().map(|r| r.problem.as_str()).collect();
+            let mean = |a: &str, b: &str, cross: bool| {
+                let (mut s, mut n) = (0.0, 0);
+                for i in 0..rows.len() {
+                    for j in 0..rows.len() {
+                        if i != j
+                            && rows[i].problem == a
+                            && rows[j].problem == b
+                            && (zh[i] != zh[j]) == cross
+                        {
+                            s += sim[i][j];
+                            n += 1;
+                        }
+                    }
+                }
+                s / n.max(1) as f32
+            };
+            for a in &problems {
+                let (within, within_x) = (mean(a, a, false), mean(a, a, true));
+                let nearest = problems
+                    .iter()
+                    .filter(|b| *b != a)
+                    .map(|b| (mean(a, b, false).max(mean(a, b, true)), *b))
+                    .max_by(|x, y| x.0.total_cmp(&y.0));
+                if let Some((between, b)) = nearest {
+                    println!(
+                        "    {a:<36} within {within:.2} (across languages {within_x:.2}); nearest {b} {between:.2}"
+                    );
+                }
+            }
+        }
         if show_groups {
             let mut by_group: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
             for (i, g) in groups.iter().enumerate() {
@@ -126,5 +164,10 @@ fn explain(text: &str) {
             lx.concepts[c as usize].id
         );
     }
-    println!("{:#?}", read(text));
+    let r = read(text);
+    let problems = cabin_feedback::analysis::concept_model::model().labels(2);
+    for (i, p) in &r.learned_problems {
+        println!("problem {:<40} {p:.2}", problems[*i as usize]);
+    }
+    println!("{r:#?}");
 }

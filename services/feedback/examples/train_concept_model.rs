@@ -1,5 +1,5 @@
 //! Trains the feedback analysis's concept model (`data/concept-model.bin`) from
-//! `data/train/*.jsonl` and the lexicon's words.
+//! `data/train/*.jsonl`, `data/problems/*.jsonl` and the lexicon's words.
 //!
 //!     cargo run --release -p cabin-feedback --example train_concept_model
 //!     cargo run --release -p cabin-feedback --example train_concept_model -- --cv 5 [--dim 48 --epochs 30 --lr 0.5 --min-count 2]
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     t.min_count = min_count as usize;
 
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
-    let corpus = match corpus(dir) {
+    let corpus = match concept_model::corpus(std::path::Path::new(dir)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("train_concept_model: {e}");
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     };
     let corpus_refs: Vec<&str> = corpus.iter().map(String::as_str).collect();
     let lx = lexicon();
-    let examples = match concept_model::examples(&corpus_refs, lx) {
+    let (examples, problems) = match concept_model::examples(&corpus_refs, lx) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("train_concept_model: {e}");
@@ -65,14 +65,16 @@ fn main() -> ExitCode {
         .iter()
         .map(|(text, _)| concept_model::features(text))
         .collect();
+    // Topic and symptom statements come first; only they are held out by --cv.
     let corpus_n = examples
         .iter()
-        .filter(|e| e.1.iter().all(Option::is_some))
+        .filter(|e| e.1[0].is_some() && e.1[1].is_some())
         .count();
+    let problem_n = examples.iter().filter(|e| e.1[2].is_some()).count();
     eprintln!(
-        "{} corpus statements, {} lexicon words; {t:?}",
-        corpus_n,
-        examples.len() - corpus_n
+        "{corpus_n} topic and symptom statements, {problem_n} statements of {} problems, {} lexicon words; {t:?}",
+        problems.len(),
+        examples.len() - corpus_n - problem_n
     );
 
     if let Some(k) = flag("--cv").and_then(|v| v.parse::<usize>().ok()) {
@@ -93,7 +95,7 @@ fn main() -> ExitCode {
                 .filter(|i| keep(*i))
                 .map(|i| features[i].clone())
                 .collect();
-            let m = concept_model::train(&train, &train_features, lx, t);
+            let m = concept_model::train(&train, &train_features, &problems, lx, t);
             // The linear classifier on the same folds, as a yardstick (--linear).
             let linear = args.iter().any(|a| a == "--linear").then(|| {
                 let topic_only: Vec<(String, usize)> = train
@@ -158,7 +160,7 @@ fn main() -> ExitCode {
     }
 
     let start = std::time::Instant::now();
-    let m = concept_model::train(&examples, &features, lx, t);
+    let m = concept_model::train(&examples, &features, &problems, lx, t);
     let bytes = m.to_bytes();
     let out = format!("{dir}/concept-model.bin");
     if let Err(e) = std::fs::write(&out, &bytes) {
@@ -171,20 +173,4 @@ fn main() -> ExitCode {
         start.elapsed().as_secs_f64()
     );
     ExitCode::SUCCESS
-}
-
-/// The corpus files, in name order so training is deterministic.
-fn corpus(dir: &str) -> Result<Vec<String>, String> {
-    let train = format!("{dir}/train");
-    let mut files: Vec<_> = std::fs::read_dir(&train)
-        .map_err(|e| format!("{train}: {e}"))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
-        .collect()
 }

@@ -16,6 +16,7 @@ use cabin_proto::feedback::v1::{RedactedItem, Severity, Trend};
 const DEVELOPMENT: &str = include_str!("../eval/development.jsonl");
 const DEVELOPMENT_2: &str = include_str!("../eval/development-2.jsonl");
 const TEST: &str = include_str!("../eval/test.jsonl");
+const TEST_2: &str = include_str!("../eval/test-2.jsonl");
 
 #[derive(serde::Deserialize)]
 struct Row {
@@ -74,6 +75,23 @@ fn the_halves_never_share_a_statement() {
 }
 
 #[test]
+fn the_second_test_set_meets_the_target_with_near_neighbours_apart() {
+    // 360 statements of 30 problems, several on one part with different faults (screen black
+    // or frozen, phone key or key card, charge port door or cable locked), written apart from
+    // everything the analysis learned from. The target: ARI >= 0.85, purity >= 0.9,
+    // no problem split by language (2026-12-07: ARI 0.899, purity 0.958, 35 groups).
+    let (s, _) = score(&labelled(TEST_2));
+    println!("second test set: {s:?}");
+    assert!(s.ari >= 0.85, "ARI {:.3}", s.ari);
+    assert!(s.purity >= 0.9, "purity {:.3}", s.purity);
+    assert!(
+        s.split_by_language.is_empty(),
+        "split: {:?}",
+        s.split_by_language
+    );
+}
+
+#[test]
 fn the_test_half_is_grouped_by_problem_across_languages() {
     for set in [DEVELOPMENT, DEVELOPMENT_2] {
         let (dev, _) = score(&labelled(set));
@@ -82,18 +100,17 @@ fn the_test_half_is_grouped_by_problem_across_languages() {
     let rows = labelled(TEST);
     let (s, groups) = score(&rows);
     println!("test half: {s:?}");
-    // Regression guards at the level reached (2026-12-06: ARI 0.815, purity 0.917, one
-    // problem split by language). The target is ARI >= 0.85, purity >= 0.9 and no
-    // split: not reached yet, so these are not that target.
-    assert!(s.ari >= 0.78, "ARI {:.3}", s.ari);
-    assert!(s.purity >= 0.88, "purity {:.3}", s.purity);
+    // Regression guards below the level reached (2026-12-07: ARI 0.967, purity 0.990, no
+    // problem split by language, 34 groups for 32 problems).
+    assert!(s.ari >= 0.92, "ARI {:.3}", s.ari);
+    assert!(s.purity >= 0.95, "purity {:.3}", s.purity);
     assert!(
-        s.split_by_language.len() <= 1,
+        s.split_by_language.is_empty(),
         "split: {:?}",
         s.split_by_language
     );
     assert!(
-        s.groups as f64 <= s.problems as f64 * 1.5,
+        s.groups as f64 <= s.problems as f64 * 1.25,
         "{} groups for {} problems",
         s.groups,
         s.problems

@@ -26,6 +26,10 @@ struct Head {
     /// labels × dim, row-major.
     weights: Vec<f32>,
     bias: Vec<f32>,
+    /// The same weights dim × labels, for reading: one pass over the labels per dimension
+    /// is vector code from end to end, where a dot product per label ends in a horizontal
+    /// sum each (a head of hundreds of labels is read for every statement).
+    by_dim: Vec<f32>,
 }
 
 /// The trained embedding and its heads. Rows are stored sparse (only features training kept)
@@ -150,6 +154,7 @@ impl Embedder {
                 labels: labels.iter().map(|l| l.to_string()).collect(),
                 weights: vec![0.0; labels.len() * dim],
                 bias: vec![0.0; labels.len()],
+                by_dim: Vec::new(),
             })
             .collect();
         let mut order: Vec<usize> = (0..data.len()).collect();
@@ -215,6 +220,13 @@ impl Embedder {
     }
 
     fn indexed(mut self) -> Embedder {
+        let dim = self.dim;
+        for head in &mut self.heads {
+            let n = head.bias.len();
+            head.by_dim = (0..dim * n)
+                .map(|i| head.weights[(i % n) * dim + i / n])
+                .collect();
+        }
         let slots = (self.buckets.len() * 2).next_power_of_two().max(2);
         self.shift = 32 - slots.trailing_zeros();
         self.index = vec![0; slots];
@@ -318,7 +330,12 @@ impl Embedder {
         let Some(head) = self.heads.get(head) else {
             return Vec::new();
         };
-        let mut z = head.logits(h);
+        let mut z = head.bias.clone();
+        for (x, column) in h.iter().zip(head.by_dim.chunks_exact(z.len().max(1))) {
+            for (zk, w) in z.iter_mut().zip(column) {
+                *zk += w * x;
+            }
+        }
         softmax(&mut z);
         z
     }
@@ -438,6 +455,7 @@ impl Embedder {
                 labels,
                 weights: values,
                 bias,
+                by_dim: Vec::new(),
             });
         }
         let n_rows = u32_at(take(4)?) as usize;

@@ -1,7 +1,10 @@
-//! The learned reading of a statement: which topic and symptom of the lexicon it is about, as
-//! probabilities, from a small bilingual embedding (`cabin_text::embedder`) trained on a corpus
-//! of owner statements (`data/train/*.jsonl`, written apart from the evaluation sets) and on
-//! the lexicon's own words. Where the lexicon's word lists see nothing, or see only "the
+//! The learned reading of a statement: which topic and symptom of the lexicon it is about, and
+//! which of the specific problems of its training corpus it reports (or is nearest to), as
+//! probabilities, from a small bilingual embedding (`cabin_text::embedder`) with three heads,
+//! trained on corpora of owner statements written apart from the evaluation sets
+//! (`data/train/*.jsonl`, labelled by topic and symptom; `data/problems/*.jsonl`, labelled by
+//! specific problem: one part with one fault, many in same-part pairs) and on the lexicon's own
+//! words. The problem head is what tells two faults of one part apart in both languages. Where the lexicon's word lists see nothing, or see only "the
 //! screen", the model still reads "车机一会儿就黑了" or "the thing behind the wheel went
 //! dark", so statements phrased in ways no list foresaw land with their problem.
 //!
@@ -43,6 +46,8 @@ pub struct Guess {
     pub topics: Vec<(&'static str, f32)>,
     /// Symptoms with probability ≥ `KEEP`, most likely first ("no listed symptom" left out).
     pub symptoms: Vec<(&'static str, f32)>,
+    /// The problem head's labels with probability ≥ 0.02 (index, probability).
+    pub problems: Vec<(u32, f32)>,
 }
 
 /// The share of a text's features the model must know to guess at all.
@@ -96,60 +101,120 @@ pub fn features_read(folded: &str, r: &Reading) -> Vec<u32> {
     f
 }
 
-/// The training examples: each corpus line (`{"text","topic","symptom",...}`) and each word
-/// of the lexicon, as written, labelled for the heads it speaks to.
-pub fn examples(corpus: &[&str], lx: &Lexicon) -> Result<Vec<Example>, String> {
+/// The corpus files of a data folder (`train/*.jsonl`, then `problems/*.jsonl`), each in
+/// name order so training is deterministic.
+pub fn corpus(data_dir: &std::path::Path) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for sub in ["train", "problems"] {
+        let dir = data_dir.join(sub);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        files.sort();
+        for p in files {
+            out.push(std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?);
+        }
+    }
+    Ok(out)
+}
+
+/// The training examples and the problem head's labels: each corpus line, labelled either
+/// with a topic and symptom (`{"text","topic","symptom",...}`) or with a fine-grained
+/// problem (`{"text","problem",...}`: one part with one fault, so that statements about one
+/// part with different faults end up apart), and each word of the lexicon, as written,
+/// labelled for the heads it speaks to. Topic and symptom rows come first.
+pub fn examples(corpus: &[&str], lx: &Lexicon) -> Result<(Vec<Example>, Vec<String>), String> {
     let (topics, symptoms) = labels(lx);
     let index = |list: &[&str], id: &str| list.iter().position(|l| *l == id);
-    let mut out = Vec::new();
+    let mut rows = Vec::new();
     for (file, text) in corpus.iter().enumerate() {
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let at = || format!("corpus file {file}, line {}", n + 1);
+            let at = format!("corpus file {file}, line {}", n + 1);
             let v: serde_json::Value =
-                serde_json::from_str(line).map_err(|e| format!("{}: {e}", at()))?;
-            let field = |f: &str| v[f].as_str().unwrap_or_default().to_string();
-            let topic = index(&topics, &field("topic"))
-                .ok_or_else(|| format!("{}: unknown topic {:?}", at(), field("topic")))?;
-            let symptom = index(&symptoms, &field("symptom"))
-                .ok_or_else(|| format!("{}: unknown symptom {:?}", at(), field("symptom")))?;
-            out.push((field("text"), vec![Some(topic), Some(symptom)]));
+                serde_json::from_str(line).map_err(|e| format!("{at}: {e}"))?;
+            let field = |f: &str| v[f].as_str().map(str::to_string);
+            let text = field("text").ok_or_else(|| format!("{at}: no text"))?;
+            rows.push((at, text, field("topic"), field("symptom"), field("problem")));
         }
     }
+    let mut problems: Vec<String> = rows.iter().filter_map(|r| r.4.clone()).collect();
+    problems.sort();
+    problems.dedup();
+    let mut out = Vec::new();
+    let mut by_problem = Vec::new();
+    for (at, text, topic, symptom, problem) in rows {
+        match (topic, symptom, problem) {
+            (Some(topic), Some(symptom), None) => {
+                let topic = index(&topics, &topic)
+                    .ok_or_else(|| format!("{at}: unknown topic {topic:?}"))?;
+                let symptom = index(&symptoms, &symptom)
+                    .ok_or_else(|| format!("{at}: unknown symptom {symptom:?}"))?;
+                out.push((text, vec![Some(topic), Some(symptom), None]));
+            }
+            (None, None, Some(problem)) => {
+                let p = problems.binary_search(&problem).ok();
+                by_problem.push((text, vec![None, None, p]));
+            }
+            _ => return Err(format!("{at}: either a topic and a symptom or a problem")),
+        }
+    }
+    out.extend(by_problem);
     for (c, word) in &lx.words {
         let c = &lx.concepts[*c as usize];
         let labels = match c.kind {
-            Kind::Topic => vec![index(&topics, &c.id), None],
-            Kind::Symptom => vec![None, index(&symptoms, &c.id)],
+            Kind::Topic => vec![index(&topics, &c.id), None, None],
+            Kind::Symptom => vec![None, index(&symptoms, &c.id), None],
         };
         out.push((word.clone(), labels));
     }
-    Ok(out)
+    Ok((out, problems))
 }
 
-/// Trains the model on `examples` (their [`features`] computed once, given in the same order).
+/// Trains the model on `examples` (their [`features`] computed once, given in the same order)
+/// with the problem labels `examples` returned.
 pub fn train(
     examples: &[Example],
     features: &[Vec<u32>],
+    problems: &[String],
     lx: &Lexicon,
     t: EmbedderTraining,
 ) -> Embedder {
     let (topics, symptoms) = labels(lx);
+    let problems: Vec<&str> = problems.iter().map(String::as_str).collect();
     let labels: Vec<&[Option<usize>]> = examples.iter().map(|e| e.1.as_slice()).collect();
     Embedder::train_features(
-        &[("topic", &topics), ("symptom", &symptoms)],
+        &[
+            ("topic", &topics),
+            ("symptom", &symptoms),
+            ("problem", &problems),
+        ],
         features,
         &labels,
         t,
     )
 }
 
-/// Loads a model file, refusing one trained for another lexicon.
+/// Loads a model file, refusing one trained for another lexicon. The problem head's labels
+/// are the training corpus's, which nothing here names.
 pub fn load(bytes: &[u8], lx: &Lexicon) -> Result<Embedder, ModelError> {
     let (topics, symptoms) = labels(lx);
-    Embedder::from_bytes(bytes)?.expect_heads(&[("topic", &topics), ("symptom", &symptoms)])
+    let m = Embedder::from_bytes(bytes)?;
+    let problems: Vec<String> = match m.heads().count() {
+        3 => m.labels(2).to_vec(),
+        _ => Vec::new(),
+    };
+    let problems: Vec<&str> = problems.iter().map(String::as_str).collect();
+    m.expect_heads(&[
+        ("topic", &topics),
+        ("symptom", &symptoms),
+        ("problem", &problems),
+    ])
 }
 
 /// The model compiled into this build.
@@ -183,6 +248,7 @@ pub fn read(text: &str) -> Reading {
     }
     r.learned_topics = g.topics;
     r.learned_symptoms = g.symptoms;
+    r.learned_problems = g.problems;
     r
 }
 
@@ -210,6 +276,7 @@ pub fn guess_with(m: &Embedder, f: &[u32]) -> Guess {
         return Guess {
             topics: Vec::new(),
             symptoms: Vec::new(),
+            problems: Vec::new(),
         };
     }
     let likely = |labels: &[&'static str], p: Vec<f32>| {
@@ -225,6 +292,13 @@ pub fn guess_with(m: &Embedder, f: &[u32]) -> Guess {
     Guess {
         topics: likely(topics, m.predict_embedded(0, &h)),
         symptoms: likely(symptoms, m.predict_embedded(1, &h)),
+        problems: m
+            .predict_embedded(2, &h)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, p)| *p >= 0.02)
+            .map(|(i, p)| (i as u32, p))
+            .collect(),
     }
 }
 
@@ -249,21 +323,12 @@ mod tests {
 
     #[test]
     fn the_shipped_model_is_what_training_makes_from_the_shipped_data() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/train");
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .collect();
-        files.sort();
-        let corpus: Vec<String> = files
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+        let corpus = super::corpus(&dir).unwrap();
         let corpus: Vec<&str> = corpus.iter().map(String::as_str).collect();
-        let ex = examples(&corpus, lexicon()).unwrap();
+        let (ex, problems) = examples(&corpus, lexicon()).unwrap();
         let f: Vec<_> = ex.iter().map(|(t, _)| features(t)).collect();
-        let fresh = train(&ex, &f, lexicon(), TRAINING);
+        let fresh = train(&ex, &f, &problems, lexicon(), TRAINING);
         assert!(
             &fresh == model(),
             "data/concept-model.bin is stale: cargo run --release -p cabin-feedback --example train_concept_model"

@@ -34,6 +34,9 @@ pub struct Reading {
     pub learned_topics: Vec<(&'static str, f32)>,
     /// The learned model's symptoms (probability ≥ 0.05, most likely first).
     pub learned_symptoms: Vec<(&'static str, f32)>,
+    /// The learned model's fine-grained problems of its training corpus (label index,
+    /// probability ≥ 0.02): statements reporting one problem share them, in either language.
+    pub learned_problems: Vec<(u32, f32)>,
 }
 
 const EN_CONTRAST: &[&str] = &[
@@ -358,6 +361,7 @@ pub fn read_folded(text: &str) -> (Reading, String) {
             zh: han > latin,
             learned_topics: Vec::new(),
             learned_symptoms: Vec::new(),
+            learned_problems: Vec::new(),
         },
         folded,
     )
