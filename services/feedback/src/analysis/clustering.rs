@@ -423,17 +423,23 @@ fn vector(r: &Reading, w: &Weights, terms: &mut HashMap<String, u32>) -> Sparse 
     }
     normalise(&mut part);
     normalise(&mut fault);
-    if w.problem_fault > 0.0 && !r.learned_problems.is_empty() {
+    // The learned problems as a unit vector, used in the fault factor and on their own.
+    let n = r
+        .learned_problems
+        .iter()
+        .map(|(_, p)| p * p)
+        .sum::<f32>()
+        .sqrt();
+    let problems: Vec<(String, f32)> = r
+        .learned_problems
+        .iter()
+        .map(|(i, p)| (format!("p:{i}"), p / n))
+        .collect();
+    if w.problem_fault > 0.0 && !problems.is_empty() {
         let pf = w.problem_fault.clamp(0.0, 1.0);
         fault.values_mut().for_each(|x| *x *= (1.0 - pf).sqrt());
-        let n = r
-            .learned_problems
-            .iter()
-            .map(|(_, p)| p * p)
-            .sum::<f32>()
-            .sqrt();
-        for (i, p) in &r.learned_problems {
-            add(&mut fault, format!("p:{i}"), pf.sqrt() * p / n);
+        for (k, x) in &problems {
+            add(&mut fault, k.clone(), pf.sqrt() * x);
         }
     }
     let floor = w.fault_floor.clamp(0.0, 1.0);
@@ -463,15 +469,9 @@ fn vector(r: &Reading, w: &Weights, terms: &mut HashMap<String, u32>) -> Sparse 
         *v.entry(key).or_insert(0.0) += words_share * x;
     }
     let problem_share = w.problem_share.clamp(0.0, 1.0).sqrt();
-    let n = r
-        .learned_problems
-        .iter()
-        .map(|(_, p)| p * p)
-        .sum::<f32>()
-        .sqrt();
-    for (i, p) in &r.learned_problems {
-        let key = id_of(terms, format!("p:{i}"));
-        *v.entry(key).or_insert(0.0) += problem_share * p / n;
+    for (k, x) in problems {
+        let key = id_of(terms, k);
+        *v.entry(key).or_insert(0.0) += problem_share * x;
     }
     let norm = v.values().map(|x| x * x).sum::<f32>().sqrt();
     let mut out: Sparse = v
