@@ -294,26 +294,20 @@ pub fn cluster_with(readings: &[Reading], w: &Weights) -> Vec<usize> {
             chain.push(b);
         }
     }
-    let parent = cut(merges, &start_sizes, &inside, w);
-    let root = |mut g: usize| {
-        while parent[g] != g {
-            g = parent[g];
-        }
-        g
-    };
+    let root = cut(merges, &start_sizes, &inside, w);
     let mut renumber: HashMap<usize, usize> = HashMap::new();
     member_of
         .iter()
         .map(|&g| {
             let next = renumber.len();
-            *renumber.entry(root(g)).or_insert(next)
+            *renumber.entry(root[g]).or_insert(next)
         })
         .collect()
 }
 
 /// Replays the merges from the most similar down (average linkage is reducible, so this is
 /// the order the textbook algorithm takes) and keeps those the cohesion rule allows; once two
-/// groups are kept apart, neither joins anything else. Returns each starting group's parent.
+/// groups are kept apart, neither joins anything else. Returns each starting group's final group.
 fn cut(
     mut merges: Vec<(f32, usize, usize)>,
     sizes: &[f32],
@@ -356,7 +350,7 @@ fn cut(
         pairs_sum[a] += pairs_sum[b] + s * size[a] * size[b];
         size[a] += size[b];
     }
-    parent
+    (0..m).map(|g| find(&parent, g)).collect()
 }
 
 /// The cosine similarity of every pair of readings, as the clustering starts from it (for
