@@ -3,7 +3,7 @@
 # 2 threads, with the CPU they ran on and each matrix-shaped op's share of the same run's sgemm
 # peak (numpy's BLAS at 1 and 2 threads).
 #
-#   onnx/bench/ops.sh [REPS]
+#   onnx/bench/ops.sh [REPS] [ONLY: the cases whose name holds it]
 #
 # Needs the Python venv of onnx/requirements-fixtures.txt at onnx/.venv (for the peak only).
 set -euo pipefail
@@ -14,4 +14,4 @@ peak() {
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS="$1" "$py" onnx/bench/sgemm_peak.py |
         "$py" -c 'import json, sys; print(json.load(sys.stdin)["sgemm_gflops"])'
 }
-cargo bench -q -p cabin-tract-ops --bench ops -- --peak1 "$(peak 1)" --peak2 "$(peak 2)" --reps "${1:-15}"
+cargo bench -q -p cabin-tract-ops --bench ops -- --peak1 "$(peak 1)" --peak2 "$(peak 2)" --reps "${1:-15}" ${2:+--only "$2"}

@@ -4,6 +4,7 @@
 //! 2 threads, with the CPU it ran on.
 //!
 //!     cargo bench -p cabin-tract-ops --bench ops -- [--peak1 GFLOPS] [--peak2 GFLOPS] [--reps N]
+//!         [--only TEXT]
 //!
 //! `onnx/bench/ops.sh` passes the same run's sgemm peaks at 1 and 2 threads (numpy's BLAS), so
 //! the matrix-shaped ops print their share of it. Not a test: it asserts nothing about time.
@@ -16,6 +17,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::cnn::deconv::Deconv;
 use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math;
@@ -65,6 +67,39 @@ fn conv(n: usize, cin: usize, cout: usize, h: usize, w: usize) -> Case {
         gflop: 2.0 * (n * cout * h * w * cin * 9) as f64 / 1e9,
         build: Box::new(build),
         inputs: vec![vec![n, cin, h, w]],
+    }
+}
+
+/// A transposed convolution, kernel `k` = the stride or twice it, as a display stage's.
+fn deconv(cin: usize, cout: usize, h: usize, w: usize, (s, k, pad): (usize, usize, usize)) -> Case {
+    let build = move || -> TractResult<TypedModel> {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, cin, h, w]))?;
+        let kernel = model.add_const(
+            "k",
+            Tensor::from_shape(&[cout, cin, k, k], &values(cout * cin * k * k, 1))?,
+        )?;
+        let b = model.add_const("b", Tensor::from_shape(&[cout], &values(cout, 2))?)?;
+        let spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec![k, k],
+            padding: PaddingSpec::Explicit(tvec![pad, pad], tvec![pad, pad]),
+            dilations: None,
+            strides: Some(tvec![s, s]),
+            input_channels: cin,
+            output_channels: cout,
+        };
+        let op = Deconv::new(spec, KernelFormat::OIHW, tvec![0, 0], 1);
+        let y = model.wire_node("deconv", op, &[x, kernel, b])?[0];
+        model.select_output_outlets(&[y])?;
+        Ok(model)
+    };
+    Case {
+        name: format!("deconv 1x{cin}x{h}x{w} -> {cout}, k{k} s{s} p{pad}"),
+        op: Op::ConvTranspose,
+        gflop: 2.0 * (cout * h * w * cin * k * k) as f64 / 1e9,
+        build: Box::new(build),
+        inputs: vec![vec![1, cin, h, w]],
     }
 }
 
@@ -261,10 +296,14 @@ fn main() -> TractResult<()> {
     let args: Vec<String> = std::env::args().collect();
     let peaks: [Option<f64>; 2] = [arg(&args, "--peak1"), arg(&args, "--peak2")];
     let reps: usize = arg(&args, "--reps").unwrap_or(15);
+    // `--only TEXT`: the cases whose name holds it.
+    let only: Option<String> = arg(&args, "--only");
     let cases = [
         conv(2, 96, 96, 16, 40),
         conv(2, 128, 128, 8, 20),
         conv(1, 64, 64, 64, 160),
+        deconv(64, 32, 64, 160, (2, 2, 0)),
+        deconv(32, 3, 128, 320, (6, 12, 3)),
         linear(2, 640, 64, 64),
         linear(2, 160, 128, 512),
         linear(2, 160, 512, 128),
@@ -292,7 +331,10 @@ fn main() -> TractResult<()> {
         "op", "thr", "tract ms", "cabin ms", "ratio", "GFLOP/s", "% peak"
     );
     for threads in [1, 2] {
-        for case in &cases {
+        for case in cases
+            .iter()
+            .filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str())))
+        {
             let (tract_ms, _) = time_plan(case, false, threads, reps)?;
             let (cabin_ms, swapped) = time_plan(case, true, threads, reps)?;
             let (rate, share) = if case.gflop > 0.0 {

@@ -7,6 +7,8 @@
 //! AVX2+FMA, with a portable path that is tested on every machine:
 //!
 //! - `conv3x3`: direct 3x3 convolution, stride 1 or 2, padding 1;
+//! - `conv_transpose`: transposed convolutions with a kernel of the stride or twice it (a
+//!   display stage's learned upsamplers) as per-phase 2x2 convolutions on `conv3x3`'s kernel;
 //! - `linear`: products with a constant weight matrix (projections, feed-forward, 1x1
 //!   convolutions) on weights packed once, at load, with the bias that follows;
 //! - `attention`: `softmax(q · kᵀ) · v` per batch item and head in one op;
@@ -36,6 +38,7 @@ mod block_quant;
 mod broadcast_bin;
 mod centered_norm;
 mod conv3x3;
+mod conv_transpose;
 mod linear;
 mod masked_attention;
 mod plan_rewrite;
@@ -76,6 +79,7 @@ fn portable_forced() -> bool {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swapped {
     pub conv3x3: usize,
+    pub conv_transposes: usize,
     pub linear: usize,
     pub attention: usize,
     pub norms: usize,
@@ -87,6 +91,7 @@ pub struct Swapped {
 impl Swapped {
     pub fn total(&self) -> usize {
         self.conv3x3
+            + self.conv_transposes
             + self.linear
             + self.attention
             + self.norms
@@ -185,6 +190,7 @@ pub fn extensions() -> Vec<&'static str> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Conv3x3,
+    ConvTranspose,
     Linear,
     Attention,
     CenteredNorm,
@@ -196,8 +202,9 @@ pub enum Op {
 impl Op {
     /// In the order [`swap_in`] applies them: the norms before the broadcasts, since a norm
     /// folds in the per-channel Mul and Add after it.
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 8] = [
         Op::Conv3x3,
+        Op::ConvTranspose,
         Op::Linear,
         Op::Attention,
         Op::CenteredNorm,
@@ -209,7 +216,7 @@ impl Op {
 
 /// Replaces every pattern of a decluttered plan that one of cabin's ops runs faster (see the
 /// module list), before tract optimises the plan; `CABIN_TRACT_<OP>=1` keeps tract's own for
-/// one kind (CONV, LINEAR, ATTENTION, NORM, BIN) for comparisons.
+/// one kind (CONV, DECONV, LINEAR, ATTENTION, NORM, BIN) for comparisons.
 pub fn swap_in(model: &mut TypedModel) -> TractResult<Swapped> {
     let mut swapped = Swapped::default();
     let all = worth_swapping();
@@ -220,6 +227,7 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<Swapped> {
         let n = swap_in_only(model, op)?;
         match op {
             Op::Conv3x3 => swapped.conv3x3 = n,
+            Op::ConvTranspose => swapped.conv_transposes = n,
             Op::Linear => swapped.linear = n,
             Op::Attention => swapped.attention = n,
             Op::CenteredNorm => swapped.norms = n,
@@ -236,6 +244,7 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<Swapped> {
 pub fn swap_in_only(model: &mut TypedModel, op: Op) -> TractResult<usize> {
     match op {
         Op::Conv3x3 => conv3x3::replace_convs(model),
+        Op::ConvTranspose => conv_transpose::replace_conv_transposes(model),
         Op::Linear => linear::replace_linears(model),
         Op::Attention => attention::replace_attention(model),
         Op::CenteredNorm => centered_norm::replace_centered_norms(model),
