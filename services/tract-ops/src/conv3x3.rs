@@ -95,6 +95,15 @@ impl Kernel {
         Self::Portable
     }
 
+    /// Whether this is the AVX2+FMA kernel (false wherever it does not exist).
+    pub(super) fn is_avx2(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Self::Avx2 {
+            return true;
+        }
+        false
+    }
+
     /// All kernels this machine can run (the tests check each against the plain sum).
     #[cfg(test)]
     pub(super) fn available() -> Vec<Self> {
@@ -223,7 +232,9 @@ mod x86 {
         }
     }
 
-    /// 4 channels x 24 points in 12 ymm accumulators, twice per 8-channel block.
+    /// 4 channels x 16 points in 8 ymm accumulators, twice per 8-channel block and three
+    /// times per tile. (4 x 24 in 12 left too few of the 16 registers for the inputs and the
+    /// broadcast: the compiler spilled one input vector per tap to the stack.)
     ///
     /// # Safety
     /// AVX2 and FMA are available and `input`/`weights` are as long as `Kernel::tile` asserts.
@@ -237,19 +248,15 @@ mod x86 {
     ) {
         let cin = weights.len() / (TAPS * MR);
         for half in 0..2 {
-            for part in 0..NT / 24 {
-                let mut acc = [[_mm256_setzero_ps(); 3]; 4];
+            for part in 0..NT / 16 {
+                let mut acc = [[_mm256_setzero_ps(); 2]; 4];
                 let mut w = unsafe { weights.as_ptr().add(4 * half) };
                 for c in 0..cin {
-                    let channel = unsafe { input.as_ptr().add(c * stride + 24 * part) };
+                    let channel = unsafe { input.as_ptr().add(c * stride + 16 * part) };
                     for &off in offsets {
                         let x = unsafe {
                             let p = channel.add(off);
-                            [
-                                _mm256_loadu_ps(p),
-                                _mm256_loadu_ps(p.add(8)),
-                                _mm256_loadu_ps(p.add(16)),
-                            ]
+                            [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
                         };
                         for (m, row) in acc.iter_mut().enumerate() {
                             let wm = _mm256_set1_ps(unsafe { *w.add(m) });
@@ -261,7 +268,7 @@ mod x86 {
                     }
                 }
                 for (m, row) in acc.iter().enumerate() {
-                    let dst = unsafe { out.as_mut_ptr().add((4 * half + m) * NT + 24 * part) };
+                    let dst = unsafe { out.as_mut_ptr().add((4 * half + m) * NT + 16 * part) };
                     for (v, a) in row.iter().enumerate() {
                         unsafe { _mm256_storeu_ps(dst.add(8 * v), *a) };
                     }

@@ -76,33 +76,52 @@ impl Layout {
     }
 }
 
+/// Rows and columns of the AVX2 micro-tile for token-major activations: 6 x 16 in 12 ymm
+/// accumulators, two weight loads and six broadcasts per input channel.
+const AVX2_ROWS: usize = 6;
+const AVX2_COLUMNS: usize = 16;
+/// Row blocks one worker takes at a time on that path: the weight panel (16 columns by `k`)
+/// stays in cache across them.
+const AVX2_STRIPE_BLOCKS: usize = 4;
+
 /// The weights, `k` by `n`, packed for the side the activations come in on.
 #[derive(Debug)]
 struct Packed {
     k: usize,
     n: usize,
-    /// Channel-major input: `[n block of MR][k][MR]`. Token-major: `[n panel of NT][k][NT]`.
-    /// Zero past `n` either way.
+    /// Channel-major input: `[n block of MR][k][MR]`. Token-major: `[n panel of width][k][width]`
+    /// (width NT, or `AVX2_COLUMNS` for the AVX2 kernel). Zero past `n` either way. Starts at
+    /// `start`, on a cache line, so a 16-column panel row is one line.
     values: Vec<f32>,
+    start: usize,
 }
 
 impl Packed {
     /// `w(i, j)` is the weight from input channel `i` to output channel `j`.
-    fn new(k: usize, n: usize, channel_major: bool, w: impl Fn(usize, usize) -> f32) -> Self {
-        let width = if channel_major { MR } else { NT };
+    fn new(k: usize, n: usize, width: usize, w: impl Fn(usize, usize) -> f32) -> Self {
         let groups = n.div_ceil(width);
-        let mut values = vec![0.0; groups * k * width];
+        let mut values = vec![0.0; groups * k * width + 16];
+        let start = values.as_ptr().align_offset(64).min(16);
         for j in 0..n {
             let (group, lane) = (j / width, j % width);
             for i in 0..k {
-                values[(group * k + i) * width + lane] = w(i, j);
+                values[start + (group * k + i) * width + lane] = w(i, j);
             }
         }
-        Self { k, n, values }
+        Self {
+            k,
+            n,
+            values,
+            start,
+        }
+    }
+
+    fn values(&self) -> &[f32] {
+        &self.values[self.start..self.values.len() - 16 + self.start]
     }
 
     fn group(&self, width: usize, group: usize) -> &[f32] {
-        &self.values[group * self.k * width..][..self.k * width]
+        &self.values()[group * self.k * width..][..self.k * width]
     }
 }
 
@@ -153,7 +172,7 @@ impl PartialEq for Linear {
             && self.packed.n == other.packed.n
             && same_bits(&self.bias, &other.bias)
             && (Arc::ptr_eq(&self.packed, &other.packed)
-                || same_bits(&self.packed.values, &other.packed.values))
+                || same_bits(self.packed.values(), other.packed.values()))
     }
 }
 
@@ -208,6 +227,8 @@ impl Linear {
                 };
                 on_tract_pool((0..points.div_ceil(NT)).collect(), stripe);
             });
+        } else if cfg!(target_arch = "x86_64") && self.kernel.is_avx2() {
+            self.rows_avx2(x, points, out);
         } else {
             // Output channels along the vector axis, eight rows broadcast a value at a time.
             let stripe = |r: usize| {
@@ -254,11 +275,95 @@ impl Linear {
             on_tract_pool((0..points.div_ceil(MR)).collect(), stripe);
         }
     }
+
+    /// Token-major rows on AVX2: each worker packs a stripe of rows (`[block of 6][k][6]`,
+    /// so the broadcasts read one stream) and runs every 16-column weight panel over it.
+    fn rows_avx2(&self, x: &[f32], rows: usize, out: Shared) {
+        let (k, n) = (self.packed.k, self.packed.n);
+        let bias = &self.bias[..];
+        let channel_major_out = self.layout.output_channel_major;
+        let stripe_rows = AVX2_ROWS * AVX2_STRIPE_BLOCKS;
+        let stripe = |stripe: usize| {
+            let r0 = stripe * stripe_rows;
+            let count = stripe_rows.min(rows - r0);
+            let blocks = count.div_ceil(AVX2_ROWS);
+            PADDED.with_borrow_mut(|packed_rows| {
+                packed_rows.clear();
+                packed_rows.resize(blocks * k * AVX2_ROWS, 0.0);
+                for r in 0..count {
+                    let (block, m) = (r / AVX2_ROWS, r % AVX2_ROWS);
+                    let dst = &mut packed_rows[block * k * AVX2_ROWS..][..k * AVX2_ROWS];
+                    for (d, &v) in dst[m..]
+                        .iter_mut()
+                        .step_by(AVX2_ROWS)
+                        .zip(&x[(r0 + r) * k..][..k])
+                    {
+                        *d = v;
+                    }
+                }
+                let mut tile = [0.0f32; AVX2_ROWS * AVX2_COLUMNS];
+                for panel in 0..n.div_ceil(AVX2_COLUMNS) {
+                    let weights = self.packed.group(AVX2_COLUMNS, panel);
+                    let j0 = panel * AVX2_COLUMNS;
+                    let width = AVX2_COLUMNS.min(n - j0);
+                    for block in 0..blocks {
+                        let a = &packed_rows[block * k * AVX2_ROWS..][..k * AVX2_ROWS];
+                        rows_6x16(self.kernel, a, weights, &mut tile);
+                        let p0 = r0 + block * AVX2_ROWS;
+                        let here = AVX2_ROWS.min(count - block * AVX2_ROWS);
+                        // SAFETY (both arms): this stripe alone writes rows r0..r0+count.
+                        if channel_major_out {
+                            for j in 0..width {
+                                let dst = unsafe { out.run((j0 + j) * rows + p0, here) };
+                                for (m, d) in dst.iter_mut().enumerate() {
+                                    *d = tile[m * AVX2_COLUMNS + j] + bias[j0 + j];
+                                }
+                            }
+                        } else {
+                            for m in 0..here {
+                                let dst = unsafe { out.run((p0 + m) * n + j0, width) };
+                                let src = &tile[m * AVX2_COLUMNS..][..width];
+                                for ((d, &v), &b) in dst.iter_mut().zip(src).zip(&bias[j0..]) {
+                                    *d = v + b;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        };
+        on_tract_pool((0..rows.div_ceil(stripe_rows)).collect(), stripe);
+    }
 }
 
 thread_local! {
-    /// The channel-major input padded to whole tiles, kept between calls.
+    /// The channel-major input padded to whole tiles, or a stripe of token-major rows packed
+    /// for the AVX2 kernel; kept between calls.
     static PADDED: std::cell::RefCell<Vec<f32>> = Default::default();
+}
+
+/// `out[m*16 + j] = sum over c of a[c*6 + m] * panel[c*16 + j]`: six packed rows by one
+/// 16-column panel (the AVX2 token-major path).
+fn rows_6x16(kernel: Kernel, a: &[f32], panel: &[f32], out: &mut [f32; AVX2_ROWS * AVX2_COLUMNS]) {
+    let k = panel.len() / AVX2_COLUMNS;
+    // The kernel reads without bounds checks; this is what makes that sound.
+    assert!(k > 0 && a.len() == k * AVX2_ROWS && panel.len() == k * AVX2_COLUMNS);
+    #[cfg(target_arch = "x86_64")]
+    if kernel.is_avx2() {
+        // SAFETY: AVX2 and FMA were detected for this kernel; the assert bounds every read.
+        unsafe { x86::rows_6x16_avx2(a, panel, out) };
+        return;
+    }
+    let _ = kernel;
+    out.fill(0.0);
+    for c in 0..k {
+        for m in 0..AVX2_ROWS {
+            let v = a[c * AVX2_ROWS + m];
+            for j in 0..AVX2_COLUMNS {
+                out[m * AVX2_COLUMNS + j] += v * panel[c * AVX2_COLUMNS + j];
+            }
+        }
+    }
 }
 
 /// `out[m*NT + j] = sum over c of rows[m*k + c] * panel[c*NT + j]` for `m < MR`, `j < width`
@@ -318,7 +423,7 @@ fn rows_tile_portable(rows: &[f32], panel: &[f32], out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{MR, NT};
+    use super::{AVX2_COLUMNS, AVX2_ROWS, MR, NT};
     use std::arch::x86_64::*;
 
     /// 8 rows x `16 * V` columns in `8 * V` zmm accumulators.
@@ -351,7 +456,42 @@ mod x86 {
         }
     }
 
-    /// 4 rows x 24 columns in 12 ymm accumulators, over the 8 x 48 tile.
+    /// 6 packed rows x 16 columns in 12 ymm accumulators.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are available and the slices are as long as `rows_6x16` asserts.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows_6x16_avx2(
+        a: &[f32],
+        panel: &[f32],
+        out: &mut [f32; AVX2_ROWS * AVX2_COLUMNS],
+    ) {
+        let k = panel.len() / AVX2_COLUMNS;
+        let mut acc = [[_mm256_setzero_ps(); 2]; AVX2_ROWS];
+        let (x, w) = (a.as_ptr(), panel.as_ptr());
+        for c in 0..k {
+            let (w0, w1) = unsafe {
+                (
+                    _mm256_loadu_ps(w.add(c * AVX2_COLUMNS)),
+                    _mm256_loadu_ps(w.add(c * AVX2_COLUMNS + 8)),
+                )
+            };
+            for (m, row) in acc.iter_mut().enumerate() {
+                let b = unsafe { _mm256_broadcast_ss(&*x.add(c * AVX2_ROWS + m)) };
+                row[0] = _mm256_fmadd_ps(b, w0, row[0]);
+                row[1] = _mm256_fmadd_ps(b, w1, row[1]);
+            }
+        }
+        for (m, row) in acc.iter().enumerate() {
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr().add(m * AVX2_COLUMNS), row[0]);
+                _mm256_storeu_ps(out.as_mut_ptr().add(m * AVX2_COLUMNS + 8), row[1]);
+            }
+        }
+    }
+
+    /// 4 rows x 16 columns in 8 ymm accumulators, over the 8 x 48 tile (4 x 24 spilled a
+    /// weight vector to the stack: too few of the 16 registers left).
     ///
     /// # Safety
     /// AVX2 and FMA are available and the slices are as long as `rows_tile` asserts.
@@ -360,11 +500,11 @@ mod x86 {
         let k = rows.len() / MR;
         let (x, w) = (rows.as_ptr(), panel.as_ptr());
         for half in 0..2 {
-            for part in 0..NT / 24 {
-                let mut acc = [[_mm256_setzero_ps(); 3]; 4];
+            for part in 0..NT / 16 {
+                let mut acc = [[_mm256_setzero_ps(); 2]; 4];
                 for c in 0..k {
-                    let wv: [__m256; 3] = std::array::from_fn(|v| unsafe {
-                        _mm256_loadu_ps(w.add(c * NT + 24 * part + 8 * v))
+                    let wv: [__m256; 2] = std::array::from_fn(|v| unsafe {
+                        _mm256_loadu_ps(w.add(c * NT + 16 * part + 8 * v))
                     });
                     for (m, row) in acc.iter_mut().enumerate() {
                         let b = _mm256_set1_ps(unsafe { *x.add((4 * half + m) * k + c) });
@@ -374,7 +514,7 @@ mod x86 {
                     }
                 }
                 for (m, row) in acc.iter().enumerate() {
-                    let dst = unsafe { out.as_mut_ptr().add((4 * half + m) * NT + 24 * part) };
+                    let dst = unsafe { out.as_mut_ptr().add((4 * half + m) * NT + 16 * part) };
                     for (v, a) in row.iter().enumerate() {
                         unsafe { _mm256_storeu_ps(dst.add(8 * v), *a) };
                     }
@@ -532,7 +672,13 @@ fn linear_for(model: &TypedModel, node: &TypedNode, kernel: Kernel) -> Option<Li
     }
     let values = weights.try_as_plain_ram().ok()?;
     let values = values.as_slice::<f32>().ok()?;
-    let packed = Packed::new(k, n, input_channel_major, |i, j| {
+    let width = match (input_channel_major, kernel) {
+        (true, _) => MR,
+        #[cfg(target_arch = "x86_64")]
+        (false, Kernel::Avx2) => AVX2_COLUMNS,
+        (false, _) => NT,
+    };
+    let packed = Packed::new(k, n, width, |i, j| {
         if n_last {
             values[i * n + j]
         } else {
@@ -640,6 +786,57 @@ mod tests {
                             (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
                             "{kernel:?} k {k} width {width} [{m}][{j}]: {got} != {want}"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_multiplies_token_major_rows_as_the_plain_sum() {
+        // Rows and columns off every kernel's tile (6 x 16 on AVX2, 8 x 48 elsewhere), both
+        // output layouts, on the calling thread and a pool.
+        for kernel in Kernel::available() {
+            for (rows, k, n) in [(37, 20, 112), (1, 3, 1), (6, 16, 16), (25, 64, 33)] {
+                for channel_major_out in [false, true] {
+                    let weights = noise(k * n, 3);
+                    let x = noise(rows * k, 4);
+                    let bias = noise(n, 5);
+                    let width = if kernel.is_avx2() { AVX2_COLUMNS } else { NT };
+                    let op = Linear {
+                        packed: Arc::new(Packed::new(k, n, width, |i, j| weights[i * n + j])),
+                        bias: Arc::new(bias.clone()),
+                        layout: Layout {
+                            input_channel_major: false,
+                            output_channel_major: channel_major_out,
+                            outer_axes: 0,
+                            k_axes: 1,
+                        },
+                        kernel,
+                    };
+                    for threads in [1, 2] {
+                        let mut out = vec![f32::NAN; rows * n];
+                        let pool = tract_linalg::multithread::Executor::multithread(threads);
+                        tract_linalg::multithread::multithread_tract_scope(pool, || {
+                            op.item(&x, rows, Shared::new(&mut out))
+                        });
+                        for r in 0..rows {
+                            for j in 0..n {
+                                let want: f32 = bias[j]
+                                    + (0..k)
+                                        .map(|c| x[r * k + c] * weights[c * n + j])
+                                        .sum::<f32>();
+                                let got = if channel_major_out {
+                                    out[j * rows + r]
+                                } else {
+                                    out[r * n + j]
+                                };
+                                assert!(
+                                    (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                    "{kernel:?} {rows}x{k}x{n} [{r}][{j}]: {got} != {want}"
+                                );
+                            }
+                        }
                     }
                 }
             }
