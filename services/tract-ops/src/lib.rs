@@ -50,6 +50,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tract_onnx::prelude::*;
 
 pub use conv3x3::Kernel;
+pub use plan_rewrite::install_hot;
 
 /// tract-onnx's parser, with cabin's forms of the ops it does not read (see `quant_onnx`).
 pub fn onnx() -> tract_onnx::Onnx {

@@ -308,9 +308,19 @@ impl Linear {
                     let width = AVX2_COLUMNS.min(n - j0);
                     for block in 0..blocks {
                         let a = &packed_rows[block * k * AVX2_ROWS..][..k * AVX2_ROWS];
-                        rows_6x16(self.kernel, a, weights, &mut tile);
                         let p0 = r0 + block * AVX2_ROWS;
                         let here = AVX2_ROWS.min(count - block * AVX2_ROWS);
+                        if !channel_major_out && here == AVX2_ROWS && width == AVX2_COLUMNS {
+                            // A whole tile of row-major output: straight from the registers,
+                            // with its bias.
+                            let bias: &[f32; AVX2_COLUMNS] =
+                                bias[j0..][..AVX2_COLUMNS].try_into().expect("16 columns");
+                            // SAFETY: rows p0..p0+6, columns j0..j0+16 of this stripe's rows.
+                            let dst = unsafe { out.run(p0 * n + j0, (AVX2_ROWS - 1) * n + width) };
+                            rows_6x16_out(self.kernel, a, weights, bias, dst, n);
+                            continue;
+                        }
+                        rows_6x16(self.kernel, a, weights, &mut tile);
                         // SAFETY (both arms): this stripe alone writes rows r0..r0+count.
                         if channel_major_out {
                             for j in 0..width {
@@ -340,6 +350,39 @@ thread_local! {
     /// The channel-major input padded to whole tiles, or a stripe of token-major rows packed
     /// for the AVX2 kernel; kept between calls.
     static PADDED: std::cell::RefCell<Vec<f32>> = Default::default();
+}
+
+/// As [`rows_6x16`], plus `bias[j]`, into `out[m*pitch + j]` (six output rows `pitch` apart).
+fn rows_6x16_out(
+    kernel: Kernel,
+    a: &[f32],
+    panel: &[f32],
+    bias: &[f32; AVX2_COLUMNS],
+    out: &mut [f32],
+    pitch: usize,
+) {
+    let k = panel.len() / AVX2_COLUMNS;
+    // The kernel reads and writes without bounds checks; this is what makes that sound.
+    assert!(
+        k > 0
+            && a.len() == k * AVX2_ROWS
+            && panel.len() == k * AVX2_COLUMNS
+            && pitch >= AVX2_COLUMNS
+            && out.len() >= (AVX2_ROWS - 1) * pitch + AVX2_COLUMNS
+    );
+    #[cfg(target_arch = "x86_64")]
+    if kernel.is_avx2() {
+        // SAFETY: AVX2 and FMA were detected for this kernel; the assert bounds every access.
+        unsafe { x86::rows_6x16_out_avx2(a, panel, bias, out, pitch) };
+        return;
+    }
+    let mut tile = [0.0; AVX2_ROWS * AVX2_COLUMNS];
+    rows_6x16(kernel, a, panel, &mut tile);
+    for m in 0..AVX2_ROWS {
+        for j in 0..AVX2_COLUMNS {
+            out[m * pitch + j] = tile[m * AVX2_COLUMNS + j] + bias[j];
+        }
+    }
 }
 
 /// `out[m*16 + j] = sum over c of a[c*6 + m] * panel[c*16 + j]`: six packed rows by one
@@ -456,6 +499,48 @@ mod x86 {
         }
     }
 
+    /// As `rows_6x16_avx2`, with the bias added and the rows stored `pitch` apart.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are available and the slices are as long as `rows_6x16_out` asserts.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows_6x16_out_avx2(
+        a: &[f32],
+        panel: &[f32],
+        bias: &[f32; AVX2_COLUMNS],
+        out: &mut [f32],
+        pitch: usize,
+    ) {
+        let k = panel.len() / AVX2_COLUMNS;
+        let (b0, b1) = unsafe {
+            (
+                _mm256_loadu_ps(bias.as_ptr()),
+                _mm256_loadu_ps(bias.as_ptr().add(8)),
+            )
+        };
+        let mut acc = [[b0, b1]; AVX2_ROWS];
+        let (x, w) = (a.as_ptr(), panel.as_ptr());
+        for c in 0..k {
+            let (w0, w1) = unsafe {
+                (
+                    _mm256_loadu_ps(w.add(c * AVX2_COLUMNS)),
+                    _mm256_loadu_ps(w.add(c * AVX2_COLUMNS + 8)),
+                )
+            };
+            for (m, row) in acc.iter_mut().enumerate() {
+                let b = unsafe { _mm256_broadcast_ss(&*x.add(c * AVX2_ROWS + m)) };
+                row[0] = _mm256_fmadd_ps(b, w0, row[0]);
+                row[1] = _mm256_fmadd_ps(b, w1, row[1]);
+            }
+        }
+        for (m, row) in acc.iter().enumerate() {
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr().add(m * pitch), row[0]);
+                _mm256_storeu_ps(out.as_mut_ptr().add(m * pitch + 8), row[1]);
+            }
+        }
+    }
+
     /// 6 packed rows x 16 columns in 12 ymm accumulators.
     ///
     /// # Safety
@@ -566,7 +651,11 @@ impl EvalOp for Linear {
         let mut tensor = Tensor::zero::<f32>(&out_shape)?;
         let mut view = tensor.try_as_plain_ram_mut()?;
         let output = view.as_slice_mut::<f32>()?;
-        if points > 0 {
+        if points > 0 && !self.layout.input_channel_major && !self.layout.output_channel_major {
+            // Token-major in and out: the outer items are just more rows, split over the pool
+            // in one go (per item, a batch of two left the pool's threads idle between).
+            self.item(x, x.len() / k, Shared(output.as_mut_ptr()));
+        } else if points > 0 {
             let base = Shared(output.as_mut_ptr());
             for (o, item) in x.chunks_exact(k * points).enumerate() {
                 // SAFETY: item `o`'s outputs are its own `n * points` slice of `output`.
