@@ -95,6 +95,44 @@ impl Kernel {
         Self::Portable
     }
 
+    /// How many parts [`Kernel::tile_part`] splits a tile into: the AVX2 kernel runs 16 of its
+    /// 48 points at a time, so a caller can run every output block over one part before the
+    /// next (that part's stretch of the input then stays in L1 across the blocks).
+    pub(super) fn parts(self) -> usize {
+        if self.is_avx2() { NT / 16 } else { 1 }
+    }
+
+    /// Part `part` of [`Kernel::tile`] (of [`Kernel::parts`]); the other points of `out` are
+    /// left as they were.
+    pub(super) fn tile_part<const TAPS: usize>(
+        self,
+        input: &[f32],
+        stride: usize,
+        offsets: &[usize; TAPS],
+        weights: &[f32],
+        out: &mut [f32],
+        part: usize,
+    ) {
+        assert!(part < self.parts());
+        #[cfg(target_arch = "x86_64")]
+        if self.is_avx2() {
+            let cin = weights.len() / (TAPS * MR);
+            let furthest = offsets.iter().copied().max().unwrap_or(0);
+            let reach = cin.saturating_sub(1) * stride + furthest + NT;
+            assert!(
+                cin > 0
+                    && input.len() >= reach
+                    && weights.len() == cin * TAPS * MR
+                    && out.len() == MR * NT
+            );
+            // SAFETY: the kernel is only AVX2 where AVX2 and FMA were detected; the assert
+            // above bounds every read and write.
+            unsafe { x86::tile_avx2_part(input, stride, offsets, weights, out, part) };
+            return;
+        }
+        self.tile(input, stride, offsets, weights, out);
+    }
+
     /// Whether this is the AVX2+FMA kernel (false wherever it does not exist).
     pub(super) fn is_avx2(self) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -246,32 +284,48 @@ mod x86 {
         weights: &[f32],
         out: &mut [f32],
     ) {
+        for part in 0..NT / 16 {
+            unsafe { tile_avx2_part(input, stride, offsets, weights, out, part) };
+        }
+    }
+
+    /// Points `16*part..16*part + 16` of the tile, all 8 channels.
+    ///
+    /// # Safety
+    /// As for `tile_avx2`, and `part < NT / 16`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile_avx2_part<const TAPS: usize>(
+        input: &[f32],
+        stride: usize,
+        offsets: &[usize; TAPS],
+        weights: &[f32],
+        out: &mut [f32],
+        part: usize,
+    ) {
         let cin = weights.len() / (TAPS * MR);
         for half in 0..2 {
-            for part in 0..NT / 16 {
-                let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-                let mut w = unsafe { weights.as_ptr().add(4 * half) };
-                for c in 0..cin {
-                    let channel = unsafe { input.as_ptr().add(c * stride + 16 * part) };
-                    for &off in offsets {
-                        let x = unsafe {
-                            let p = channel.add(off);
-                            [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
-                        };
-                        for (m, row) in acc.iter_mut().enumerate() {
-                            let wm = _mm256_set1_ps(unsafe { *w.add(m) });
-                            for (a, &xv) in row.iter_mut().zip(&x) {
-                                *a = _mm256_fmadd_ps(wm, xv, *a);
-                            }
+            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+            let mut w = unsafe { weights.as_ptr().add(4 * half) };
+            for c in 0..cin {
+                let channel = unsafe { input.as_ptr().add(c * stride + 16 * part) };
+                for &off in offsets {
+                    let x = unsafe {
+                        let p = channel.add(off);
+                        [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]
+                    };
+                    for (m, row) in acc.iter_mut().enumerate() {
+                        let wm = _mm256_set1_ps(unsafe { *w.add(m) });
+                        for (a, &xv) in row.iter_mut().zip(&x) {
+                            *a = _mm256_fmadd_ps(wm, xv, *a);
                         }
-                        w = unsafe { w.add(MR) };
                     }
+                    w = unsafe { w.add(MR) };
                 }
-                for (m, row) in acc.iter().enumerate() {
-                    let dst = unsafe { out.as_mut_ptr().add((4 * half + m) * NT + 16 * part) };
-                    for (v, a) in row.iter().enumerate() {
-                        unsafe { _mm256_storeu_ps(dst.add(8 * v), *a) };
-                    }
+            }
+            for (m, row) in acc.iter().enumerate() {
+                let dst = unsafe { out.as_mut_ptr().add((4 * half + m) * NT + 16 * part) };
+                for (v, a) in row.iter().enumerate() {
+                    unsafe { _mm256_storeu_ps(dst.add(8 * v), *a) };
                 }
             }
         }
@@ -424,14 +478,17 @@ fn conv_image_in(
     results.resize(tiles * per_tile, 0.0);
     let results = &mut results[..tiles * per_tile];
     let run_tile = |(t, out): (usize, &mut [f32])| {
-        for (block, out) in out.chunks_exact_mut(MR * NT).enumerate() {
-            kernel.tile(
-                &padded[t * NT..],
-                stride,
-                &offsets,
-                packed.block(block),
-                out,
-            );
+        for part in 0..kernel.parts() {
+            for (block, out) in out.chunks_exact_mut(MR * NT).enumerate() {
+                kernel.tile_part(
+                    &padded[t * NT..],
+                    stride,
+                    &offsets,
+                    packed.block(block),
+                    out,
+                    part,
+                );
+            }
         }
     };
     on_tract_pool(results.chunks_mut(per_tile).enumerate().collect(), run_tile);

@@ -183,7 +183,10 @@ mod tests {
         // Short parallel work in runs that start while the last run's spinner may still be
         // inside a stolen piece: where a spinner could wait on itself, this hangs (the
         // channel then fails it).
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
         let (sent, received) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use rayon::prelude::*;
