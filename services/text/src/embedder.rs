@@ -41,10 +41,11 @@ pub struct Embedder {
     buckets: Vec<u32>,
     scales: Vec<f32>,
     rows: Vec<i8>,
-    /// Open-addressing table from bucket to row + 1 (0: empty), a power of two at least twice
-    /// the rows: a lookup is one multiply and usually one probe, where a binary search over
-    /// tens of thousands of buckets misses the cache several times per feature.
-    index: Vec<u32>,
+    /// Open-addressing table of `bucket << 32 | row + 1` (0: empty), a power of two at least
+    /// twice the rows: a lookup is one multiply and usually one probe, where a binary search
+    /// over tens of thousands of buckets misses the cache several times per feature. The
+    /// bucket sits in the entry so a probe is one cache miss, not two.
+    index: Vec<u64>,
     shift: u32,
 }
 
@@ -235,7 +236,7 @@ impl Embedder {
             while self.index[i] != 0 {
                 i = (i + 1) & (slots - 1);
             }
-            self.index[i] = r as u32 + 1;
+            self.index[i] = u64::from(b) << 32 | (r as u64 + 1);
         }
         self
     }
@@ -249,12 +250,12 @@ impl Embedder {
         let mask = self.index.len().wrapping_sub(1);
         let mut i = self.slot(bucket);
         loop {
-            let r = *self.index.get(i)? as usize;
-            if r == 0 {
+            let entry = *self.index.get(i)?;
+            if entry == 0 {
                 return None;
             }
-            if self.buckets[r - 1] == bucket {
-                return Some(r - 1);
+            if (entry >> 32) as u32 == bucket {
+                return Some((entry as u32 - 1) as usize);
             }
             i = (i + 1) & mask;
         }
@@ -277,7 +278,7 @@ impl Embedder {
     /// What the loaded model holds in memory.
     pub fn resident_bytes(&self) -> usize {
         self.buckets.len() * 8
-            + self.index.len() * 4
+            + self.index.len() * 8
             + self.rows.len()
             + self
                 .heads
@@ -302,8 +303,20 @@ impl Embedder {
     pub fn embed_counting(&self, features: &[u32]) -> (Vec<f32>, usize) {
         let mut h = vec![0f32; self.dim];
         let mut n = 0usize;
-        for &b in features {
-            if let Some(r) = self.row(b) {
+        // Lookups first, then the rows, a chunk of features at a time: each is a cache miss
+        // into tables of megabytes, and independent ones in a row overlap, where a lookup
+        // followed by its row's sum waited for each in turn.
+        let mut found = [0u32; 64];
+        for chunk in features.chunks(found.len()) {
+            let mut rows = 0;
+            for &b in chunk {
+                if let Some(r) = self.row(b) {
+                    found[rows] = r as u32;
+                    rows += 1;
+                }
+            }
+            for &r in &found[..rows] {
+                let r = r as usize;
                 let scale = self.scales[r];
                 for (x, q) in h
                     .iter_mut()
@@ -311,8 +324,8 @@ impl Embedder {
                 {
                     *x += f32::from(*q) * scale;
                 }
-                n += 1;
             }
+            n += rows;
         }
         if n > 0 {
             h.iter_mut().for_each(|x| *x /= n as f32);
@@ -331,7 +344,24 @@ impl Embedder {
             return Vec::new();
         };
         let mut z = head.bias.clone();
-        for (x, column) in h.iter().zip(head.by_dim.chunks_exact(z.len().max(1))) {
+        let n = z.len().max(1);
+        // Four dimensions per pass over the labels: each label's sum is loaded and stored once
+        // for four products, not once each (the pass was bound by those loads and stores).
+        let mut columns = head.by_dim.chunks_exact(4 * n);
+        let mut dims = h.chunks_exact(4);
+        for (x, four) in (&mut dims).zip(&mut columns) {
+            let (a, rest) = four.split_at(n);
+            let (b, rest) = rest.split_at(n);
+            let (c, d) = rest.split_at(n);
+            for ((((zk, a), b), c), d) in z.iter_mut().zip(a).zip(b).zip(c).zip(d) {
+                *zk += (a * x[0] + b * x[1]) + (c * x[2] + d * x[3]);
+            }
+        }
+        for (x, column) in dims
+            .remainder()
+            .iter()
+            .zip(columns.remainder().chunks_exact(n))
+        {
             for (zk, w) in z.iter_mut().zip(column) {
                 *zk += w * x;
             }

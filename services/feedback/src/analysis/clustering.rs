@@ -21,7 +21,7 @@
 //!
 //! Architecture invariant: works on `Reading`s only, never on text or the lexicon's words.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use super::reading::Reading;
 
@@ -155,12 +155,12 @@ pub fn cluster_with(readings: &[Reading], w: &Weights) -> Vec<usize> {
     if readings.is_empty() {
         return Vec::new();
     }
-    let mut terms: HashMap<String, u32> = HashMap::new();
+    let mut terms: HashMap<String, u32> = HashMap::default();
     let vectors: Vec<Sparse> = readings.iter().map(|r| vector(r, w, &mut terms)).collect();
 
     // Starting groups: the same main topic and symptom; statements naming no topic start
     // alone.
-    let mut start_of: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut start_of: HashMap<(&str, &str), usize> = HashMap::default();
     let no_topic = readings.iter().filter(|r| r.topic.is_none()).count();
     let mut member_of = Vec::with_capacity(readings.len());
     let mut sums: Vec<HashMap<u32, f32>> = Vec::new();
@@ -170,14 +170,14 @@ pub fn cluster_with(readings: &[Reading], w: &Weights) -> Vec<usize> {
             Some(topic) => *start_of
                 .entry((topic, r.symptom.unwrap_or("")))
                 .or_insert_with(|| {
-                    sums.push(HashMap::new());
+                    sums.push(HashMap::default());
                     sizes.push(0.0);
                     sums.len() - 1
                 }),
             // Statements naming no topic start alone, unless there are so many that the
             // similarity table would not fit: then they start by symptom and first word.
             None if no_topic <= MAX_ALONE => {
-                sums.push(HashMap::new());
+                sums.push(HashMap::default());
                 sizes.push(0.0);
                 sums.len() - 1
             }
@@ -187,7 +187,7 @@ pub fn cluster_with(readings: &[Reading], w: &Weights) -> Vec<usize> {
                     r.words.first().map_or("", String::as_str),
                 ))
                 .or_insert_with(|| {
-                    sums.push(HashMap::new());
+                    sums.push(HashMap::default());
                     sizes.push(0.0);
                     sums.len() - 1
                 }),
@@ -295,7 +295,7 @@ pub fn cluster_with(readings: &[Reading], w: &Weights) -> Vec<usize> {
         }
     }
     let root = cut(merges, &start_sizes, &inside, w);
-    let mut renumber: HashMap<usize, usize> = HashMap::new();
+    let mut renumber: HashMap<usize, usize> = HashMap::default();
     member_of
         .iter()
         .map(|&g| {
@@ -356,7 +356,7 @@ fn cut(
 /// The cosine similarity of every pair of readings, as the clustering starts from it (for
 /// tuning: `examples/evaluate.rs --pairs`).
 pub fn similarities(readings: &[Reading], w: &Weights) -> Vec<Vec<f32>> {
-    let mut terms: HashMap<String, u32> = HashMap::new();
+    let mut terms: HashMap<String, u32> = HashMap::default();
     let vectors: Vec<Sparse> = readings.iter().map(|r| vector(r, w, &mut terms)).collect();
     vectors
         .iter()
@@ -371,7 +371,7 @@ pub fn similarities(readings: &[Reading], w: &Weights) -> Vec<Vec<f32>> {
 /// the similarity of two statements their part similarity times their fault similarity.
 fn vector(r: &Reading, w: &Weights, terms: &mut HashMap<String, u32>) -> Sparse {
     let lx = super::lexicon::lexicon();
-    let mut part: HashMap<String, f32> = HashMap::new();
+    let mut part: HashMap<String, f32> = HashMap::default();
     let add = |map: &mut HashMap<String, f32>, key: String, x: f32| {
         *map.entry(key).or_insert(0.0) += x;
     };
@@ -385,7 +385,7 @@ fn vector(r: &Reading, w: &Weights, terms: &mut HashMap<String, u32>) -> Sparse 
         add(&mut part, format!("a:{area}"), w.learned_area * p);
         add(&mut part, format!("t:{t}"), w.learned_topic * p);
     }
-    let mut fault: HashMap<String, f32> = HashMap::new();
+    let mut fault: HashMap<String, f32> = HashMap::default();
     if let Some(s) = r.symptom {
         add(&mut fault, format!("s:{s}"), w.symptom);
     }
@@ -443,7 +443,7 @@ fn vector(r: &Reading, w: &Weights, terms: &mut HashMap<String, u32>) -> Sparse 
         .collect();
     fault.push((String::from("s:*"), floor.sqrt()));
 
-    let mut v: HashMap<u32, f32> = HashMap::new();
+    let mut v: HashMap<u32, f32> = HashMap::default();
     let concepts_share = (1.0 - (w.words_share + w.problem_share).clamp(0.0, 1.0)).sqrt();
     for (p, x) in &part {
         for (f, y) in &fault {
@@ -451,7 +451,7 @@ fn vector(r: &Reading, w: &Weights, terms: &mut HashMap<String, u32>) -> Sparse 
             *v.entry(key).or_insert(0.0) += concepts_share * x * y;
         }
     }
-    let mut words: HashMap<String, f32> = HashMap::new();
+    let mut words: HashMap<String, f32> = HashMap::default();
     for word in &r.words {
         add(&mut words, format!("w:{word}"), 1.0);
     }

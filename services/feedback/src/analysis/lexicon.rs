@@ -9,7 +9,7 @@
 //! Architecture invariant: data only; no knowledge of items, clusters or the bus. The words
 //! live in the TOML file, never in code.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -136,7 +136,7 @@ struct PhraseTable<T> {
 impl<T: Copy> PhraseTable<T> {
     fn new() -> Self {
         PhraseTable {
-            by_first: HashMap::new(),
+            by_first: HashMap::default(),
         }
     }
 
@@ -246,7 +246,7 @@ fn longest_first<T: Copy>(mut spans: Vec<(usize, usize, T)>) -> Vec<(usize, usiz
 }
 
 fn zh_matcher<T: Copy>(entries: Vec<(String, T)>) -> Result<(AhoCorasick, Vec<T>), String> {
-    let mut seen = HashMap::new();
+    let mut seen = HashMap::default();
     let mut patterns = Vec::new();
     let mut values = Vec::new();
     for (word, value) in entries {
@@ -273,7 +273,7 @@ impl Lexicon {
         let mut concept_pinyin = SoundTable::default();
         let mut pinyin_entries = Vec::new();
         let mut zh_entries = Vec::new();
-        let mut ids = std::collections::HashSet::new();
+        let mut ids = foldhash::HashSet::default();
         let mut words = Vec::new();
         let topics = file.topic.into_iter().map(|t| {
             (

@@ -394,8 +394,7 @@ fn tally_tones(
 
 /// `EN_STOP` as a set: a linear scan of it per word was a tenth of the reading time.
 fn is_stop_word(word: &str) -> bool {
-    static SET: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
-        std::sync::OnceLock::new();
+    static SET: std::sync::OnceLock<foldhash::HashSet<&'static str>> = std::sync::OnceLock::new();
     SET.get_or_init(|| EN_STOP.iter().copied().collect())
         .contains(word)
 }
