@@ -320,7 +320,14 @@ impl Linear {
                             rows_6x16_out(self.kernel, a, weights, bias, dst, n);
                             continue;
                         }
-                        rows_6x16(self.kernel, a, weights, &mut tile);
+                        rows_6x16_out(
+                            self.kernel,
+                            a,
+                            weights,
+                            &[0.0; AVX2_COLUMNS],
+                            &mut tile,
+                            AVX2_COLUMNS,
+                        );
                         // SAFETY (both arms): this stripe alone writes rows r0..r0+count.
                         if channel_major_out {
                             for j in 0..width {
@@ -352,7 +359,8 @@ thread_local! {
     static PADDED: std::cell::RefCell<Vec<f32>> = Default::default();
 }
 
-/// As [`rows_6x16`], plus `bias[j]`, into `out[m*pitch + j]` (six output rows `pitch` apart).
+/// `out[m*pitch + j] = bias[j] + sum over c of a[c*6 + m] * panel[c*16 + j]`: six packed rows
+/// by one 16-column panel (the AVX2 token-major path), the output rows `pitch` apart.
 fn rows_6x16_out(
     kernel: Kernel,
     a: &[f32],
@@ -376,35 +384,13 @@ fn rows_6x16_out(
         unsafe { x86::rows_6x16_out_avx2(a, panel, bias, out, pitch) };
         return;
     }
-    let mut tile = [0.0; AVX2_ROWS * AVX2_COLUMNS];
-    rows_6x16(kernel, a, panel, &mut tile);
+    let _ = kernel;
     for m in 0..AVX2_ROWS {
         for j in 0..AVX2_COLUMNS {
-            out[m * pitch + j] = tile[m * AVX2_COLUMNS + j] + bias[j];
-        }
-    }
-}
-
-/// `out[m*16 + j] = sum over c of a[c*6 + m] * panel[c*16 + j]`: six packed rows by one
-/// 16-column panel (the AVX2 token-major path).
-fn rows_6x16(kernel: Kernel, a: &[f32], panel: &[f32], out: &mut [f32; AVX2_ROWS * AVX2_COLUMNS]) {
-    let k = panel.len() / AVX2_COLUMNS;
-    // The kernel reads without bounds checks; this is what makes that sound.
-    assert!(k > 0 && a.len() == k * AVX2_ROWS && panel.len() == k * AVX2_COLUMNS);
-    #[cfg(target_arch = "x86_64")]
-    if kernel.is_avx2() {
-        // SAFETY: AVX2 and FMA were detected for this kernel; the assert bounds every read.
-        unsafe { x86::rows_6x16_avx2(a, panel, out) };
-        return;
-    }
-    let _ = kernel;
-    out.fill(0.0);
-    for c in 0..k {
-        for m in 0..AVX2_ROWS {
-            let v = a[c * AVX2_ROWS + m];
-            for j in 0..AVX2_COLUMNS {
-                out[m * AVX2_COLUMNS + j] += v * panel[c * AVX2_COLUMNS + j];
-            }
+            out[m * pitch + j] = bias[j]
+                + (0..k)
+                    .map(|c| a[c * AVX2_ROWS + m] * panel[c * AVX2_COLUMNS + j])
+                    .sum::<f32>();
         }
     }
 }
@@ -499,7 +485,8 @@ mod x86 {
         }
     }
 
-    /// As `rows_6x16_avx2`, with the bias added and the rows stored `pitch` apart.
+    /// 6 packed rows x 16 columns in 12 ymm accumulators started at the bias, the rows stored
+    /// `pitch` apart.
     ///
     /// # Safety
     /// AVX2 and FMA are available and the slices are as long as `rows_6x16_out` asserts.
@@ -537,40 +524,6 @@ mod x86 {
             unsafe {
                 _mm256_storeu_ps(out.as_mut_ptr().add(m * pitch), row[0]);
                 _mm256_storeu_ps(out.as_mut_ptr().add(m * pitch + 8), row[1]);
-            }
-        }
-    }
-
-    /// 6 packed rows x 16 columns in 12 ymm accumulators.
-    ///
-    /// # Safety
-    /// AVX2 and FMA are available and the slices are as long as `rows_6x16` asserts.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows_6x16_avx2(
-        a: &[f32],
-        panel: &[f32],
-        out: &mut [f32; AVX2_ROWS * AVX2_COLUMNS],
-    ) {
-        let k = panel.len() / AVX2_COLUMNS;
-        let mut acc = [[_mm256_setzero_ps(); 2]; AVX2_ROWS];
-        let (x, w) = (a.as_ptr(), panel.as_ptr());
-        for c in 0..k {
-            let (w0, w1) = unsafe {
-                (
-                    _mm256_loadu_ps(w.add(c * AVX2_COLUMNS)),
-                    _mm256_loadu_ps(w.add(c * AVX2_COLUMNS + 8)),
-                )
-            };
-            for (m, row) in acc.iter_mut().enumerate() {
-                let b = unsafe { _mm256_broadcast_ss(&*x.add(c * AVX2_ROWS + m)) };
-                row[0] = _mm256_fmadd_ps(b, w0, row[0]);
-                row[1] = _mm256_fmadd_ps(b, w1, row[1]);
-            }
-        }
-        for (m, row) in acc.iter().enumerate() {
-            unsafe {
-                _mm256_storeu_ps(out.as_mut_ptr().add(m * AVX2_COLUMNS), row[0]);
-                _mm256_storeu_ps(out.as_mut_ptr().add(m * AVX2_COLUMNS + 8), row[1]);
             }
         }
     }
