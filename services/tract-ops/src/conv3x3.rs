@@ -116,15 +116,7 @@ impl Kernel {
         assert!(part < self.parts());
         #[cfg(target_arch = "x86_64")]
         if self.is_avx2() {
-            let cin = weights.len() / (TAPS * MR);
-            let furthest = offsets.iter().copied().max().unwrap_or(0);
-            let reach = cin.saturating_sub(1) * stride + furthest + NT;
-            assert!(
-                cin > 0
-                    && input.len() >= reach
-                    && weights.len() == cin * TAPS * MR
-                    && out.len() == MR * NT
-            );
+            assert_tile_bounds(input, stride, offsets, weights, out);
             // SAFETY: the kernel is only AVX2 where AVX2 and FMA were detected; the assert
             // above bounds every read and write.
             unsafe { x86::tile_avx2_part(input, stride, offsets, weights, out, part) };
@@ -171,16 +163,7 @@ impl Kernel {
         weights: &[f32],
         out: &mut [f32],
     ) {
-        let cin = weights.len() / (TAPS * MR);
-        // The kernels read and write without bounds checks; this is what makes that sound.
-        let furthest = offsets.iter().copied().max().unwrap_or(0);
-        let reach = cin.saturating_sub(1) * stride + furthest + NT;
-        assert!(
-            cin > 0
-                && input.len() >= reach
-                && weights.len() == cin * TAPS * MR
-                && out.len() == MR * NT
-        );
+        assert_tile_bounds(input, stride, offsets, weights, out);
         match self {
             Self::Portable => tile_portable(input, stride, offsets, weights, out),
             // SAFETY: the feature was detected in `best`/`available`; the assert above bounds
@@ -191,6 +174,22 @@ impl Kernel {
             Self::Avx512 => unsafe { x86::tile_avx512(input, stride, offsets, weights, out) },
         }
     }
+}
+
+/// The kernels read and write without bounds checks; this is what makes that sound.
+fn assert_tile_bounds<const TAPS: usize>(
+    input: &[f32],
+    stride: usize,
+    offsets: &[usize; TAPS],
+    weights: &[f32],
+    out: &[f32],
+) {
+    let cin = weights.len() / (TAPS * MR);
+    let furthest = offsets.iter().copied().max().unwrap_or(0);
+    let reach = cin.saturating_sub(1) * stride + furthest + NT;
+    assert!(
+        cin > 0 && input.len() >= reach && weights.len() == cin * TAPS * MR && out.len() == MR * NT
+    );
 }
 
 fn tile_portable<const TAPS: usize>(
